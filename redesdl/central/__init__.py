@@ -1,0 +1,1 @@
+"""The central registry: live secondaries, merged catalog, replication plans."""

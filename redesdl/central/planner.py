@@ -1,0 +1,107 @@
+"""Replication planning: every secondary comes to hold every file.
+
+Whenever the registry changes, the planner looks for secondaries lacking a
+name that others serve and asks each to copy a few files at a time from the
+holders. A secondary holding a different content under that name is left
+alone (files are never overwritten); a failed copy is retried after a delay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from redesdl.central.registry import Registry, SecondaryRecord
+
+
+class ReplicationPlanner:
+    """Decide which secondary copies which file from whom, and track it."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        registry: Registry,
+        clock: Any,
+        perSecondary: int = 2,
+        retryDelay: float = 10.0,
+    ) -> None:
+        self._registry = registry
+        self._clock = clock
+        self._perSecondary = perSecondary
+        self._retryDelay = retryDelay
+        self.inProgress: dict[tuple[str, str], str] = {}
+        self._retryAfter: dict[tuple[str, str], float] = {}
+        self._pending: IDelayedCall | None = None
+        registry.listeners.append(self.schedule)
+
+    def schedule(self, delay: float = 0) -> None:
+        """Plan soon; many changes in one reactor turn cause one plan."""
+        if self._pending is None or not self._pending.active():
+            self._pending = self._clock.callLater(delay, self.plan)
+
+    def plan(self) -> None:
+        now = self._clock.seconds()
+        entries = self._registry.catalog()
+        for record in list(self._registry.secondaries.values()):
+            busy = sum(1 for (sid, _) in self.inProgress if sid == record.id)
+            for entry in entries:
+                if busy >= self._perSecondary:
+                    break
+                key = (record.id, entry.info.name)
+                if (
+                    entry.info.name in record.files
+                    or key in self.inProgress
+                    or self._retryAfter.get(key, 0) > now
+                    or not entry.holders
+                ):
+                    continue
+                self._ask(record, entry.info, entry.holders)
+                busy += 1
+
+    def _ask(
+        self, record: SecondaryRecord, info: Any, holders: list[SecondaryRecord]
+    ) -> None:
+        self.inProgress[(record.id, info.name)] = info.sha256
+        self.log.info(
+            "asking {target} to copy {name} from {sources}",
+            target=record.name,
+            name=info.name,
+            sources=", ".join(h.name for h in holders),
+        )
+        record.connection.sendMessage(
+            {
+                "type": "replicate",
+                "file": info.to_wire(),
+                "sources": [h.address.to_wire() for h in holders],
+            }
+        )
+
+    def finished(
+        self, record: SecondaryRecord, name: str, ok: bool, reason: str
+    ) -> None:
+        """C{record} reports the end of its copy of C{name}."""
+        key = (record.id, name)
+        if self.inProgress.pop(key, None) is None:
+            return
+        if ok:
+            self.log.info("{target} now holds {name}", target=record.name, name=name)
+        else:
+            self.log.warn(
+                "{target} could not copy {name}: {reason}; retrying in {delay}s",
+                target=record.name,
+                name=name,
+                reason=reason,
+                delay=self._retryDelay,
+            )
+            self._retryAfter[key] = self._clock.seconds() + self._retryDelay
+            self.schedule(self._retryDelay)
+        self.schedule()
+
+    def forget(self, record: SecondaryRecord) -> None:
+        """C{record} disconnected: its copies in progress are void."""
+        for key in [key for key in self.inProgress if key[0] == record.id]:
+            del self.inProgress[key]
+        self.schedule()

@@ -1,0 +1,60 @@
+"""``twistd redesdl-central``: options and service assembly, nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.python import usage
+
+from redesdl.central.protocol import CentralFactory
+from redesdl.daemon import check_server_endpoint, prepare_state_dir
+from redesdl.listening import ListeningService
+
+ROLE = "redesdl-central"
+
+
+class Options(usage.Options):
+    """Command-line options of ``twistd redesdl-central``."""
+
+    optParameters = [
+        [
+            "listen",
+            "l",
+            "tcp:7000:interface=127.0.0.1",
+            "Twisted server endpoint to listen on (tcp:7000 for every interface).",
+        ],
+        [
+            "state-dir",
+            "s",
+            ".redesdl-central",
+            "Folder for the central's own files; created if missing.",
+        ],
+        [
+            "min-secondaries",
+            None,
+            1,
+            "Hold downloads back until this many secondaries are registered.",
+            int,
+        ],
+    ]
+
+    def postOptions(self) -> None:
+        check_server_endpoint(self["listen"])
+        if self["min-secondaries"] < 0:
+            raise usage.UsageError("--min-secondaries must be 0 or more")
+
+
+def makeService(config: Options, reactor: Any = None) -> IService:
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    prepare_state_dir(config["state-dir"], ROLE)
+    factory = CentralFactory(reactor, minSecondaries=config["min-secondaries"])
+    top = MultiService()
+    listener = ListeningService(config["listen"], factory, ROLE, reactor)
+    listener.setServiceParent(top)
+    top.factory = factory  # type: ignore[attr-defined]
+    top.listener = listener  # type: ignore[attr-defined]
+    return top

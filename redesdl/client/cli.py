@@ -1,0 +1,246 @@
+"""``redesdl``: the one-shot command line (``list``, ``get``).
+
+Every failure ends as one line on stderr and exit status 1 (2 for usage
+errors, 130 when interrupted); a traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import socket
+import sys
+from typing import Any, NoReturn
+
+from twisted.internet import error as net_error
+from twisted.internet.defer import Deferred
+from twisted.logger import LogLevel, formatEvent, globalLogBeginner
+from twisted.python.failure import Failure
+
+from redesdl import __version__
+from redesdl.client.central import CentralConnection, connect_central
+from redesdl.client.download import Download, DownloadError
+from redesdl.endpoints import central_endpoint
+from redesdl.protocol.errors import RemoteError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_CENTRAL = "127.0.0.1:7000"
+
+
+class UserError(Exception):
+    """A failure already phrased for a person."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="redesdl",
+        description="Download a file in verified parts from every live secondary.",
+    )
+    parser.add_argument(
+        "--central",
+        default=os.environ.get("REDESDL_CENTRAL", DEFAULT_CENTRAL),
+        help="the central as HOST:PORT or a Twisted client endpoint "
+        "string [default: $REDESDL_CENTRAL or %(default)s]",
+    )
+    parser.add_argument(
+        "--name",
+        default=f"{getpass.getuser()}@{socket.gethostname()}",
+        help="this client's name, as the central records it [default: %(default)s]",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for a connection [default: %(default)s]",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log what happens on stderr"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks of unexpected errors"
+    )
+    parser.add_argument("--version", action="version", version=f"redesdl {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    listing = commands.add_parser("list", help="list the files the cluster serves")
+    listing.add_argument("--json", action="store_true", help="print one JSON array")
+    get = commands.add_parser("get", help="download a file")
+    get.add_argument("file", metavar="NAME", help="the file's name, as 'list' shows it")
+    get.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="where to save it [default: its base name, here]; "
+        "an existing folder means inside it",
+    )
+    get.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    get.add_argument(
+        "--json",
+        action="store_true",
+        help="end with one JSON object describing the download",
+    )
+    return parser
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+async def run_list(central: CentralConnection, args: argparse.Namespace) -> int:
+    files = await central.list()
+    if args.json:
+        print(json.dumps(files))
+        return EXIT_OK
+    if not files:
+        print("no files yet")
+        return EXIT_OK
+    width = max(len(str(f.get("name"))) for f in files)
+    for entry in files:
+        print(
+            f"{entry.get('name')!s:<{width}}  {human_size(entry.get('size', 0)):>10}  "
+            f"{entry.get('sources')} source(s)  {str(entry.get('sha256'))[:16]}"
+        )
+    return EXIT_OK
+
+
+def output_path(requested: str | None, name: str) -> str:
+    basename = name.rsplit("/", 1)[-1]
+    if requested is None:
+        return basename
+    if os.path.isdir(requested):
+        return os.path.join(requested, basename)
+    return requested
+
+
+async def run_get(
+    reactor: Any, central: CentralConnection, args: argparse.Namespace
+) -> int:
+    info, sources = await central.locate(args.file)
+    central.close()
+    download = Download(
+        info,
+        sources,
+        output_path(args.output, info.name),
+        reactor=reactor,
+        clientName=args.name,
+        overwrite=args.force,
+    )
+    result = await download.start()
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        used = ", ".join(
+            f"{name} {human_size(n)}" for name, n in result.sources.items()
+        )
+        rate = result.size / result.seconds if result.seconds else 0
+        print(
+            f"saved {result.path} ({human_size(result.size)}, sha256 "
+            f"{result.sha256}) in {result.seconds:.2f} s, {human_size(rate)}/s "
+            f"from {used or 'nowhere (empty file)'}"
+        )
+    return EXIT_OK
+
+
+async def run(reactor: Any, args: argparse.Namespace) -> int:
+    try:
+        endpoint = central_endpoint(reactor, args.central, timeout=args.timeout)
+    except ValueError as e:
+        raise UserError(f"--central: {e}") from None
+    try:
+        central = await connect_central(endpoint, args.name)
+    except (
+        net_error.ConnectError,
+        net_error.DNSLookupError,
+        net_error.TimeoutError,
+        net_error.ConnectionLost,
+        net_error.ConnectionDone,
+        OSError,
+    ) as e:
+        raise UserError(
+            f"cannot reach the central at {args.central}: {describe_network_error(e)}"
+        ) from None
+    try:
+        if args.command == "list":
+            return await run_list(central, args)
+        return await run_get(reactor, central, args)
+    finally:
+        central.close()
+
+
+def describe_network_error(error: Exception) -> str:
+    if isinstance(error, net_error.ConnectionRefusedError):
+        return "connection refused (is redesdl-central running there?)"
+    if isinstance(error, net_error.TimeoutError | net_error.TCPTimedOutError):
+        return "timed out"
+    if isinstance(error, net_error.DNSLookupError):
+        return "unknown host"
+    return str(error).strip() or type(error).__name__
+
+
+def describe(failure: Failure, args: argparse.Namespace) -> str:
+    """One line for a person explaining C{failure}."""
+    error = failure.value
+    if isinstance(error, UserError | DownloadError):
+        return str(error)
+    if isinstance(error, RemoteError):
+        if error.code == "not_found":
+            return f"no file named {args.file!r} on the central (see 'redesdl list')"
+        return error.message
+    if isinstance(error, net_error.ConnectionDone | net_error.ConnectionLost):
+        return f"lost the connection to the central at {args.central}"
+    return f"unexpected error: {error!r} (run with --debug for details)"
+
+
+def start_logging(verbose: bool) -> None:
+    threshold = LogLevel.info if verbose else LogLevel.warn
+
+    def observer(event: dict[str, Any]) -> None:
+        level = event.get("log_level", LogLevel.info)
+        if level < threshold:
+            return
+        text = formatEvent(event)
+        if "log_failure" in event and verbose:
+            text += "\n" + event["log_failure"].getTraceback()
+        sys.stderr.write(f"redesdl: {text}\n")
+
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write("redesdl: error: give a command: list or get\n")
+        sys.exit(EXIT_USAGE)
+    start_logging(args.verbose)
+    from twisted.internet import reactor
+
+    outcome: list[Any] = []
+
+    def done(result: Any) -> None:
+        outcome.append(result)
+        reactor.stop()
+
+    def begin() -> None:
+        Deferred.fromCoroutine(run(reactor, args)).addBoth(done)
+
+    reactor.callWhenRunning(begin)
+    reactor.run()
+    if not outcome:
+        sys.stderr.write(
+            "redesdl: interrupted; partial data, if any, is kept in its .part file\n"
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    result = outcome[0]
+    if isinstance(result, Failure):
+        if args.debug:
+            sys.stderr.write(result.getTraceback())
+        sys.stderr.write(f"redesdl: {describe(result, args)}\n")
+        sys.exit(EXIT_FAILURE)
+    sys.exit(result)

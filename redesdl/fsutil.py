@@ -1,0 +1,33 @@
+"""File-system steps that must not lose or clobber data.
+
+A finished download is moved into place with L{rename_no_replace}, which never
+overwrites a file that appeared meanwhile (``os.rename`` silently would).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+
+def fsync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def rename_no_replace(source: str, destination: str) -> None:
+    """Move C{source} to C{destination}; raise FileExistsError if it exists."""
+    try:
+        os.link(source, destination)
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        if os.path.lexists(destination):
+            raise FileExistsError(errno.EEXIST, "file exists", destination) from None
+        os.rename(source, destination)
+    else:
+        os.unlink(source)
+    fsync_directory(os.path.dirname(os.path.abspath(destination)))

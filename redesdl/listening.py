@@ -1,0 +1,106 @@
+"""A listening port that fails the daemon at once when it cannot be opened.
+
+A bare ``StreamServerEndpointService`` only logs a failed bind and leaves the
+daemon running with no socket. Under twistd, L{ListeningService} listens in
+``privilegedStartService`` and turns a failure into ``SystemExit`` with one
+clear line, so the process exits non-zero before the reactor starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+
+class ListeningService(Service):
+    """Listen on an endpoint description while the service runs."""
+
+    log = Logger()
+
+    def __init__(
+        self, description: str, factory: Factory, role: str, reactor: Any = None
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.description = description
+        self._factory = factory
+        self._role = role
+        self._reactor = reactor
+        self.port: IListeningPort | None = None
+        self._listening: Deferred[IListeningPort] | None = None
+        self._waiters: list[Deferred[IListeningPort]] = []
+        self._outcome: IListeningPort | Failure | None = None
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._listen()
+        if isinstance(self._outcome, Failure):
+            raise SystemExit(
+                f"{self._role}: cannot listen on {self.description}: "
+                f"{self._outcome.getErrorMessage()}"
+            )
+
+    def startService(self) -> None:
+        super().startService()
+        if self._listening is None:
+            self._listen()
+
+    def _listen(self) -> None:
+        endpoint = serverFromString(self._reactor, self.description)
+        self._listening = endpoint.listen(self._factory)
+        self._listening.addBoth(self._listened)
+
+    def _listened(self, outcome: IListeningPort | Failure) -> None:
+        self._outcome = outcome
+        if isinstance(outcome, Failure):
+            self.log.critical(
+                "{role}: cannot listen on {description}: {error}",
+                role=self._role,
+                description=self.description,
+                error=outcome.getErrorMessage(),
+            )
+        else:
+            self.port = outcome
+            address = outcome.getHost()
+            self.log.info(
+                "{role} listening on {host}:{port}",
+                role=self._role,
+                host=getattr(address, "host", address),
+                port=getattr(address, "port", ""),
+            )
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if isinstance(outcome, Failure):
+                waiter.errback(outcome)
+            else:
+                waiter.callback(outcome)
+
+    def whenListening(self) -> Deferred[IListeningPort]:
+        """Fire with the listening port, or fail if listening failed."""
+        waiter: Deferred[IListeningPort] = Deferred()
+        if self._outcome is None:
+            self._waiters.append(waiter)
+        elif isinstance(self._outcome, Failure):
+            waiter.errback(self._outcome)
+        else:
+            waiter.callback(self._outcome)
+        return waiter
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        disconnectAll = getattr(self._factory, "disconnectAll", None)
+        if disconnectAll is not None:
+            disconnectAll()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+        return None

@@ -1,0 +1,39 @@
+"""What a file name may be, on the wire and on disk.
+
+A name is a relative path with ``/`` between components, as a secondary found
+it under its data folder. Names arrive from the network, so nothing joins one
+onto a path before L{validate_name} accepted it: no absolute paths, no ``..``,
+no hidden components (they hold our staging area), no control characters.
+"""
+
+from __future__ import annotations
+
+from redesdl.protocol.errors import ProtocolError
+
+MAX_NAME_LENGTH = 1024
+
+
+def name_problem(name: str) -> str | None:
+    """Say why C{name} is not a valid file name, or return None if it is."""
+    if not name or len(name) > MAX_NAME_LENGTH:
+        return f"a name must have 1 to {MAX_NAME_LENGTH} characters"
+    if any(ord(c) < 32 or c in "\\\x7f" for c in name):
+        return "a name may not contain control characters or backslashes"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a name must be valid UTF-8"
+    for part in name.split("/"):
+        if part in ("", ".", ".."):
+            return "a name is a relative path without empty, '.' or '..' parts"
+        if part.startswith("."):
+            return "a name may not have hidden ('.') components"
+    return None
+
+
+def validate_name(name: str) -> str:
+    """Return C{name} if valid, else raise a ``bad_request`` L{ProtocolError}."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise ProtocolError("bad_request", f"invalid name {name!r}: {problem}")
+    return name

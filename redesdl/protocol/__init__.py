@@ -1,0 +1,1 @@
+"""The wire protocol every redesdl actor speaks: framing, messages, errors."""

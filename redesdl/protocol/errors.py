@@ -1,0 +1,62 @@
+"""Typed errors that cross the wire, so no peer ever sees a traceback.
+
+A request that cannot be served is answered with an ``error`` message whose
+``code`` is one of L{ERROR_CODES}; the receiving side turns it back into a
+L{RemoteError}. Both sides use L{ProtocolError} for "the peer sent something
+we will not act on".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Every code an ``error`` message may carry, with what it means.
+ERROR_CODES = {
+    "bad_frame": "the frame was not a JSON object with a type (connection closed)",
+    "too_large": "the frame exceeded the receiver's limit (connection closed)",
+    "bad_request": "a field is missing, of the wrong type or out of range",
+    "unknown_type": "the receiver does not know this message type",
+    "version": "the peer speaks an incompatible protocol version",
+    "hello_first": "a message other than hello arrived before hello",
+    "forbidden": "this role may not send this message",
+    "not_found": "no such file",
+    "no_source": "the file exists but no live secondary holds it",
+    "not_ready": "fewer secondaries are registered than the central requires",
+    "name_taken": "another secondary already registered this name",
+    "busy": "too many requests are queued on this connection",
+    "internal": "the receiver failed to handle the request (it logged why)",
+}
+
+
+class ProtocolError(Exception):
+    """A message we refuse, with the code and text to send back."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+    def to_message(self, request_id: int | None = None) -> dict[str, Any]:
+        reply: dict[str, Any] = {
+            "type": "error",
+            "code": self.code,
+            "message": self.message,
+        }
+        if request_id is not None:
+            reply["id"] = request_id
+        return reply
+
+
+class RemoteError(Exception):
+    """The peer answered a request with an ``error`` message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> RemoteError:
+        return cls(
+            str(message.get("code", "internal")), str(message.get("message", ""))
+        )

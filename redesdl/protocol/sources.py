@@ -1,0 +1,40 @@
+"""Where to reach a secondary: the address the central hands to downloaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redesdl.protocol.errors import ProtocolError
+from redesdl.protocol.messages import count, text
+
+
+@dataclass(frozen=True)
+class SourceAddress:
+    """One secondary's name and the host and port clients connect to."""
+
+    name: str
+    host: str
+    port: int
+
+    @classmethod
+    def from_wire(cls, value: Any) -> SourceAddress:
+        if not isinstance(value, dict):
+            raise ProtocolError("bad_request", "a source must be an object")
+        return cls(
+            text(value, "name", max_length=256),
+            text(value, "host", max_length=256),
+            count(value, "port", maximum=65535),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"name": self.name, "host": self.host, "port": self.port}
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (or ``[V6]:PORT``), raising ValueError if malformed."""
+    host, separator, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return host, int(port)

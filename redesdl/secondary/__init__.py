@@ -1,0 +1,1 @@
+"""The secondary: indexes a data folder, serves chunks, replicates from peers."""

@@ -1,0 +1,128 @@
+"""The secondary's long-lived connection to the central.
+
+On every (re)connection the secondary says ``hello`` with its id, name and
+port, then reports its whole catalog in batches; afterwards it reports index
+changes as they happen and receives ``replicate`` requests. ClientService
+reconnects with backoff, so a central restart needs nothing from an operator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
+
+from redesdl.manifest import FileInfo, Manifest
+from redesdl.protocol.errors import RemoteError
+from redesdl.protocol.messages import (
+    MAX_FILES_PER_MESSAGE,
+    PROTOCOL_VERSION,
+    MessageProtocol,
+    items,
+    mapping,
+)
+from redesdl.protocol.sources import SourceAddress
+from redesdl.secondary.index import IndexChanges
+
+if TYPE_CHECKING:
+    from redesdl.secondary.service import SecondaryService
+
+
+def batches(
+    values: list[Any], size: int = MAX_FILES_PER_MESSAGE
+) -> Iterable[list[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+class CentralLinkProtocol(MessageProtocol):
+    """Register with the central, keep it informed, take replication orders."""
+
+    maxFrameLength = 256 * 1024
+
+    def __init__(self, secondary: SecondaryService) -> None:
+        self._secondary = secondary
+        self.registered = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        hello = {
+            "type": "hello",
+            "version": PROTOCOL_VERSION,
+            "role": "secondary",
+            "name": self._secondary.name,
+            "secondary_id": self._secondary.secondaryId,
+            "port": self._secondary.listeningPort(),
+        }
+        if self._secondary.advertise:
+            hello["advertise"] = self._secondary.advertise
+        self.request(hello).addCallbacks(self._welcomed, self._refused)
+
+    def _welcomed(self, _: dict[str, Any]) -> None:
+        self.registered = True
+        self.log.info(
+            "registered with the central as {name}", name=self._secondary.name
+        )
+        self.sendAdded(self._secondary.index.manifests())
+        self._secondary.linkUp(self)
+
+    def _refused(self, reason: Failure) -> None:
+        if reason.check(RemoteError):
+            self.log.error(
+                "the central refused this secondary: {error}",
+                error=reason.value.message,
+            )
+            self.transport.loseConnection()
+
+    def sendChanges(self, changes: IndexChanges) -> None:
+        if changes.removed:
+            for names in batches(changes.removed):
+                self.sendMessage({"type": "files_removed", "names": names})
+        self.sendAdded(changes.added)
+
+    def sendAdded(self, manifests: list[Manifest]) -> None:
+        for group in batches(manifests):
+            self.sendMessage(
+                {"type": "files_added", "files": [m.info.to_wire() for m in group]}
+            )
+
+    def sendReplicated(self, name: str, ok: bool, reason: str = "") -> None:
+        self.sendMessage(
+            {"type": "replicated", "name": name, "ok": ok, "reason": reason}
+        )
+
+    def msg_replicate(self, message: dict[str, Any]) -> None:
+        info = FileInfo.from_wire(mapping(message, "file"))
+        sources = [
+            SourceAddress.from_wire(value)
+            for value in items(message, "sources", max_items=1024)
+        ]
+        self._secondary.replicator.replicate(info, sources)
+
+    def msg_error(self, message: dict[str, Any]) -> None:
+        self.log.warn(
+            "the central reported an error: {code}: {text}",
+            code=message.get("code"),
+            text=message.get("message"),
+        )
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        if self.registered:
+            self.log.info("lost the central: {reason}", reason=reason.getErrorMessage())
+        self.registered = False
+        self._secondary.linkDown(self)
+
+
+class CentralLinkFactory(Factory):
+    """Build the link protocol for ClientService's every (re)connection."""
+
+    noisy = False
+
+    def __init__(self, secondary: SecondaryService) -> None:
+        self._secondary = secondary
+
+    def buildProtocol(self, addr: Any) -> CentralLinkProtocol:
+        return CentralLinkProtocol(self._secondary)

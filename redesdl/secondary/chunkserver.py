@@ -1,0 +1,217 @@
+"""The secondary's server side: manifests and byte ranges for clients and peers.
+
+A connection says ``hello``, then pipelines ``manifest`` and ``get`` requests.
+Replies go out strictly in request order, because a ``chunk`` header is
+followed by raw bytes that nothing may interleave with. Each range is written
+by a pull producer, one block per pull, so memory stays bounded whatever the
+file size and however slow the reader.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer, IPullProducer
+from zope.interface import implementer
+
+from redesdl.protocol.errors import ProtocolError
+from redesdl.protocol.messages import (
+    PROTOCOL_VERSION,
+    MessageProtocol,
+    count,
+    digest,
+    text,
+)
+from redesdl.protocol.tracking import TrackingFactory
+from redesdl.secondary.index import DataIndex, IndexEntry
+
+#: Requests a client may have queued on one connection before it is refused.
+MAX_QUEUED_REQUESTS = 64
+
+
+@implementer(IPullProducer)
+class RangeProducer:
+    """Write C{length} bytes of an open file from C{offset}, one block per pull."""
+
+    blockSize = 512 * 1024
+
+    def __init__(self, fd: int, offset: int, length: int, consumer: IConsumer) -> None:
+        self._fd = fd
+        self._offset = offset
+        self._remaining = length
+        self._consumer = consumer
+        self.finished: Deferred[None] = Deferred()
+
+    def start(self) -> Deferred[None]:
+        self._consumer.registerProducer(self, False)
+        return self.finished
+
+    def resumeProducing(self) -> None:
+        try:
+            block = os.pread(
+                self._fd, min(self.blockSize, self._remaining), self._offset
+            )
+            if not block:
+                raise OSError("the file is shorter than its manifest says")
+        except OSError as e:
+            self._finish(e)
+            return
+        self._offset += len(block)
+        self._remaining -= len(block)
+        self._consumer.write(block)
+        if not self._remaining:
+            self._finish(None)
+
+    def stopProducing(self) -> None:
+        self._finish(ConnectionError("the connection closed mid-range"))
+
+    def _finish(self, error: Exception | None) -> None:
+        if self.finished.called:
+            return
+        self._consumer.unregisterProducer()
+        os.close(self._fd)
+        if error is None:
+            self.finished.callback(None)
+        else:
+            self.finished.errback(error)
+
+
+@dataclass(frozen=True)
+class ChunkRequest:
+    request_id: int
+    entry: IndexEntry
+    index: int
+
+
+class ChunkServerProtocol(MessageProtocol):
+    """Answer one client's or peer's manifest and chunk requests, in order."""
+
+    maxFrameLength = 16 * 1024
+    factory: ChunkServerFactory
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.peerName: str | None = None
+        self._queue: deque[dict[str, Any] | ChunkRequest] = deque()
+        self._producing = False
+
+    def sendMessage(self, message: dict[str, Any]) -> None:
+        if self._producing or self._queue:
+            self._queue.append(message)
+        else:
+            super().sendMessage(message)
+
+    def _enqueue(self, item: ChunkRequest | dict[str, Any]) -> None:
+        if len(self._queue) >= MAX_QUEUED_REQUESTS:
+            raise ProtocolError(
+                "busy", f"at most {MAX_QUEUED_REQUESTS} queued requests"
+            )
+        self._queue.append(item)
+        self._pump()
+
+    def _pump(self) -> None:
+        while self._queue and not self._producing:
+            item = self._queue.popleft()
+            if isinstance(item, ChunkRequest):
+                self._startChunk(item)
+            else:
+                super().sendMessage(item)
+
+    def _requireHello(self) -> None:
+        if self.peerName is None:
+            raise ProtocolError("hello_first", "say hello first")
+
+    def msg_hello(self, message: dict[str, Any]) -> None:
+        if message.get("version") != PROTOCOL_VERSION:
+            raise ProtocolError(
+                "version", f"this secondary speaks version {PROTOCOL_VERSION}"
+            )
+        self.peerName = text(message, "name", max_length=256)
+        self._enqueue(
+            {
+                "type": "welcome",
+                "id": message.get("id"),
+                "version": PROTOCOL_VERSION,
+                "name": self.factory.name,
+            }
+        )
+
+    def msg_manifest(self, message: dict[str, Any]) -> None:
+        self._requireHello()
+        entry = self.factory.index.lookup(
+            text(message, "name"), digest(message, "sha256")
+        )
+        self._enqueue(
+            {
+                "type": "manifest",
+                "id": count(message, "id"),
+                "manifest": entry.manifest.to_wire(),
+            }
+        )
+
+    def msg_get(self, message: dict[str, Any]) -> None:
+        self._requireHello()
+        request_id = count(message, "id")
+        entry = self.factory.index.lookup(
+            text(message, "name"), digest(message, "sha256")
+        )
+        index = count(message, "index")
+        if index >= len(entry.manifest.chunk_hashes):
+            raise ProtocolError("bad_request", f"chunk {index} is past the end")
+        self._enqueue(ChunkRequest(request_id, entry, index))
+
+    def _startChunk(self, request: ChunkRequest) -> None:
+        offset, length = request.entry.manifest.chunk_range(request.index)
+        try:
+            fd = os.open(request.entry.path, os.O_RDONLY)
+        except OSError as e:
+            self.log.warn(
+                "cannot open {path}: {error}", path=request.entry.path, error=e
+            )
+            super().sendMessage(
+                ProtocolError("not_found", "the file is gone").to_message(
+                    request.request_id
+                )
+            )
+            return
+        super().sendMessage(
+            {
+                "type": "chunk",
+                "id": request.request_id,
+                "index": request.index,
+                "length": length,
+            }
+        )
+        self._producing = True
+        RangeProducer(fd, offset, length, self.transport).start().addCallbacks(
+            self._chunkSent, self._chunkFailed, errbackArgs=(request,)
+        )
+
+    def _chunkSent(self, _: None) -> None:
+        self._producing = False
+        self._pump()
+
+    def _chunkFailed(self, reason: Any, request: ChunkRequest) -> None:
+        self.log.warn(
+            "aborting chunk {index} of {name} to {peer}: {error}",
+            index=request.index,
+            name=request.entry.manifest.name,
+            peer=self.peerName,
+            error=reason.getErrorMessage(),
+        )
+        self.transport.abortConnection()
+
+
+class ChunkServerFactory(TrackingFactory):
+    """Serve the files of one L{DataIndex} under this secondary's name."""
+
+    protocol = ChunkServerProtocol
+
+    def __init__(self, index: DataIndex, name: str) -> None:
+        super().__init__()
+        self.index = index
+        self.name = name

@@ -1,0 +1,209 @@
+"""The index of a secondary's data folder: which names it serves, and their manifests.
+
+Hashing a large folder takes time, so manifests are computed in a thread and
+cached in the state folder keyed by (size, mtime, inode): a restart with
+unchanged files hashes nothing. A rescan reports what was added, changed or
+removed so the central can be told. Hidden files and folders (such as the
+replication staging folder) and symlinks are never indexed or served.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
+
+from redesdl.jsonfile import read_json, write_json_atomic
+from redesdl.manifest import Manifest, build_manifest
+from redesdl.names import name_problem
+from redesdl.protocol.errors import ProtocolError
+
+CACHE_VERSION = 1
+
+StatKey = tuple[int, int, int]
+
+
+def stat_key(path: str) -> StatKey:
+    st = os.stat(path, follow_symlinks=False)
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def walk_data_folder(root: str) -> dict[str, tuple[str, StatKey]]:
+    """Every servable regular file under C{root}: name -> (path, stat key)."""
+    found: dict[str, tuple[str, StatKey]] = {}
+    for directory, subdirectories, files in os.walk(root, onerror=_raise):
+        subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
+        relative = os.path.relpath(directory, root)
+        for filename in files:
+            name = filename if relative == "." else f"{relative}/{filename}"
+            name = name.replace(os.sep, "/")
+            path = os.path.join(directory, filename)
+            if name_problem(name) is not None or os.path.islink(path):
+                continue
+            try:
+                st = os.stat(path, follow_symlinks=False)
+            except OSError:
+                continue
+            if os.path.stat.S_ISREG(st.st_mode):
+                found[name] = (path, (st.st_size, st.st_mtime_ns, st.st_ino))
+    return found
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One served file: its manifest, where it lives, and its stat when hashed."""
+
+    manifest: Manifest
+    path: str
+    stat: StatKey
+
+
+@dataclass
+class IndexChanges:
+    """What a scan found: new or changed files, and names that disappeared."""
+
+    added: list[Manifest] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+class DataIndex:
+    """The files one secondary serves, hashed once and remembered across restarts."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        data: FilePath,
+        cache: FilePath,
+        runInThread: Callable[..., Deferred[Any]] = deferToThread,
+    ) -> None:
+        self.data = data
+        self._cacheFile = cache
+        self._runInThread = runInThread
+        self.entries: dict[str, IndexEntry] = {}
+        self._cached = self._loadCache()
+        self._scanning = False
+        self._waiters: list[Deferred[IndexChanges]] = []
+        self.listeners: list[Callable[[IndexChanges], None]] = []
+
+    def lookup(self, name: str, sha256: str) -> IndexEntry:
+        """The entry serving C{name} with content C{sha256}, or a not_found error."""
+        entry = self.entries.get(name)
+        if entry is None or entry.manifest.sha256 != sha256:
+            raise ProtocolError("not_found", f"no file {name!r} with that content here")
+        return entry
+
+    def manifests(self) -> list[Manifest]:
+        return [entry.manifest for entry in self.entries.values()]
+
+    def scan(self) -> Deferred[IndexChanges]:
+        """Rescan the data folder; a call made during a scan shares its result."""
+        waiter: Deferred[IndexChanges] = Deferred()
+        self._waiters.append(waiter)
+        if not self._scanning:
+            self._scanning = True
+            Deferred.fromCoroutine(self._scan()).addBoth(self._scanDone)
+        return waiter
+
+    def _scanDone(self, result: IndexChanges | Failure) -> None:
+        self._scanning = False
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(result)
+
+    async def _scan(self) -> IndexChanges:
+        try:
+            found = await self._runInThread(walk_data_folder, self.data.path)
+        except OSError as e:
+            self.log.error(
+                "cannot read data folder {path}: {error}", path=self.data.path, error=e
+            )
+            return IndexChanges()
+        changes = IndexChanges()
+        for name in sorted(set(self.entries) - set(found)):
+            del self.entries[name]
+            changes.removed.append(name)
+        for name, (path, key) in sorted(found.items()):
+            entry = self.entries.get(name)
+            if entry is not None and entry.stat == key:
+                continue
+            manifest = await self._manifestFor(name, path, key)
+            if manifest is None:
+                if entry is not None:
+                    del self.entries[name]
+                    changes.removed.append(name)
+                continue
+            self.entries[name] = IndexEntry(manifest, path, key)
+            if entry is None or entry.manifest != manifest:
+                changes.added.append(manifest)
+        if changes:
+            self._saveCache()
+            self._notify(changes)
+        return changes
+
+    async def _manifestFor(self, name: str, path: str, key: StatKey) -> Manifest | None:
+        cached = self._cached.pop(name, None)
+        if cached is not None and tuple(cached["stat"]) == key:
+            try:
+                return Manifest.from_wire(cached["manifest"])
+            except (ProtocolError, KeyError, TypeError):
+                pass
+        self.log.info("hashing {name} ({size} bytes)", name=name, size=key[0])
+        try:
+            manifest = await self._runInThread(build_manifest, path, name)
+            if stat_key(path) != key:
+                raise OSError("it changed while it was hashed")
+        except OSError as e:
+            self.log.warn("not serving {name} yet: {error}", name=name, error=e)
+            return None
+        return manifest
+
+    def adopt(self, manifest: Manifest, path: str) -> None:
+        """Serve a file we wrote and verified ourselves, without rehashing it."""
+        self.entries[manifest.name] = IndexEntry(manifest, path, stat_key(path))
+        self._saveCache()
+        self._notify(IndexChanges(added=[manifest]))
+
+    def _notify(self, changes: IndexChanges) -> None:
+        for listener in list(self.listeners):
+            listener(changes)
+
+    def _loadCache(self) -> dict[str, dict[str, Any]]:
+        cache = read_json(self._cacheFile, {})
+        if not isinstance(cache, dict) or cache.get("version") != CACHE_VERSION:
+            return {}
+        files = cache.get("files")
+        return files if isinstance(files, dict) else {}
+
+    def _saveCache(self) -> None:
+        files = {
+            name: {"stat": list(entry.stat), "manifest": entry.manifest.to_wire()}
+            for name, entry in self.entries.items()
+        }
+        try:
+            write_json_atomic(
+                self._cacheFile, {"version": CACHE_VERSION, "files": files}
+            )
+        except OSError as e:
+            self.log.error(
+                "cannot write index cache {path}: {error}",
+                path=self._cacheFile.path,
+                error=e,
+            )

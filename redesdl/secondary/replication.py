@@ -1,0 +1,119 @@
+"""Copy a file this secondary lacks from its peers, with the client's engine.
+
+The copy is staged in the hidden ``.redesdl-incoming`` folder of the data
+folder (never indexed, and on the same file system so the final rename is
+atomic), verified chunk by chunk, then renamed to its name without ever
+replacing an existing file, and adopted by the index without rehashing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.python.filepath import FilePath
+
+from redesdl.client.download import Download, DownloadError
+from redesdl.fsutil import rename_no_replace
+from redesdl.manifest import FileInfo
+from redesdl.protocol.sources import SourceAddress
+from redesdl.secondary.index import DataIndex
+
+STAGING_FOLDER = ".redesdl-incoming"
+
+#: Called as report(name, ok, reason) when a copy ends.
+Report = Callable[[str, bool, str], None]
+
+
+class Replicator:
+    """Run the copies the central asks for, one per name at a time."""
+
+    log = Logger()
+
+    def __init__(
+        self, index: DataIndex, name: str, reactor: Any, report: Report
+    ) -> None:
+        self._index = index
+        self._name = name
+        self._reactor = reactor
+        self._report = report
+        self.active: dict[str, Download] = {}
+
+    def replicate(self, info: FileInfo, sources: list[SourceAddress]) -> None:
+        if info.name in self.active:
+            return
+        target = self._index.data.descendant(info.name.split("/"))
+        if target.exists() or info.name in self._index.entries:
+            self._report(info.name, False, "a file with that name exists here")
+            return
+        peers = [source for source in sources if source.name != self._name]
+        if not peers:
+            self._report(info.name, False, "no peer to copy from")
+            return
+        staging = self._index.data.child(STAGING_FOLDER)
+        try:
+            staging.makedirs(ignoreExistingDirectory=True)
+        except OSError as e:
+            self._report(
+                info.name, False, f"cannot create {staging.path}: {e.strerror}"
+            )
+            return
+        staged = staging.child(info.sha256)
+        download = Download(
+            info,
+            peers,
+            staged.path,
+            reactor=self._reactor,
+            clientName=self._name,
+            overwrite=True,
+        )
+        self.active[info.name] = download
+        self.log.info(
+            "copying {name} from {peers}",
+            name=info.name,
+            peers=", ".join(p.name for p in peers),
+        )
+        download.start().addCallbacks(
+            self._copied,
+            self._failed,
+            callbackArgs=(download, staged, target),
+            errbackArgs=(download, staged),
+        )
+
+    def _copied(
+        self, result: Any, download: Download, staged: FilePath, target: FilePath
+    ) -> None:
+        name = download.info.name
+        del self.active[name]
+        try:
+            target.parent().makedirs(ignoreExistingDirectory=True)
+            rename_no_replace(staged.path, target.path)
+        except OSError as e:
+            self._discard(staged)
+            self._report(name, False, f"cannot place {target.path}: {e.strerror}")
+            return
+        assert download.manifest is not None
+        self._index.adopt(download.manifest, target.path)
+        self.log.info(
+            "copied {name} ({size} bytes, verified)", name=name, size=result.size
+        )
+        self._report(name, True, "")
+
+    def _failed(self, reason: Any, download: Download, staged: FilePath) -> None:
+        name = download.info.name
+        del self.active[name]
+        if not reason.check(DownloadError):
+            self.log.failure("copying {name} failed", reason, name=name)
+        self._discard(staged)
+        self._discard(FilePath(download.partPath))
+        self._report(name, False, reason.getErrorMessage())
+
+    def _discard(self, path: FilePath) -> None:
+        try:
+            os.unlink(path.path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            self.log.warn("cannot remove {path}: {error}", path=path.path, error=e)

@@ -1,0 +1,108 @@
+"""One secondary, assembled: listen, index, register, serve, replicate.
+
+Start order matters: the chunk server listens first (the central must be told
+a port that works), the first index scan completes, and only then does the
+link to the central start, so a registration always carries a full catalog.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.service import MultiService
+from twisted.internet.defer import gatherResults
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.task import LoopingCall
+
+from redesdl.listening import ListeningService
+from redesdl.secondary.centrallink import CentralLinkFactory, CentralLinkProtocol
+from redesdl.secondary.chunkserver import ChunkServerFactory
+from redesdl.secondary.index import DataIndex, IndexChanges
+from redesdl.secondary.replication import Replicator
+
+ROLE = "redesdl-secondary"
+
+
+class SecondaryService(MultiService):
+    """A chunk server that keeps the central informed and fills its gaps."""
+
+    def __init__(
+        self,
+        *,
+        reactor: Any,
+        listen: str,
+        central: IStreamClientEndpoint,
+        index: DataIndex,
+        name: str,
+        secondaryId: str,
+        advertise: str | None = None,
+        rescanInterval: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.index = index
+        self.name = name
+        self.secondaryId = secondaryId
+        self.advertise = advertise
+        self._rescanInterval = rescanInterval
+        self.link: CentralLinkProtocol | None = None
+        self.replicator = Replicator(index, name, reactor, self._reportReplicated)
+        self.listener = ListeningService(
+            listen, ChunkServerFactory(index, name), ROLE, reactor
+        )
+        self.listener.setServiceParent(self)
+        self._centralService = ClientService(
+            central,
+            CentralLinkFactory(self),
+            clock=reactor,
+            retryPolicy=backoffPolicy(initialDelay=0.5, maxDelay=5.0),
+        )
+        self._rescan = LoopingCall(self._scan)
+        self._rescan.clock = reactor
+        index.listeners.append(self._indexChanged)
+
+    def listeningPort(self) -> int:
+        assert self.listener.port is not None
+        return self.listener.port.getHost().port
+
+    def startService(self) -> None:
+        super().startService()
+        self.listener.whenListening().addCallback(lambda _: self._scan()).addCallback(
+            self._connect
+        ).addErrback(lambda f: None)
+
+    def _connect(self, _: Any) -> None:
+        if not self.running:
+            return
+        self._centralService.startService()
+        self._rescan.start(self._rescanInterval, now=False)
+
+    def _scan(self) -> Any:
+        def failed(reason: Any) -> None:
+            self.index.log.failure("index scan failed", reason)
+
+        return self.index.scan().addErrback(failed)
+
+    def stopService(self) -> Any:
+        if self._rescan.running:
+            self._rescan.stop()
+        stopping = [super().stopService()]
+        if self._centralService.running:
+            stopping.append(self._centralService.stopService())
+        return gatherResults([d for d in stopping if d is not None])
+
+    def linkUp(self, link: CentralLinkProtocol) -> None:
+        self.link = link
+
+    def linkDown(self, link: CentralLinkProtocol) -> None:
+        if self.link is link:
+            self.link = None
+
+    def _indexChanged(self, changes: IndexChanges) -> None:
+        if self.link is not None and self.link.registered:
+            self.link.sendChanges(changes)
+
+    def _reportReplicated(self, name: str, ok: bool, reason: str) -> None:
+        if self.link is not None and self.link.registered:
+            self.link.sendReplicated(name, ok, reason)

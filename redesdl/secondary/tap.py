@@ -1,0 +1,102 @@
+"""``twistd redesdl-secondary``: options and service assembly, nothing else."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+from twisted.python.filepath import FilePath
+
+from redesdl.daemon import check_server_endpoint, prepare_state_dir
+from redesdl.endpoints import central_endpoint
+from redesdl.protocol.sources import parse_host_port
+from redesdl.secondary.identity import default_name, load_identity
+from redesdl.secondary.index import DataIndex
+from redesdl.secondary.service import ROLE, SecondaryService
+
+
+class Options(usage.Options):
+    """Command-line options of ``twistd redesdl-secondary``."""
+
+    optParameters = [
+        [
+            "listen",
+            "l",
+            "tcp:7101:interface=127.0.0.1",
+            "Twisted server endpoint the chunk server listens on.",
+        ],
+        [
+            "central",
+            "c",
+            "127.0.0.1:7000",
+            "The central, as HOST:PORT or a Twisted client endpoint string.",
+        ],
+        ["data", "d", None, "The folder of files to serve (required)."],
+        [
+            "state-dir",
+            "s",
+            ".redesdl-secondary",
+            "Folder for this secondary's own files (index cache, identity).",
+        ],
+        [
+            "name",
+            "n",
+            None,
+            "Unique name in the cluster [default: HOSTNAME-<id prefix>, stable].",
+        ],
+        [
+            "advertise",
+            None,
+            None,
+            "HOST:PORT clients should use [default: the address the central sees, "
+            "with the listening port].",
+        ],
+        [
+            "rescan-interval",
+            None,
+            5.0,
+            "Seconds between scans of the data folder for changes.",
+            float,
+        ],
+    ]
+
+    def postOptions(self) -> None:
+        check_server_endpoint(self["listen"])
+        if self["data"] is None:
+            raise usage.UsageError("--data FOLDER is required")
+        from twisted.internet import reactor
+
+        try:
+            central_endpoint(reactor, self["central"])
+            if self["advertise"] is not None:
+                parse_host_port(self["advertise"])
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+        if self["rescan-interval"] <= 0:
+            raise usage.UsageError("--rescan-interval must be positive")
+
+
+def makeService(config: Options, reactor: Any = None) -> IService:
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    data = FilePath(os.path.abspath(config["data"]))
+    if not data.isdir() or not os.access(data.path, os.R_OK | os.X_OK):
+        raise SystemExit(
+            f"{ROLE}: data folder {data.path} does not exist or cannot be read"
+        )
+    state = prepare_state_dir(config["state-dir"], ROLE)
+    secondary_id = load_identity(state)
+    return SecondaryService(
+        reactor=reactor,
+        listen=config["listen"],
+        central=central_endpoint(reactor, config["central"]),
+        index=DataIndex(data, state.child("index.json")),
+        name=config["name"] or default_name(secondary_id),
+        secondaryId=secondary_id,
+        advertise=config["advertise"],
+        rescanInterval=config["rescan-interval"],
+    )
