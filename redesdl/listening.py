@@ -13,6 +13,7 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -32,22 +33,28 @@ class ListeningService(Service):
 
             reactor = default_reactor
         self.description = description
-        self._factory = factory
+        self.factory = factory
         self._role = role
         self._reactor = reactor
         self.port: IListeningPort | None = None
         self._listening: Deferred[IListeningPort] | None = None
         self._waiters: list[Deferred[IListeningPort]] = []
         self._outcome: IListeningPort | Failure | None = None
+        self._exitOnFailure = False
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
+        self._exitOnFailure = True
         self._listen()
+        self._exitOnFailure = False
         if isinstance(self._outcome, Failure):
-            raise SystemExit(
-                f"{self._role}: cannot listen on {self.description}: "
-                f"{self._outcome.getErrorMessage()}"
-            )
+            raise SystemExit(self._describe(self._outcome))
+
+    def _describe(self, failure: Failure) -> str:
+        reason = failure.value
+        if isinstance(reason, CannotListenError) and reason.socketError is not None:
+            reason = getattr(reason.socketError, "strerror", None) or reason.socketError
+        return f"{self._role}: cannot listen on {self.description}: {reason}"
 
     def startService(self) -> None:
         super().startService()
@@ -56,18 +63,14 @@ class ListeningService(Service):
 
     def _listen(self) -> None:
         endpoint = serverFromString(self._reactor, self.description)
-        self._listening = endpoint.listen(self._factory)
+        self._listening = endpoint.listen(self.factory)
         self._listening.addBoth(self._listened)
 
     def _listened(self, outcome: IListeningPort | Failure) -> None:
         self._outcome = outcome
         if isinstance(outcome, Failure):
-            self.log.critical(
-                "{role}: cannot listen on {description}: {error}",
-                role=self._role,
-                description=self.description,
-                error=outcome.getErrorMessage(),
-            )
+            if not self._exitOnFailure:
+                self.log.critical("{line}", line=self._describe(outcome))
         else:
             self.port = outcome
             address = outcome.getHost()
@@ -97,7 +100,7 @@ class ListeningService(Service):
 
     def stopService(self) -> Deferred[None] | None:
         super().stopService()
-        disconnectAll = getattr(self._factory, "disconnectAll", None)
+        disconnectAll = getattr(self.factory, "disconnectAll", None)
         if disconnectAll is not None:
             disconnectAll()
         if self.port is not None:

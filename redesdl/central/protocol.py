@@ -101,15 +101,14 @@ class CentralProtocol(MessageProtocol):
         self._require("client", "secondary")
         request_id = count(message, "id")
         name = validate_name(text(message, "name"))
+        entry = self.factory.registry.locate(name)
         registered = len(self.factory.registry.secondaries)
         if registered < self.factory.minSecondaries:
             raise ProtocolError(
                 "not_ready",
-                f"the central waits for "
-                f"{self.factory.minSecondaries} secondaries before "
-                f"serving downloads; {registered} registered",
+                f"the central waits for {self.factory.minSecondaries} secondaries "
+                f"before serving downloads; {registered} registered so far",
             )
-        entry = self.factory.registry.locate(name)
         self.sendMessage(
             {
                 "type": "located",

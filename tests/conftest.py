@@ -1,0 +1,38 @@
+"""Fixtures shared by the suite: failing on logged errors, temporary folders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from twisted.logger import LogLevel, globalLogPublisher
+
+
+@pytest.fixture(autouse=True)
+def no_logged_errors(request: pytest.FixtureRequest) -> Iterator[list[Any]]:
+    """Fail a test during which anything logged a critical error or traceback.
+
+    Unhandled errors in Deferreds and failures of our own handlers are logged
+    at critical level or with a failure attached; either means a bug. Tests
+    that provoke such a log on purpose mark themselves ``allow_logged_errors``.
+    """
+    errors: list[Any] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if event.get("log_level") == LogLevel.critical or (
+            "log_failure" in event and event.get("log_level") != LogLevel.info
+        ):
+            errors.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    yield errors
+    globalLogPublisher.removeObserver(observe)
+    if request.node.get_closest_marker("allow_logged_errors") is None:
+        assert not errors, [e.get("log_failure") or e.get("log_format") for e in errors]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "allow_logged_errors: the test provokes logged errors on purpose"
+    )

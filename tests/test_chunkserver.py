@@ -1,0 +1,165 @@
+"""The secondary's chunk server, driven through a StringTransport."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet.defer import succeed
+from twisted.internet.testing import StringTransport
+from twisted.python.filepath import FilePath
+
+from redesdl.manifest import MIN_CHUNK_SIZE
+from redesdl.protocol.framing import encode_frame
+from redesdl.protocol.messages import PROTOCOL_VERSION
+from redesdl.secondary.chunkserver import ChunkServerFactory
+from redesdl.secondary.index import DataIndex
+
+from .wire import send, take
+
+CONTENT = bytes(range(256)) * (MIN_CHUNK_SIZE // 256) + b"tail"
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> tuple[Any, StringTransport, DataIndex]:
+    data = tmp_path / "data"
+    (data / "dir").mkdir(parents=True)
+    (data / "dir" / "file").write_bytes(CONTENT)
+    (tmp_path / "secret").write_bytes(b"do not serve")
+    index = DataIndex(
+        FilePath(str(data)),
+        FilePath(str(tmp_path / "index.json")),
+        lambda f, *a: succeed(f(*a)),
+    )
+    index.scan()
+    protocol = ChunkServerFactory(index, "s1").buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return protocol, transport, index
+
+
+def hello(protocol: Any) -> None:
+    send(protocol, {"type": "hello", "version": PROTOCOL_VERSION, "name": "c", "id": 1})
+
+
+def test_hello_manifest_and_pipelined_chunks_in_order(served: Any) -> None:
+    protocol, transport, index = served
+    sha = index.entries["dir/file"].manifest.sha256
+    hello(protocol)
+    send(
+        protocol,
+        {"type": "manifest", "id": 2, "name": "dir/file", "sha256": sha},
+        {"type": "get", "id": 3, "name": "dir/file", "sha256": sha, "index": 1},
+        {"type": "get", "id": 4, "name": "dir/file", "sha256": sha, "index": 0},
+    )
+    out = take(transport)
+    assert out[0] == {
+        "type": "welcome",
+        "id": 1,
+        "version": PROTOCOL_VERSION,
+        "name": "s1",
+    }
+    assert out[1]["type"] == "manifest" and out[1]["id"] == 2
+    assert out[2] == {"type": "chunk", "id": 3, "index": 1, "length": 4}
+    assert out[3] == b"tail"
+    assert out[4] == {"type": "chunk", "id": 4, "index": 0, "length": MIN_CHUNK_SIZE}
+    assert hashlib.sha256(out[5]).hexdigest() == out[1]["manifest"]["chunks"][0]
+
+
+def test_an_error_never_interleaves_with_chunk_bytes(served: Any) -> None:
+    protocol, transport, index = served
+    sha = index.entries["dir/file"].manifest.sha256
+    hello(protocol)
+    transport.clear()
+    send(
+        protocol,
+        {"type": "get", "id": 2, "name": "dir/file", "sha256": sha, "index": 0},
+        {"type": "get", "id": 3, "name": "nope", "sha256": sha, "index": 0},
+    )
+    out = take(transport)
+    assert [m["type"] if isinstance(m, dict) else "bytes" for m in out] == [
+        "chunk",
+        "bytes",
+        "error",
+    ]
+    assert out[2]["code"] == "not_found" and out[2]["id"] == 3
+
+
+@pytest.mark.parametrize(
+    ("request_", "code"),
+    [
+        ({"type": "get", "id": 2, "name": "../secret", "index": 0}, "bad_request"),
+        ({"type": "get", "id": 2, "name": "dir/file", "index": 0}, "bad_request"),
+        (
+            {"type": "manifest", "id": 2, "name": "/etc/passwd", "sha256": "0" * 64},
+            "not_found",
+        ),
+        ({"type": "frobnicate", "id": 2}, "unknown_type"),
+    ],
+)
+def test_bad_requests_get_typed_errors(served: Any, request_: dict, code: str) -> None:
+    protocol, transport, _ = served
+    hello(protocol)
+    transport.clear()
+    send(protocol, request_)
+    (reply,) = take(transport)
+    assert reply["type"] == "error" and reply["code"] == code and reply["id"] == 2
+    assert not transport.disconnecting
+
+
+def test_chunk_past_the_end_is_refused(served: Any) -> None:
+    protocol, transport, index = served
+    sha = index.entries["dir/file"].manifest.sha256
+    hello(protocol)
+    transport.clear()
+    send(
+        protocol,
+        {"type": "get", "id": 2, "name": "dir/file", "sha256": sha, "index": 9},
+    )
+    (reply,) = take(transport)
+    assert reply["code"] == "bad_request"
+
+
+def test_requests_before_hello_are_refused(served: Any) -> None:
+    protocol, transport, _ = served
+    send(
+        protocol, {"type": "manifest", "id": 1, "name": "dir/file", "sha256": "0" * 64}
+    )
+    (reply,) = take(transport)
+    assert reply["code"] == "hello_first"
+
+
+def test_wrong_version_is_refused(served: Any) -> None:
+    protocol, transport, _ = served
+    send(protocol, {"type": "hello", "version": 99, "name": "c", "id": 1})
+    (reply,) = take(transport)
+    assert reply["code"] == "version"
+
+
+def test_a_file_that_shrank_aborts_the_connection(served: Any) -> None:
+    protocol, transport, index = served
+    entry = index.entries["dir/file"]
+    hello(protocol)
+    Path(entry.path).write_bytes(b"short")
+    send(
+        protocol,
+        {
+            "type": "get",
+            "id": 2,
+            "name": "dir/file",
+            "sha256": entry.manifest.sha256,
+            "index": 0,
+        },
+    )
+    take(transport)
+    assert transport.disconnecting or transport.disconnected
+
+
+def test_a_garbage_frame_closes_only_that_connection(served: Any) -> None:
+    protocol, transport, _ = served
+    protocol.dataReceived(b"\x00\x00\x00\x05{bad}")
+    assert transport.disconnecting
+    protocol.dataReceived(encode_frame({"type": "hello"}))
+    assert b"welcome" not in transport.value()

@@ -1,0 +1,222 @@
+"""A real central and three secondaries in-process, over TCP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+
+from redesdl.client.central import connect_central
+from redesdl.client.download import DestinationExistsError, Download, NoLiveSourceError
+from redesdl.endpoints import central_endpoint
+from redesdl.manifest import MIN_CHUNK_SIZE, chunk_size_for
+from redesdl.protocol.errors import RemoteError
+
+from .inprocess import Cluster, eventually, sha256_file
+
+
+@pytest_twisted.async_yield_fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    running = Cluster(tmp_path)
+    try:
+        await running.start_central()
+        for name in ("s1", "s2", "s3"):
+            await running.start_secondary(name)
+        yield running
+    finally:
+        await running.stop()
+
+
+async def fetch(cluster: Cluster, name: str, destination: Path, **options):
+    central = await connect_central(
+        central_endpoint(reactor, cluster.central_address), "tester"
+    )
+    try:
+        info, sources = await central.locate(name)
+    finally:
+        central.close()
+    return await Download(
+        info, sources, str(destination), reactor=reactor, **options
+    ).start()
+
+
+def place(cluster: Cluster, secondary: str, name: str, data: bytes) -> str:
+    path = cluster.data(secondary) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+SIZES = [0, 1, MIN_CHUNK_SIZE, MIN_CHUNK_SIZE + 1, 3 * MIN_CHUNK_SIZE + 17]
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest_twisted.ensureDeferred
+async def test_every_size_downloads_intact(
+    cluster: Cluster, tmp_path: Path, size: int
+) -> None:
+    sha = place(cluster, "s1", "f.bin", os.urandom(size))
+    await cluster.wait_for_sources("f.bin", 3)
+    result = await fetch(cluster, "f.bin", tmp_path / "out.bin")
+    assert sha256_file(tmp_path / "out.bin") == sha == result.sha256
+    assert result.size == size == sum(result.sources.values())
+    assert not (tmp_path / "out.bin.part").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_chunks_come_from_every_source(cluster: Cluster, tmp_path: Path) -> None:
+    data = os.urandom(12 * MIN_CHUNK_SIZE)
+    for name in ("s1", "s2", "s3"):
+        place(cluster, name, "sub/many.bin", data)
+    await cluster.wait_for_sources("sub/many.bin", 3)
+    result = await fetch(cluster, "sub/many.bin", tmp_path / "many.bin")
+    assert sorted(result.sources) == ["s1", "s2", "s3"]
+    assert sha256_file(tmp_path / "many.bin") == hashlib.sha256(data).hexdigest()
+
+
+@pytest_twisted.ensureDeferred
+async def test_replication_copies_a_file_to_every_secondary(cluster: Cluster) -> None:
+    sha = place(cluster, "s2", "deep/dir/new.bin", os.urandom(5 * MIN_CHUNK_SIZE + 3))
+    await cluster.wait_for_sources("deep/dir/new.bin", 3)
+    for name in ("s1", "s3"):
+        assert sha256_file(cluster.data(name) / "deep/dir/new.bin") == sha
+        assert not list((cluster.data(name) / ".redesdl-incoming").iterdir())
+
+
+@pytest.mark.allow_logged_errors
+@pytest_twisted.ensureDeferred
+async def test_a_lying_replica_costs_a_chunk_not_the_file(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    data = os.urandom(8 * MIN_CHUNK_SIZE)
+    sha = place(cluster, "s1", "rot.bin", data)
+    await cluster.wait_for_sources("rot.bin", 3)
+    rotten = cluster.data("s2") / "rot.bin"
+    stat = rotten.stat()
+    with open(rotten, "r+b") as f:
+        for offset in range(0, len(data), MIN_CHUNK_SIZE):
+            f.seek(offset + 5)
+            f.write(b"\xff\x00\xff")
+    os.utime(rotten, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    result = await fetch(cluster, "rot.bin", tmp_path / "rot.bin")
+    assert sha256_file(tmp_path / "rot.bin") == sha
+    assert result.sources.get("s2", 0) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_existing_destination_is_not_overwritten(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    place(cluster, "s1", "x.bin", b"new content")
+    await cluster.wait_for_sources("x.bin", 1)
+    target = tmp_path / "x.bin"
+    target.write_bytes(b"precious")
+    with pytest.raises(DestinationExistsError):
+        await fetch(cluster, "x.bin", target)
+    assert target.read_bytes() == b"precious"
+    await fetch(cluster, "x.bin", target, overwrite=True)
+    assert target.read_bytes() == b"new content"
+
+
+@pytest.mark.allow_logged_errors
+@pytest_twisted.ensureDeferred
+async def test_losing_every_source_keeps_the_part(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    place(cluster, "s1", "gone.bin", os.urandom(4 * MIN_CHUNK_SIZE))
+    await cluster.wait_for_sources("gone.bin", 3)
+    central = await connect_central(
+        central_endpoint(reactor, cluster.central_address), "tester"
+    )
+    info, sources = await central.locate("gone.bin")
+    central.close()
+    for name in ("s1", "s2", "s3"):
+        await cluster.stop_secondary(name)
+    with pytest.raises(NoLiveSourceError):
+        await Download(
+            info, sources, str(tmp_path / "gone.bin"), reactor=reactor
+        ).start()
+    assert not (tmp_path / "gone.bin").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_unknown_file_is_a_typed_error(cluster: Cluster) -> None:
+    central = await connect_central(
+        central_endpoint(reactor, cluster.central_address), "tester"
+    )
+    with pytest.raises(RemoteError) as raised:
+        await central.locate("missing.bin")
+    central.close()
+    assert raised.value.code == "not_found"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_secondary_dying_mid_download_changes_nothing(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    size = 48 * 1024 * 1024
+    data = os.urandom(size)
+    sha = place(cluster, "s1", "big.bin", data)
+    await cluster.wait_for_sources("big.bin", 3)
+    central = await connect_central(
+        central_endpoint(reactor, cluster.central_address), "tester"
+    )
+    info, sources = await central.locate("big.bin")
+    central.close()
+    download = Download(info, sources, str(tmp_path / "big.bin"), reactor=reactor)
+    finished = download.start()
+    await eventually(
+        lambda: download.bytesDone >= chunk_size_for(size), "the first chunk"
+    )
+    for connection in list(cluster.secondaries["s3"].listener.factory.connections):
+        connection.transport.abortConnection()
+    await cluster.stop_secondary("s3")
+    result = await finished
+    assert sha256_file(tmp_path / "big.bin") == sha
+    assert result.bytes_fetched == size
+
+
+@pytest.fixture
+def memory_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder in RAM where there is one, so writing 4 GiB costs no disk."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(dir=shm, prefix="redesdl-test-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_file_over_4_gib(tmp_path: Path, memory_folder: Path) -> None:
+    running = Cluster(tmp_path)
+    try:
+        await running.start_central()
+        big = running.data("s1") / "sparse.bin"
+        with open(big, "wb") as f:
+            f.truncate(4 * 1024**3 + 1)
+            f.seek(4 * 1024**3)
+            f.write(b"!")
+        await running.start_secondary("s1")
+        await running.wait_for_sources("sparse.bin", 1, timeout=120)
+        result = await fetch(running, "sparse.bin", memory_folder / "out.bin")
+        assert result.size == 4 * 1024**3 + 1
+        expected = hashlib.sha256()
+        zeros = bytes(1 << 24)
+        for _ in range(4 * 1024**3 // len(zeros)):
+            expected.update(zeros)
+        expected.update(b"!")
+        assert result.sha256 == expected.hexdigest()
+        assert sha256_file(memory_folder / "out.bin") == expected.hexdigest()
+    finally:
+        await running.stop()
