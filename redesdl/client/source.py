@@ -24,6 +24,9 @@ from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.messages import PROTOCOL_VERSION, MessageProtocol, count, mapping
 from redesdl.writeback import start_writeback
 
+#: Bytes asked of each recv() on a source connection.
+RECEIVE_BUFFER = 1024 * 1024
+
 
 class ChunkCorruptError(Exception):
     """A chunk's bytes did not match the manifest: the source lied or rotted."""
@@ -93,6 +96,9 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
     def connectionMade(self) -> None:
         super().connectionMade()
         self._worker = SinkWorker(self._reactor, self.transport, self._clientName)
+        # Read up to 1 MiB per recv (Twisted's default is 64 KiB): four times
+        # fewer system calls and Python round trips per byte received.
+        self.transport.bufferSize = RECEIVE_BUFFER
         self._worker.stopped.chainDeferred(self.writesDone)
         self._send(
             {

@@ -37,7 +37,7 @@ MAX_QUEUED_REQUESTS = 64
 class RangeProducer:
     """Write C{length} bytes of an open file from C{offset}, one block per pull."""
 
-    blockSize = 512 * 1024
+    blockSize = 1024 * 1024
 
     def __init__(self, fd: int, offset: int, length: int, consumer: IConsumer) -> None:
         self._fd = fd
