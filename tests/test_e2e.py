@@ -260,3 +260,15 @@ def test_bad_options_exit_non_zero(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "not a valid endpoint" in (result.stdout + result.stderr)
     assert "Traceback" not in result.stderr
+
+
+def test_all_secondaries_gone_is_one_line(cluster: LocalCluster) -> None:
+    (cluster.data(1) / "lonely.bin").write_bytes(b"x" * 1000)
+    cluster.wait_for_sources("lonely.bin", 3)
+    for daemon in cluster.secondaries.values():
+        daemon.stop()
+    wait_until(lambda: cluster.listing()[0]["sources"] == 0, 30, "the central to notice")
+    result = cluster.client("get", "lonely.bin", "-o", str(cluster.root / "lonely"))
+    assert result.returncode == 1
+    assert "no live secondary holds 'lonely.bin'" in one_line_error(result)
+    assert cluster.central is not None and cluster.central.running

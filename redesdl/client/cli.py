@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from redesdl import __version__
 from redesdl.client.central import CentralConnection, connect_central
 from redesdl.client.download import Download, DownloadError
+from redesdl.client.reasons import describe_error
 from redesdl.endpoints import central_endpoint
 from redesdl.protocol.errors import RemoteError
 
@@ -162,7 +163,7 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
         OSError,
     ) as e:
         raise UserError(
-            f"cannot reach the central at {args.central}: {describe_network_error(e)}"
+            f"cannot reach the central at {args.central}: {describe_error(e)}"
         ) from None
     try:
         if args.command == "list":
@@ -170,16 +171,6 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
         return await run_get(reactor, central, args)
     finally:
         central.close()
-
-
-def describe_network_error(error: Exception) -> str:
-    if isinstance(error, net_error.ConnectionRefusedError):
-        return "connection refused (is redesdl-central running there?)"
-    if isinstance(error, net_error.TimeoutError | net_error.TCPTimedOutError):
-        return "timed out"
-    if isinstance(error, net_error.DNSLookupError):
-        return "unknown host"
-    return str(error).strip() or type(error).__name__
 
 
 def describe(failure: Failure, args: argparse.Namespace) -> str:
@@ -197,7 +188,7 @@ def describe(failure: Failure, args: argparse.Namespace) -> str:
 
 
 def start_logging(verbose: bool) -> None:
-    threshold = LogLevel.info if verbose else LogLevel.warn
+    threshold = LogLevel.info if verbose else LogLevel.critical
 
     def observer(event: dict[str, Any]) -> None:
         level = event.get("log_level", LogLevel.info)

@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.logger import Logger
 
+from redesdl.client.reasons import describe_error
 from redesdl.client.scheduler import ChunkScheduler
 from redesdl.client.source import LocalWriteError, SourceConnection
 from redesdl.endpoints import connect_protocol
@@ -107,6 +108,8 @@ class Download:
         self._fatal: DownloadError | None = None
         self._connections: list[SourceConnection] = []
         self.bytesBySource: Counter[str] = Counter()
+        #: Why each dropped source was dropped, for the final error message.
+        self.sourceErrors: dict[str, str] = {}
 
     @property
     def manifest(self) -> Manifest | None:
@@ -124,25 +127,23 @@ class Download:
         started = self._reactor.seconds()
         self._checkDestination()
         try:
-            if self.info.size == 0:
-                self._openPart(Manifest(self.info.name, 0, self.info.sha256, ()))
-            else:
-                workers = [
-                    Deferred.fromCoroutine(self._work(source))
-                    for source in self.sources
-                ]
-                await DeferredList(workers, consumeErrors=True)
+            try:
+                if self.info.size == 0:
+                    self._openPart(Manifest(self.info.name, 0, self.info.sha256, ()))
+                else:
+                    workers = [
+                        Deferred.fromCoroutine(self._work(source))
+                        for source in self.sources
+                    ]
+                    await DeferredList(workers, consumeErrors=True)
+            finally:
+                await self._closeConnections()
             if self._fatal is not None:
                 raise self._fatal
-            await self._closeConnections()
             if self._scheduler is None or not self._scheduler.finished:
-                raise NoLiveSourceError(
-                    f"no live source left for {self.info.name} "
-                    f"(partial data kept in {self.partPath})"
-                )
+                raise NoLiveSourceError(self._describeNoSource())
             self._finish()
         finally:
-            await self._closeConnections()
             self._closePart()
         return DownloadResult(
             name=self.info.name,
@@ -153,6 +154,19 @@ class Download:
             bytes_fetched=self.bytesDone,
             sources=dict(self.bytesBySource),
         )
+
+    def _describeNoSource(self) -> str:
+        reasons = "; ".join(f"{name}: {why}" for name, why in self.sourceErrors.items())
+        kept = (
+            f"; the partial data is kept in {self.partPath}"
+            if self._manifest is not None
+            else ""
+        )
+        return f"no live source left for {self.info.name} ({reasons}){kept}"
+
+    def _dropSource(self, source: SourceAddress, why: str) -> None:
+        self.sourceErrors.setdefault(source.name, why)
+        self.log.warn("dropping source {source}: {why}", source=source.name, why=why)
 
     def _checkDestination(self) -> None:
         folder = os.path.dirname(os.path.abspath(self.destination))
@@ -224,18 +238,14 @@ class Download:
                 ),
             )
         except Exception as e:
-            self.log.warn(
-                "cannot reach source {source}: {error}", source=source.name, error=e
-            )
+            self._dropSource(source, f"cannot connect ({describe_error(e)})")
             return
         self._connections.append(connection)
         try:
             await connection.welcomed
             manifest = await connection.fetchManifest(self.info)
         except Exception as e:
-            self.log.warn(
-                "dropping source {source}: {error}", source=source.name, error=e
-            )
+            self._dropSource(source, describe_error(e))
             connection.transport.abortConnection()
             return
         if self._fatal is not None:
@@ -268,14 +278,8 @@ class Download:
                 return
             except Exception as e:
                 scheduler.release(index)
+                self._dropSource(source, f"chunk {index}: {describe_error(e)}")
                 if not connection.lost:
-                    self.log.warn(
-                        "chunk {index} from {source} failed ({error}); "
-                        "dropping the source",
-                        index=index,
-                        source=source.name,
-                        error=e,
-                    )
                     connection.transport.abortConnection()
                 return
             self.bytesBySource[source.name] += length

@@ -207,5 +207,9 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
     def connectionLost(self, reason: Failure) -> None:
         self.lost = True
         self.setTimeout(None)
-        self._worker.stop()
-        super().connectionLost(reason)
+        # Fail the waiting requests only once every byte already received is
+        # on disk: a chunk must not go to another source while stale bytes
+        # from this one may still land on top of it.
+        self._worker.stop().addCallback(
+            lambda _: MessageProtocol.connectionLost(self, reason)
+        )
