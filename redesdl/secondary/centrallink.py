@@ -11,9 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
+from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from redesdl.client.reasons import describe_error
 from redesdl.manifest import FileInfo, Manifest
 from redesdl.protocol.errors import RemoteError
 from redesdl.protocol.messages import (
@@ -126,3 +131,32 @@ class CentralLinkFactory(Factory):
 
     def buildProtocol(self, addr: Any) -> CentralLinkProtocol:
         return CentralLinkProtocol(self._secondary)
+
+
+@implementer(IStreamClientEndpoint)
+class ReportingEndpoint:
+    """Wrap the central's endpoint so every failed attempt says why in the log.
+
+    ClientService retries on its own but logs only that it will; an operator
+    needs the reason (refused, unknown host, timed out).
+    """
+
+    log = Logger()
+
+    def __init__(self, endpoint: IStreamClientEndpoint, description: str) -> None:
+        self._endpoint = endpoint
+        self._description = description
+
+    def __repr__(self) -> str:
+        return f"<the central at {self._description}>"
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        def failed(reason: Failure) -> Failure:
+            self.log.warn(
+                "cannot reach the central at {central}: {reason}",
+                central=self._description,
+                reason=describe_error(reason.value),
+            )
+            return reason
+
+        return self._endpoint.connect(factory).addErrback(failed)

@@ -16,7 +16,11 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
 
 from redesdl.listening import ListeningService
-from redesdl.secondary.centrallink import CentralLinkFactory, CentralLinkProtocol
+from redesdl.secondary.centrallink import (
+    CentralLinkFactory,
+    CentralLinkProtocol,
+    ReportingEndpoint,
+)
 from redesdl.secondary.chunkserver import ChunkServerFactory
 from redesdl.secondary.index import DataIndex, IndexChanges
 from redesdl.secondary.replication import Replicator
@@ -33,6 +37,7 @@ class SecondaryService(MultiService):
         reactor: Any,
         listen: str,
         central: IStreamClientEndpoint,
+        centralDescription: str,
         index: DataIndex,
         name: str,
         secondaryId: str,
@@ -53,7 +58,7 @@ class SecondaryService(MultiService):
         )
         self.listener.setServiceParent(self)
         self._centralService = ClientService(
-            central,
+            ReportingEndpoint(central, centralDescription),
             CentralLinkFactory(self),
             clock=reactor,
             retryPolicy=backoffPolicy(initialDelay=0.5, maxDelay=5.0),

@@ -94,6 +94,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         reactor=reactor,
         listen=config["listen"],
         central=central_endpoint(reactor, config["central"]),
+        centralDescription=config["central"],
         index=DataIndex(data, state.child("index.json")),
         name=config["name"] or default_name(secondary_id),
         secondaryId=secondary_id,
