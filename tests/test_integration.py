@@ -220,3 +220,12 @@ async def test_a_file_over_4_gib(tmp_path: Path, memory_folder: Path) -> None:
         assert sha256_file(memory_folder / "out.bin") == expected.hexdigest()
     finally:
         await running.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_files_removed_everywhere_leave_no_source(cluster: Cluster) -> None:
+    place(cluster, "s1", "brief.txt", b"short-lived")
+    await cluster.wait_for_sources("brief.txt", 3)
+    for name in ("s1", "s2", "s3"):
+        (cluster.data(name) / "brief.txt").unlink()
+    await eventually(lambda: cluster.sources_of("brief.txt") == 0, "the removals")
