@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from redesdl.localcluster import LocalCluster, wait_until
+from redesdl.manifest import file_sha256
 
 NGINX_CONF = """\
 daemon off;
@@ -125,14 +126,6 @@ def timed(argv: list[str]) -> tuple[float, int]:
     return seconds, usage.ru_maxrss
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
@@ -167,7 +160,7 @@ def main() -> None:
         if args.sparse:
             with open(original, "wb") as f:
                 f.truncate(size)
-            expected = sha256_of(original)
+            expected = file_sha256(original)
         else:
             expected = make_file(original, size)
         for number in (1, 2, 3):
@@ -227,7 +220,7 @@ def main() -> None:
                     flush=True,
                 )
             for name in ("redesdl.bin", "aria2c.bin"):
-                if sha256_of(out / name) != expected:
+                if file_sha256(out / name) != expected:
                     raise SystemExit(f"{name} does not match the original")
         mib = size / 2**20
         print(

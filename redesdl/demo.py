@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from redesdl.localcluster import ClusterError, LocalCluster
+from redesdl.manifest import file_sha256
 
 SAMPLES = {
     1: ("videos/sample.bin", 64 * 1024 * 1024),
@@ -76,7 +77,7 @@ def run(root: Path) -> int:
             f"downloaded {report['size']} bytes in {report['seconds']:.2f} s "
             f"from {sources}"
         )
-        actual = hashlib.sha256(target.read_bytes()).hexdigest()
+        actual = file_sha256(target)
         if actual != digests[name]:
             say(f"MISMATCH: {actual} != {digests[name]}")
             return 1

@@ -14,6 +14,8 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
+from redesdl.fsutil import fsync_directory
+
 log = Logger()
 
 
@@ -26,11 +28,7 @@ def write_json_atomic(path: FilePath, value: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary.path, path.path)
-    directory = os.open(path.parent().path, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_directory(path.parent().path)
 
 
 def read_json(path: FilePath, default: Any) -> Any:

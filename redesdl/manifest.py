@@ -169,3 +169,12 @@ def build_manifest(path: str, name: str) -> Manifest:
     return Manifest(
         name=name, size=size, sha256=whole.hexdigest(), chunk_hashes=tuple(hashes)
     )
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a whole file, as ``sha256sum`` prints it (blocking)."""
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while block := f.read(_READ_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()

@@ -6,7 +6,6 @@ so integration tests exercise real TCP, real files and real threads.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from redesdl.central import tap as central_tap
+from redesdl.manifest import file_sha256 as sha256_file
 from redesdl.secondary import tap as secondary_tap
 
 
@@ -27,14 +27,6 @@ async def eventually(condition: Any, what: str, timeout: float = 30.0) -> Any:
         if reactor.seconds() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await deferLater(reactor, 0.02, lambda: None)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Cluster:
@@ -119,3 +111,6 @@ class Cluster:
             await self.stop_secondary(name)
         if self.central is not None:
             await self.central.stopService()
+
+
+__all__ = ["Cluster", "eventually", "sha256_file"]

@@ -16,17 +16,10 @@ from pathlib import Path
 import pytest
 
 from redesdl.localcluster import LocalCluster, wait_until
+from redesdl.manifest import file_sha256 as sha256_file
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @pytest.fixture
@@ -186,80 +179,56 @@ def test_secondary_killed_mid_download(cluster: LocalCluster, tmp_path: Path) ->
     assert json.loads(out.splitlines()[-1])["size"] == size
 
 
+def run_daemon_expecting_failure(*args: str) -> str:
+    """Run twistd with C{args}; check it fails fast, cleanly; return its last line."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(BIN / "twistd"), "--pidfile=", "-n", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert time.monotonic() - started < 20
+    assert "Traceback" not in output
+    return output.strip().splitlines()[-1]
+
+
 def test_daemon_that_cannot_bind_exits_at_once(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        started = time.monotonic()
-        result = subprocess.run(
-            [
-                str(BIN / "twistd"),
-                "--pidfile=",
-                "-n",
-                "redesdl-central",
-                "--listen",
-                f"tcp:{port}:interface=127.0.0.1",
-                "--state-dir",
-                str(tmp_path / "c"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            stdin=subprocess.DEVNULL,
+        last = run_daemon_expecting_failure(
+            "redesdl-central",
+            "--listen",
+            f"tcp:{port}:interface=127.0.0.1",
+            "--state-dir",
+            str(tmp_path / "c"),
         )
-    assert result.returncode != 0
-    assert time.monotonic() - started < 20
-    output = result.stdout + result.stderr
-    assert "Address already in use" in output.strip().splitlines()[-1]
-    assert "Traceback" not in output
+    assert "Address already in use" in last
 
 
 def test_secondary_without_its_data_folder_exits_at_once(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            str(BIN / "twistd"),
-            "--pidfile=",
-            "-n",
-            "redesdl-secondary",
-            "--listen",
-            "tcp:0:interface=127.0.0.1",
-            "--data",
-            str(tmp_path / "missing"),
-            "--state-dir",
-            str(tmp_path / "s"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
+    last = run_daemon_expecting_failure(
+        "redesdl-secondary",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--data",
+        str(tmp_path / "missing"),
+        "--state-dir",
+        str(tmp_path / "s"),
     )
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "data folder" in output.strip().splitlines()[-1]
-    assert "Traceback" not in output
+    assert "data folder" in last
 
 
 def test_bad_options_exit_non_zero(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            str(BIN / "twistd"),
-            "--pidfile=",
-            "-n",
-            "redesdl-central",
-            "--listen",
-            "nonsense:1",
-            "--state-dir",
-            str(tmp_path / "c"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
+    last = run_daemon_expecting_failure(
+        "redesdl-central", "--listen", "nonsense:1", "--state-dir", str(tmp_path / "c")
     )
-    assert result.returncode != 0
-    assert "not a valid endpoint" in (result.stdout + result.stderr)
-    assert "Traceback" not in result.stderr
+    assert "not a valid endpoint" in last
 
 
 def test_all_secondaries_gone_is_one_line(cluster: LocalCluster) -> None:
