@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
 
 from redesdl.central.protocol import CentralFactory
+from redesdl.central.stats import CentralStats, fresh_central_stats
 from redesdl.protocol.messages import PROTOCOL_VERSION
+from redesdl.stats import StatsFile
 
 from .wire import frames, send
 
@@ -84,9 +88,16 @@ def client(factory: CentralFactory) -> Peer:
     return peer
 
 
+def make_factory(tmp_path: Path, clock: Clock, **options: Any) -> CentralFactory:
+    stats = StatsFile(
+        FilePath(str(tmp_path / "stats.json")), "test", fresh_central_stats, clock
+    )
+    return CentralFactory(clock, CentralStats(stats), **options)
+
+
 @pytest.fixture
-def factory() -> CentralFactory:
-    return CentralFactory(Clock())
+def factory(tmp_path: Path) -> CentralFactory:
+    return make_factory(tmp_path, Clock())
 
 
 def test_catalog_lists_each_name_once_with_its_sources(factory: CentralFactory) -> None:
@@ -132,8 +143,8 @@ def test_unknown_file_and_gone_sources_are_typed_errors(
     assert alice.ask({"type": "list"})["files"][0]["sources"] == 0
 
 
-def test_min_secondaries_holds_downloads_back() -> None:
-    factory = CentralFactory(Clock(), minSecondaries=2)
+def test_min_secondaries_holds_downloads_back(tmp_path: Path) -> None:
+    factory = make_factory(tmp_path, Clock(), minSecondaries=2)
     secondary(factory, "s1", [A])
     reply = client(factory).ask({"type": "locate", "name": "a.bin"})
     assert reply["code"] == "not_ready" and "2 secondaries" in reply["message"]
@@ -181,9 +192,9 @@ def test_malformed_file_reports_are_refused(factory: CentralFactory) -> None:
     assert factory.registry.catalog() == []
 
 
-def test_planner_asks_each_secondary_for_what_it_lacks() -> None:
+def test_planner_asks_each_secondary_for_what_it_lacks(tmp_path: Path) -> None:
     clock = Clock()
-    factory = CentralFactory(clock)
+    factory = make_factory(tmp_path, clock)
     s1 = secondary(factory, "s1", [A, B])
     s2 = secondary(factory, "s2", [])
     clock.advance(0)
@@ -199,9 +210,9 @@ def test_planner_asks_each_secondary_for_what_it_lacks() -> None:
     assert [m["file"]["name"] for m in again] == ["a.bin"]
 
 
-def test_planner_never_asks_to_overwrite_a_different_content() -> None:
+def test_planner_never_asks_to_overwrite_a_different_content(tmp_path: Path) -> None:
     clock = Clock()
-    factory = CentralFactory(clock)
+    factory = make_factory(tmp_path, clock)
     secondary(factory, "s1", [A])
     s2 = secondary(factory, "s2", [A_OTHER])
     clock.advance(0)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from twisted.internet.defer import succeed
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.filepath import FilePath
 
@@ -16,6 +17,8 @@ from redesdl.protocol.framing import encode_frame
 from redesdl.protocol.messages import PROTOCOL_VERSION
 from redesdl.secondary.chunkserver import ChunkServerFactory
 from redesdl.secondary.index import DataIndex
+from redesdl.secondary.stats import SecondaryStats, fresh_secondary_stats
+from redesdl.stats import StatsFile
 
 from .wire import send, take
 
@@ -34,7 +37,15 @@ def served(tmp_path: Path) -> tuple[Any, StringTransport, DataIndex]:
         lambda f, *a: succeed(f(*a)),
     )
     index.scan()
-    protocol = ChunkServerFactory(index, "s1").buildProtocol(None)
+    stats = SecondaryStats(
+        StatsFile(
+            FilePath(str(tmp_path / "stats.json")),
+            "test",
+            fresh_secondary_stats,
+            Clock(),
+        )
+    )
+    protocol = ChunkServerFactory(index, "s1", stats).buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)
     return protocol, transport, index

@@ -1,8 +1,9 @@
 """The central's end of every conversation: clients asking, secondaries reporting.
 
-A connection starts with ``hello`` naming its role. Clients may then ``list``
-and ``locate``; secondaries report ``files_added``, ``files_removed`` and
-``replicated``, and receive ``replicate`` requests from the planner. This
+A connection starts with ``hello`` naming its role. Clients may then ``list``,
+``locate``, ask to be ``admit``ted for a download and ``report`` its end;
+secondaries report ``files_added``, ``files_removed``, ``replicated`` and
+``activity``, and receive ``replicate`` requests from the planner. This
 module only parses and checks messages; the registry and planner decide.
 """
 
@@ -12,8 +13,10 @@ from typing import Any
 
 from twisted.python.failure import Failure
 
+from redesdl.central.admission import AdmissionQueue, Ticket
 from redesdl.central.planner import ReplicationPlanner
 from redesdl.central.registry import Registry, SecondaryRecord
+from redesdl.central.stats import CentralStats
 from redesdl.manifest import FileInfo
 from redesdl.names import validate_name
 from redesdl.protocol.errors import ProtocolError
@@ -86,6 +89,7 @@ class CentralProtocol(MessageProtocol):
             previous.connection.record = None
             previous.connection.transport.loseConnection()
         self.record = record
+        self.factory.stats.secondaryRegistered(name)
 
     def msg_list(self, message: dict[str, Any]) -> None:
         self._require("client", "secondary")
@@ -145,8 +149,64 @@ class CentralProtocol(MessageProtocol):
             optional_text(message, "reason") or "",
         )
 
+    def msg_admit(self, message: dict[str, Any]) -> None:
+        """A client asks for a download slot; it holds it until report or hang-up."""
+        self._require("client")
+        request_id = count(message, "id")
+        name = validate_name(text(message, "name"))
+        factory = self.factory
+
+        def position(place: int) -> None:
+            self.sendMessage({"type": "queued", "id": request_id, "position": place})
+
+        ticket = Ticket(
+            self, self.peerName, name, factory.clock.seconds(), onPosition=position
+        )
+        factory.admission.ask(ticket).addCallback(
+            lambda waited: self.sendMessage(
+                {
+                    "type": "admitted",
+                    "id": request_id,
+                    "queued_seconds": round(waited, 3),
+                }
+            )
+        )
+
+    def msg_report(self, message: dict[str, Any]) -> None:
+        """A client says how its download ended; its slot frees."""
+        self._require("client")
+        ok = message.get("ok") is True
+        self.factory.stats.downloadEnded(
+            self.peerName,
+            validate_name(text(message, "name")),
+            ok,
+            count(message, "size"),
+            count(message, "bytes_fetched"),
+            "" if ok else (optional_text(message, "reason") or "unknown"),
+        )
+        self.factory.admission.release(self)
+
+    def msg_activity(self, message: dict[str, Any]) -> None:
+        """A secondary reports the chunks it served since its last report."""
+        self._require("secondary")
+        assert self.record is not None
+        served = []
+        for item in items(message, "served", max_items=MAX_FILES_PER_MESSAGE):
+            if not isinstance(item, dict):
+                raise ProtocolError("bad_request", "activity items are objects")
+            served.append(
+                {
+                    "file": validate_name(text(item, "file")),
+                    "client": text(item, "client", max_length=256),
+                    "chunks": count(item, "chunks"),
+                    "bytes": count(item, "bytes"),
+                }
+            )
+        self.factory.stats.activityReported(self.record.name, served)
+
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
+        self.factory.admission.release(self)
         if self.record is not None:
             self.factory.registry.unregister(self.record)
             self.factory.planner.forget(self.record)
@@ -158,8 +218,17 @@ class CentralFactory(TrackingFactory):
 
     protocol = CentralProtocol
 
-    def __init__(self, clock: Any, minSecondaries: int = 1) -> None:
+    def __init__(
+        self,
+        clock: Any,
+        stats: CentralStats,
+        minSecondaries: int = 1,
+        maxActive: int = 5,
+    ) -> None:
         super().__init__()
+        self.clock = clock
+        self.stats = stats
         self.registry = Registry()
         self.planner = ReplicationPlanner(self.registry, clock)
+        self.admission = AdmissionQueue(maxActive, clock)
         self.minSecondaries = minSecondaries

@@ -8,8 +8,10 @@ from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from redesdl.central.protocol import CentralFactory
+from redesdl.central.stats import CentralStats, fresh_central_stats
 from redesdl.daemon import check_server_endpoint, prepare_state_dir
 from redesdl.listening import ListeningService
+from redesdl.stats import StatsFile
 
 ROLE = "redesdl-central"
 
@@ -31,6 +33,13 @@ class Options(usage.Options):
             "Folder for the central's own files; created if missing.",
         ],
         [
+            "max-active",
+            None,
+            5,
+            "Most client downloads running at once; the others wait in order.",
+            int,
+        ],
+        [
             "min-secondaries",
             None,
             1,
@@ -41,6 +50,8 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         check_server_endpoint(self["listen"])
+        if self["max-active"] < 1:
+            raise usage.UsageError("--max-active must be 1 or more")
         if self["min-secondaries"] < 0:
             raise usage.UsageError("--min-secondaries must be 0 or more")
 
@@ -50,9 +61,16 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    prepare_state_dir(config["state-dir"], ROLE)
-    factory = CentralFactory(reactor, minSecondaries=config["min-secondaries"])
+    state = prepare_state_dir(config["state-dir"], ROLE)
+    stats = StatsFile(state.child("stats.json"), ROLE, fresh_central_stats, reactor)
+    factory = CentralFactory(
+        reactor,
+        CentralStats(stats),
+        minSecondaries=config["min-secondaries"],
+        maxActive=config["max-active"],
+    )
     top = MultiService()
+    stats.setServiceParent(top)
     listener = ListeningService(config["listen"], factory, ROLE, reactor)
     listener.setServiceParent(top)
     top.factory = factory  # type: ignore[attr-defined]

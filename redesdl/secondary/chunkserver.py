@@ -28,6 +28,7 @@ from redesdl.protocol.messages import (
 )
 from redesdl.protocol.tracking import TrackingFactory
 from redesdl.secondary.index import DataIndex, IndexEntry
+from redesdl.secondary.stats import SecondaryStats
 
 #: Requests a client may have queued on one connection before it is refused.
 MAX_QUEUED_REQUESTS = 64
@@ -96,6 +97,7 @@ class ChunkServerProtocol(MessageProtocol):
     def connectionMade(self) -> None:
         super().connectionMade()
         self.peerName: str | None = None
+        self.servingFiles: set[str] = set()
         self._queue: deque[dict[str, Any] | ChunkRequest] = deque()
         self._producing = False
 
@@ -162,6 +164,7 @@ class ChunkServerProtocol(MessageProtocol):
         index = count(message, "index")
         if index >= len(entry.manifest.chunk_hashes):
             raise ProtocolError("bad_request", f"chunk {index} is past the end")
+        self.servingFiles.add(entry.manifest.name)
         self._enqueue(ChunkRequest(request_id, entry, index))
 
     def _startChunk(self, request: ChunkRequest) -> None:
@@ -172,6 +175,7 @@ class ChunkServerProtocol(MessageProtocol):
             self.log.warn(
                 "cannot open {path}: {error}", path=request.entry.path, error=e
             )
+            self.factory.stats.error("file_unreadable")
             super().sendMessage(
                 ProtocolError("not_found", "the file is gone").to_message(
                     request.request_id
@@ -188,11 +192,17 @@ class ChunkServerProtocol(MessageProtocol):
         )
         self._producing = True
         RangeProducer(fd, offset, length, self.transport).start().addCallbacks(
-            self._chunkSent, self._chunkFailed, errbackArgs=(request,)
+            self._chunkSent,
+            self._chunkFailed,
+            callbackArgs=(request, length),
+            errbackArgs=(request,),
         )
 
-    def _chunkSent(self, _: None) -> None:
+    def _chunkSent(self, _: None, request: ChunkRequest, length: int) -> None:
         self._producing = False
+        self.factory.stats.chunkServed(
+            request.entry.manifest.name, self.peerName or "?", length
+        )
         self._pump()
 
     def _chunkFailed(self, reason: Any, request: ChunkRequest) -> None:
@@ -203,6 +213,7 @@ class ChunkServerProtocol(MessageProtocol):
             peer=self.peerName,
             error=reason.getErrorMessage(),
         )
+        self.factory.stats.error("range_aborted")
         self.transport.abortConnection()
 
 
@@ -211,7 +222,16 @@ class ChunkServerFactory(TrackingFactory):
 
     protocol = ChunkServerProtocol
 
-    def __init__(self, index: DataIndex, name: str) -> None:
+    def __init__(self, index: DataIndex, name: str, stats: SecondaryStats) -> None:
         super().__init__()
         self.index = index
         self.name = name
+        self.stats = stats
+
+    def beingServed(self) -> dict[str, int]:
+        """Files clients are fetching right now, with how many connections each."""
+        counts: dict[str, int] = {}
+        for connection in self.connections:
+            for name in connection.servingFiles:
+                counts[name] = counts.get(name, 0) + 1
+        return counts

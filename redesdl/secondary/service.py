@@ -20,12 +20,17 @@ from redesdl.secondary.centrallink import (
     CentralLinkFactory,
     CentralLinkProtocol,
     ReportingEndpoint,
+    batches,
 )
 from redesdl.secondary.chunkserver import ChunkServerFactory
 from redesdl.secondary.index import DataIndex, IndexChanges
 from redesdl.secondary.replication import Replicator
+from redesdl.secondary.stats import SecondaryStats
 
 ROLE = "redesdl-secondary"
+
+#: Seconds between reports of served chunks to the central.
+ACTIVITY_INTERVAL = 5.0
 
 
 class SecondaryService(MultiService):
@@ -41,6 +46,7 @@ class SecondaryService(MultiService):
         index: DataIndex,
         name: str,
         secondaryId: str,
+        stats: SecondaryStats,
         advertise: str | None = None,
         rescanInterval: float = 5.0,
     ) -> None:
@@ -51,11 +57,12 @@ class SecondaryService(MultiService):
         self.secondaryId = secondaryId
         self.advertise = advertise
         self._rescanInterval = rescanInterval
+        self.stats = stats
+        stats.file.setServiceParent(self)
         self.link: CentralLinkProtocol | None = None
         self.replicator = Replicator(index, name, reactor, self._reportReplicated)
-        self.listener = ListeningService(
-            listen, ChunkServerFactory(index, name), ROLE, reactor
-        )
+        self.chunkServer = ChunkServerFactory(index, name, stats)
+        self.listener = ListeningService(listen, self.chunkServer, ROLE, reactor)
         self.listener.setServiceParent(self)
         self._centralService = ClientService(
             ReportingEndpoint(central, centralDescription),
@@ -65,6 +72,8 @@ class SecondaryService(MultiService):
         )
         self._rescan = LoopingCall(self._scan)
         self._rescan.clock = reactor
+        self._activity = LoopingCall(self._reportActivity)
+        self._activity.clock = reactor
         index.listeners.append(self._indexChanged)
 
     def listeningPort(self) -> int:
@@ -82,6 +91,7 @@ class SecondaryService(MultiService):
             return
         self._centralService.startService()
         self._rescan.start(self._rescanInterval, now=False)
+        self._activity.start(ACTIVITY_INTERVAL, now=False)
 
     def _scan(self) -> Any:
         def failed(reason: Any) -> None:
@@ -90,8 +100,9 @@ class SecondaryService(MultiService):
         return self.index.scan().addErrback(failed)
 
     def stopService(self) -> Any:
-        if self._rescan.running:
-            self._rescan.stop()
+        for loop in (self._rescan, self._activity):
+            if loop.running:
+                loop.stop()
         stopping = [super().stopService()]
         if self._centralService.running:
             stopping.append(self._centralService.stopService())
@@ -109,5 +120,17 @@ class SecondaryService(MultiService):
             self.link.sendChanges(changes)
 
     def _reportReplicated(self, name: str, ok: bool, reason: str) -> None:
+        entry = self.index.entries.get(name)
+        self.stats.copyEnded(
+            name, ok, entry.manifest.size if ok and entry else 0, reason
+        )
         if self.link is not None and self.link.registered:
             self.link.sendReplicated(name, ok, reason)
+
+    def _reportActivity(self) -> None:
+        """Tell the central what was served since the last report."""
+        if self.link is None or not self.link.registered:
+            return
+        activity = self.stats.takeActivity()
+        for batch in batches(activity):
+            self.link.sendMessage({"type": "activity", "served": batch})

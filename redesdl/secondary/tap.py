@@ -15,6 +15,8 @@ from redesdl.protocol.sources import parse_host_port
 from redesdl.secondary.identity import default_name, load_identity
 from redesdl.secondary.index import DataIndex
 from redesdl.secondary.service import ROLE, SecondaryService
+from redesdl.secondary.stats import SecondaryStats, fresh_secondary_stats
+from redesdl.stats import StatsFile
 
 
 class Options(usage.Options):
@@ -98,6 +100,9 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         index=DataIndex(data, state.child("index.json")),
         name=config["name"] or default_name(secondary_id),
         secondaryId=secondary_id,
+        stats=SecondaryStats(
+            StatsFile(state.child("stats.json"), ROLE, fresh_secondary_stats, reactor)
+        ),
         advertise=config["advertise"],
         rescanInterval=config["rescan-interval"],
     )

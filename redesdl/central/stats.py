@@ -1,0 +1,68 @@
+"""What the central counts: downloads per file and per client, secondaries' activity.
+
+Clients report the end of each download (completed or failed, with the
+reason); secondaries report what they served. Both are folded into the
+central's L{StatsFile}; docs/stats.md describes every field.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from redesdl.stats import StatsFile
+
+MAX_FAILURES_KEPT = 200
+
+
+def fresh_central_stats() -> dict[str, Any]:
+    return {"files": {}, "clients": {}, "failures": [], "secondaries": {}}
+
+
+class CentralStats:
+    """Typed updates to the central's statistics document."""
+
+    def __init__(self, stats: StatsFile) -> None:
+        self.file = stats
+        self.data = stats.data
+
+    def downloadEnded(
+        self, client: str, name: str, ok: bool, size: int, fetched: int, reason: str
+    ) -> None:
+        per_file = self.data["files"].setdefault(
+            name, {"completed": 0, "failed": 0, "bytes": 0}
+        )
+        per_client = self.data["clients"].setdefault(
+            client, {"completed": 0, "failed": 0, "bytes": 0}
+        )
+        for entry in (per_file, per_client):
+            entry["completed" if ok else "failed"] += 1
+            entry["bytes"] += fetched
+        if not ok:
+            failures = self.data["failures"]
+            failures.append(
+                {"time": time.time(), "file": name, "client": client, "reason": reason}
+            )
+            del failures[:-MAX_FAILURES_KEPT]
+        self.file.changed()
+
+    def secondaryRegistered(self, name: str) -> None:
+        entry = self._secondary(name)
+        entry["registrations"] += 1
+        entry["last_registered"] = time.time()
+        self.file.changed()
+
+    def activityReported(self, secondary: str, served: list[dict[str, Any]]) -> None:
+        entry = self._secondary(secondary)
+        for item in served:
+            per_file = entry["served"].setdefault(
+                item["file"], {"chunks": 0, "bytes": 0}
+            )
+            per_file["chunks"] += item["chunks"]
+            per_file["bytes"] += item["bytes"]
+        self.file.changed()
+
+    def _secondary(self, name: str) -> dict[str, Any]:
+        return self.data["secondaries"].setdefault(
+            name, {"registrations": 0, "last_registered": None, "served": {}}
+        )
