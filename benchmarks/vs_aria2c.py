@@ -180,6 +180,8 @@ def main() -> None:
                 str(cluster.bin / "redesdl"),
                 "--central",
                 cluster.central_address,
+                "--stats",
+                str(work / "client-stats.json"),
                 "get",
                 "big.bin",
                 "-o",

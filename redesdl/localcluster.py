@@ -9,6 +9,7 @@ by PID, when the ``with`` block ends, whatever happened inside it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -190,7 +191,12 @@ class LocalCluster:
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
+            env=self.client_environment(),
         )
+
+    def client_environment(self) -> dict[str, str]:
+        """The environment for client processes: statistics stay under root."""
+        return {**os.environ, "XDG_STATE_HOME": str(self.root / "client-state")}
 
     def listing(self) -> list[dict[str, Any]]:
         result = self.client("list", "--json")

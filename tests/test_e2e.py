@@ -69,7 +69,10 @@ def test_get_defaults_to_the_base_name_here(
     result = subprocess.run(
         [str(BIN / "redesdl"), "get", "sub/here.txt"],
         cwd=work,
-        env={**os.environ, "REDESDL_CENTRAL": cluster.central_address},
+        env={
+            **cluster.client_environment(),
+            "REDESDL_CENTRAL": cluster.central_address,
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -159,6 +162,7 @@ def test_secondary_killed_mid_download(cluster: LocalCluster, tmp_path: Path) ->
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=cluster.client_environment(),
     )
     try:
         wait_until(

@@ -1,7 +1,8 @@
-"""The client's conversation with the central: hello, list, locate."""
+"""The client's conversation with the central: hello, list, locate, admit, report."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -9,7 +10,13 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 
 from redesdl.endpoints import connect_protocol
 from redesdl.manifest import FileInfo
-from redesdl.protocol.messages import PROTOCOL_VERSION, MessageProtocol, items, mapping
+from redesdl.protocol.messages import (
+    PROTOCOL_VERSION,
+    MessageProtocol,
+    count,
+    items,
+    mapping,
+)
 from redesdl.protocol.sources import SourceAddress
 
 
@@ -20,6 +27,7 @@ class CentralConnection(MessageProtocol):
 
     def __init__(self, clientName: str) -> None:
         self._clientName = clientName
+        self._positionListeners: dict[int, Callable[[int], None]] = {}
         self.welcomed: Deferred[dict[str, Any]] = Deferred()
 
     def connectionMade(self) -> None:
@@ -49,6 +57,45 @@ class CentralConnection(MessageProtocol):
             for value in items(reply, "sources", max_items=1024)
         ]
         return info, sources
+
+    async def admit(
+        self, name: str, onPosition: Callable[[int], None] | None = None
+    ) -> float:
+        """Wait for a download slot; return the seconds spent waiting.
+
+        While queued, C{onPosition} hears our place in line each time it
+        changes. The slot is ours until L{report} or until we disconnect.
+        """
+        request_id = self.allocateId()
+        if onPosition is not None:
+            self._positionListeners[request_id] = onPosition
+        try:
+            reply = await self.request({"type": "admit", "name": name}, request_id)
+        finally:
+            self._positionListeners.pop(request_id, None)
+        return float(reply.get("queued_seconds", 0.0))
+
+    def msg_queued(self, message: dict[str, Any]) -> None:
+        listener = self._positionListeners.get(message.get("id"))
+        if listener is not None:
+            listener(count(message, "position"))
+
+    def report(self, name: str, ok: bool, size: int, fetched: int, reason: str) -> None:
+        """Tell the central how a download ended; this frees our slot.
+
+        If the central is gone by then there is nothing to free; Twisted
+        drops writes to a closed transport.
+        """
+        self.sendMessage(
+            {
+                "type": "report",
+                "name": name,
+                "ok": ok,
+                "size": size,
+                "bytes_fetched": fetched,
+                "reason": reason,
+            }
+        )
 
     def close(self) -> None:
         self.transport.loseConnection()

@@ -18,13 +18,18 @@ from twisted.internet import error as net_error
 from twisted.internet.defer import Deferred
 from twisted.logger import LogLevel, formatEvent, globalLogBeginner
 from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
 
 from redesdl import __version__
-from redesdl.client.central import CentralConnection, connect_central
-from redesdl.client.download import Download, DownloadError
+from redesdl.client.central import connect_central
+from redesdl.client.download import DownloadError, DownloadResult
+from redesdl.client.job import GetJob
+from redesdl.client.progress import ProgressLine, human_size
 from redesdl.client.reasons import describe_error
+from redesdl.client.stats import ClientStats, default_stats_path, fresh_client_stats
 from redesdl.endpoints import central_endpoint
 from redesdl.protocol.errors import RemoteError
+from redesdl.stats import StatsFile
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_CENTRAL = "127.0.0.1:7000"
@@ -49,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--name",
         default=f"{getpass.getuser()}@{socket.gethostname()}",
         help="this client's name, as the central records it [default: %(default)s]",
+    )
+    parser.add_argument(
+        "--stats",
+        metavar="FILE",
+        help=f"where this client keeps statistics [default: {default_stats_path()}]",
     )
     parser.add_argument(
         "--timeout",
@@ -77,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     get.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
     get.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress line on stderr"
+    )
+    get.add_argument(
         "--json",
         action="store_true",
         help="end with one JSON object describing the download",
@@ -84,66 +97,66 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def human_size(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+def format_listing(files: list[dict[str, Any]]) -> list[str]:
+    """The catalog as aligned lines for a person."""
+    if not files:
+        return ["no files yet"]
+    width = max(len(str(f.get("name"))) for f in files)
+    return [
+        f"{entry.get('name')!s:<{width}}  {human_size(entry.get('size', 0)):>10}  "
+        f"{entry.get('sources')} source(s)  {str(entry.get('sha256'))[:16]}"
+        for entry in files
+    ]
 
 
-async def run_list(central: CentralConnection, args: argparse.Namespace) -> int:
-    files = await central.list()
+def describe_result(result: DownloadResult) -> str:
+    used = ", ".join(f"{name} {human_size(n)}" for name, n in result.sources.items())
+    rate = result.size / result.seconds if result.seconds else 0
+    return (
+        f"saved {result.path} ({human_size(result.size)}, sha256 {result.sha256}) "
+        f"in {result.seconds:.2f} s, {human_size(rate)}/s from "
+        f"{used or 'nowhere (empty file)'}"
+    )
+
+
+def open_client_stats(path: str | None, clock: Any) -> ClientStats:
+    target = FilePath(os.path.abspath(path) if path else str(default_stats_path()))
+    try:
+        target.parent().makedirs(ignoreExistingDirectory=True)
+    except OSError as e:
+        raise UserError(f"cannot create {target.parent().path}: {e.strerror}") from None
+    return ClientStats(StatsFile(target, "redesdl", fresh_client_stats, clock))
+
+
+async def run_list(reactor: Any, endpoint: Any, args: argparse.Namespace) -> int:
+    central = await connect_central(endpoint, args.name)
+    try:
+        files = await central.list()
+    finally:
+        central.close()
     if args.json:
         print(json.dumps(files))
-        return EXIT_OK
-    if not files:
-        print("no files yet")
-        return EXIT_OK
-    width = max(len(str(f.get("name"))) for f in files)
-    for entry in files:
-        print(
-            f"{entry.get('name')!s:<{width}}  {human_size(entry.get('size', 0)):>10}  "
-            f"{entry.get('sources')} source(s)  {str(entry.get('sha256'))[:16]}"
-        )
+    else:
+        print("\n".join(format_listing(files)))
     return EXIT_OK
 
 
-def output_path(requested: str | None, name: str) -> str:
-    basename = name.rsplit("/", 1)[-1]
-    if requested is None:
-        return basename
-    if os.path.isdir(requested):
-        return os.path.join(requested, basename)
-    return requested
-
-
-async def run_get(
-    reactor: Any, central: CentralConnection, args: argparse.Namespace
-) -> int:
-    info, sources = await central.locate(args.file)
-    central.close()
-    download = Download(
-        info,
-        sources,
-        output_path(args.output, info.name),
-        reactor=reactor,
-        clientName=args.name,
-        overwrite=args.force,
+async def run_get(reactor: Any, endpoint: Any, args: argparse.Namespace) -> int:
+    stats = open_client_stats(args.stats, reactor)
+    job = GetJob(
+        reactor, endpoint, args.name, args.file, args.output, args.force, stats
     )
-    result = await download.start()
-    if args.json:
-        print(json.dumps(result.to_json()))
-    else:
-        used = ", ".join(
-            f"{name} {human_size(n)}" for name, n in result.sources.items()
-        )
-        rate = result.size / result.seconds if result.seconds else 0
-        print(
-            f"saved {result.path} ({human_size(result.size)}, sha256 "
-            f"{result.sha256}) in {result.seconds:.2f} s, {human_size(rate)}/s "
-            f"from {used or 'nowhere (empty file)'}"
-        )
+    progress = None
+    if not args.quiet and sys.stderr.isatty():
+        progress = ProgressLine(job, sys.stderr, reactor)
+        progress.start()
+    try:
+        result = await job.run()
+    finally:
+        if progress is not None:
+            progress.stop()
+        stats.file.save()
+    print(json.dumps(result.to_json()) if args.json else describe_result(result))
     return EXIT_OK
 
 
@@ -152,25 +165,9 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
         endpoint = central_endpoint(reactor, args.central, timeout=args.timeout)
     except ValueError as e:
         raise UserError(f"--central: {e}") from None
-    try:
-        central = await connect_central(endpoint, args.name)
-    except (
-        net_error.ConnectError,
-        net_error.DNSLookupError,
-        net_error.TimeoutError,
-        net_error.ConnectionLost,
-        net_error.ConnectionDone,
-        OSError,
-    ) as e:
-        raise UserError(
-            f"cannot reach the central at {args.central}: {describe_error(e)}"
-        ) from None
-    try:
-        if args.command == "list":
-            return await run_list(central, args)
-        return await run_get(reactor, central, args)
-    finally:
-        central.close()
+    if args.command == "list":
+        return await run_list(reactor, endpoint, args)
+    return await run_get(reactor, endpoint, args)
 
 
 def describe(failure: Failure, args: argparse.Namespace) -> str:
@@ -182,6 +179,8 @@ def describe(failure: Failure, args: argparse.Namespace) -> str:
         if error.code == "not_found":
             return f"no file named {args.file!r} on the central (see 'redesdl list')"
         return error.message
+    if isinstance(error, net_error.ConnectError | net_error.DNSLookupError):
+        return f"cannot reach the central at {args.central}: {describe_error(error)}"
     if isinstance(error, net_error.ConnectionDone | net_error.ConnectionLost):
         return f"lost the connection to the central at {args.central}"
     return f"unexpected error: {error!r} (run with --debug for details)"

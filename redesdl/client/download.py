@@ -110,6 +110,8 @@ class Download:
         self.bytesBySource: Counter[str] = Counter()
         #: Why each dropped source was dropped, for the final error message.
         self.sourceErrors: dict[str, str] = {}
+        #: Chunks that failed once and went back to be fetched again.
+        self.retriedChunks = 0
 
     @property
     def manifest(self) -> Manifest | None:
@@ -119,6 +121,12 @@ class Download:
     @property
     def bytesDone(self) -> int:
         return sum(self.bytesBySource.values())
+
+    @property
+    def liveSources(self) -> list[str]:
+        """Names of the sources still connected to this download."""
+        live = [c for c in self._connections if not c.lost]
+        return [c.sourceName for c in live]
 
     def start(self) -> Deferred[DownloadResult]:
         return Deferred.fromCoroutine(self._run())
@@ -234,7 +242,7 @@ class Download:
             connection = await connect_protocol(
                 endpoint,
                 SourceConnection(
-                    self._clientName, self._reactor, self._progressTimeout
+                    self._clientName, self._reactor, self._progressTimeout, source.name
                 ),
             )
         except Exception as e:
@@ -278,6 +286,7 @@ class Download:
                 return
             except Exception as e:
                 scheduler.release(index)
+                self.retriedChunks += 1
                 self._dropSource(source, f"chunk {index}: {describe_error(e)}")
                 if not connection.lost:
                     connection.transport.abortConnection()

@@ -81,9 +81,14 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
     maxFrameLength = 1024 * 1024
 
     def __init__(
-        self, clientName: str, reactor: Any, progressTimeout: float = 10.0
+        self,
+        clientName: str,
+        reactor: Any,
+        progressTimeout: float = 10.0,
+        sourceName: str = "",
     ) -> None:
         self._clientName = clientName
+        self.sourceName = sourceName
         self._reactor = reactor
         self.callLater = reactor.callLater
         self._progressTimeout = progressTimeout

@@ -1,0 +1,125 @@
+"""One ``get`` from start to end: locate, wait for a slot, download, report, record.
+
+The one-shot command line and the console both run downloads through
+L{GetJob}, so both queue at the central the same way, report how the download
+ended (which frees the slot), and leave the same record in the statistics.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from twisted.internet.interfaces import IStreamClientEndpoint
+
+from redesdl.client.central import CentralConnection, connect_central
+from redesdl.client.download import Download, DownloadResult
+from redesdl.client.reasons import describe_error
+from redesdl.client.stats import ClientStats
+
+
+def output_path(requested: str | None, name: str) -> str:
+    """Where to save C{name}: its base name here, or inside a given folder."""
+    basename = name.rsplit("/", 1)[-1]
+    if requested is None:
+        return basename
+    if os.path.isdir(requested):
+        return os.path.join(requested, basename)
+    return requested
+
+
+class GetJob:
+    """Download one file the way ``redesdl get`` does."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        central: IStreamClientEndpoint,
+        clientName: str,
+        name: str,
+        output: str | None = None,
+        overwrite: bool = False,
+        stats: ClientStats | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._central = central
+        self._clientName = clientName
+        self.name = name
+        self._output = output
+        self._overwrite = overwrite
+        self._stats = stats
+        self.state = "starting"
+        self.position: int | None = None
+        self.download: Download | None = None
+        self.queuedSeconds = 0.0
+
+    def _queued(self, position: int) -> None:
+        self.position = position
+        self.state = f"queued, position {position}"
+
+    async def run(self) -> DownloadResult:
+        started = time.time()
+        self.state = "locating"
+        central = await connect_central(self._central, self._clientName)
+        try:
+            info, sources = await central.locate(self.name)
+            self.queuedSeconds = await central.admit(info.name, self._queued)
+            if self.queuedSeconds > 0:
+                info, sources = await central.locate(self.name)
+            self.state = "downloading"
+            self.download = Download(
+                info,
+                sources,
+                output_path(self._output, info.name),
+                reactor=self._reactor,
+                clientName=self._clientName,
+                overwrite=self._overwrite,
+            )
+            try:
+                result = await self.download.start()
+            except Exception as e:
+                self.state = f"failed: {describe_error(e)}"
+                self._ended(central, started, None, describe_error(e))
+                raise
+            result.queued_seconds = self.queuedSeconds
+            self.state = "done"
+            self._ended(central, started, result, "")
+            return result
+        finally:
+            central.close()
+
+    def _ended(
+        self,
+        central: CentralConnection,
+        started: float,
+        result: DownloadResult | None,
+        reason: str,
+    ) -> None:
+        download = self.download
+        assert download is not None
+        fetched = result.bytes_fetched if result else download.bytesDone
+        central.report(
+            download.info.name, result is not None, download.info.size, fetched, reason
+        )
+        if self._stats is None:
+            return
+        ended = time.time()
+        self._stats.downloadEnded(
+            {
+                "file": download.info.name,
+                "path": os.path.abspath(download.destination),
+                "size": download.info.size,
+                "sha256": download.info.sha256,
+                "started": started,
+                "ended": ended,
+                "seconds": round(ended - started, 3),
+                "queued_seconds": round(self.queuedSeconds, 3),
+                "bytes_fetched": fetched,
+                "bytes_reused": 0,
+                "sources": dict(download.bytesBySource),
+                "retried_chunks": download.retriedChunks,
+                "result": "ok" if result is not None else "failed",
+                "reason": reason,
+            }
+        )
