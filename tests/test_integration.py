@@ -14,7 +14,8 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from redesdl.client.central import connect_central
-from redesdl.client.download import DestinationExistsError, Download, NoLiveSourceError
+from redesdl.client.download import Download
+from redesdl.client.errors import DestinationExistsError, NoLiveSourceError
 from redesdl.endpoints import central_endpoint
 from redesdl.manifest import MIN_CHUNK_SIZE, chunk_size_for
 from redesdl.protocol.errors import RemoteError

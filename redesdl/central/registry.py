@@ -9,6 +9,7 @@ is logged, so bytes of different contents are never mixed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ class SecondaryRecord:
     port: int
     connection: Any
     files: dict[str, FileInfo] = field(default_factory=dict)
+    registeredAt: float = field(default_factory=time.time)
 
     @property
     def address(self) -> SourceAddress:

@@ -7,17 +7,27 @@ from typing import Any
 from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
+from redesdl.central.console import CentralCommands
 from redesdl.central.protocol import CentralFactory
 from redesdl.central.stats import CentralStats, fresh_central_stats
-from redesdl.daemon import check_server_endpoint, prepare_state_dir
+from redesdl.daemon import (
+    CONSOLE_FLAGS,
+    ConsoleService,
+    check_server_endpoint,
+    prepare_state_dir,
+    wants_console,
+)
 from redesdl.listening import ListeningService
 from redesdl.stats import StatsFile
+from redesdl.trace import TRACER
 
 ROLE = "redesdl-central"
 
 
 class Options(usage.Options):
     """Command-line options of ``twistd redesdl-central``."""
+
+    optFlags = CONSOLE_FLAGS
 
     optParameters = [
         [
@@ -73,6 +83,14 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     stats.setServiceParent(top)
     listener = ListeningService(config["listen"], factory, ROLE, reactor)
     listener.setServiceParent(top)
+    TRACER.enabled = bool(config["trace"])
+    if wants_console(config):
+        ConsoleService(
+            CentralCommands(factory),
+            "central> ",
+            "redesdl-central console; type 'help'",
+            reactor,
+        ).setServiceParent(top)
     top.factory = factory  # type: ignore[attr-defined]
     top.listener = listener  # type: ignore[attr-defined]
     return top

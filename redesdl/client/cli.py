@@ -1,4 +1,4 @@
-"""``redesdl``: the one-shot command line (``list``, ``get``).
+"""``redesdl``: the one-shot commands (``list``, ``get``) and the console.
 
 Every failure ends as one line on stderr and exit status 1 (2 for usage
 errors, 130 when interrupted); a traceback is shown only with ``--debug``.
@@ -14,7 +14,6 @@ import socket
 import sys
 from typing import Any, NoReturn
 
-from twisted.internet import error as net_error
 from twisted.internet.defer import Deferred
 from twisted.logger import LogLevel, formatEvent, globalLogBeginner
 from twisted.python.failure import Failure
@@ -22,21 +21,20 @@ from twisted.python.filepath import FilePath
 
 from redesdl import __version__
 from redesdl.client.central import connect_central
-from redesdl.client.download import DownloadError, DownloadResult
+from redesdl.client.console import ClientCommands
+from redesdl.client.errors import UserError
 from redesdl.client.job import GetJob
-from redesdl.client.progress import ProgressLine, human_size
-from redesdl.client.reasons import describe_error
+from redesdl.client.listing import describe_result, format_listing
+from redesdl.client.progress import ProgressLine
+from redesdl.client.reasons import explain
 from redesdl.client.stats import ClientStats, default_stats_path, fresh_client_stats
+from redesdl.console import attach_console
 from redesdl.endpoints import central_endpoint
-from redesdl.protocol.errors import RemoteError
 from redesdl.stats import StatsFile
+from redesdl.trace import TRACER
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_CENTRAL = "127.0.0.1:7000"
-
-
-class UserError(Exception):
-    """A failure already phrased for a person."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,8 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="show tracebacks of unexpected errors"
     )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="show every protocol message sent and received",
+    )
     parser.add_argument("--version", action="version", version=f"redesdl {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        description="Without a command, redesdl opens its interactive console.",
+    )
     listing = commands.add_parser("list", help="list the files the cluster serves")
     listing.add_argument("--json", action="store_true", help="print one JSON array")
     get = commands.add_parser("get", help="download a file")
@@ -95,28 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="end with one JSON object describing the download",
     )
     return parser
-
-
-def format_listing(files: list[dict[str, Any]]) -> list[str]:
-    """The catalog as aligned lines for a person."""
-    if not files:
-        return ["no files yet"]
-    width = max(len(str(f.get("name"))) for f in files)
-    return [
-        f"{entry.get('name')!s:<{width}}  {human_size(entry.get('size', 0)):>10}  "
-        f"{entry.get('sources')} source(s)  {str(entry.get('sha256'))[:16]}"
-        for entry in files
-    ]
-
-
-def describe_result(result: DownloadResult) -> str:
-    used = ", ".join(f"{name} {human_size(n)}" for name, n in result.sources.items())
-    rate = result.size / result.seconds if result.seconds else 0
-    return (
-        f"saved {result.path} ({human_size(result.size)}, sha256 {result.sha256}) "
-        f"in {result.seconds:.2f} s, {human_size(rate)}/s from "
-        f"{used or 'nowhere (empty file)'}"
-    )
 
 
 def open_client_stats(path: str | None, clock: Any) -> ClientStats:
@@ -167,23 +152,34 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
         raise UserError(f"--central: {e}") from None
     if args.command == "list":
         return await run_list(reactor, endpoint, args)
-    return await run_get(reactor, endpoint, args)
+    if args.command == "get":
+        return await run_get(reactor, endpoint, args)
+    return await run_console(reactor, endpoint, args)
 
 
-def describe(failure: Failure, args: argparse.Namespace) -> str:
-    """One line for a person explaining C{failure}."""
-    error = failure.value
-    if isinstance(error, UserError | DownloadError):
-        return str(error)
-    if isinstance(error, RemoteError):
-        if error.code == "not_found":
-            return f"no file named {args.file!r} on the central (see 'redesdl list')"
-        return error.message
-    if isinstance(error, net_error.ConnectError | net_error.DNSLookupError):
-        return f"cannot reach the central at {args.central}: {describe_error(error)}"
-    if isinstance(error, net_error.ConnectionDone | net_error.ConnectionLost):
-        return f"lost the connection to the central at {args.central}"
-    return f"unexpected error: {error!r} (run with --debug for details)"
+async def run_console(reactor: Any, endpoint: Any, args: argparse.Namespace) -> int:
+    """Run the interactive console until quit, Ctrl-D or Ctrl-C."""
+    stats = open_client_stats(args.stats, reactor)
+    stats.file.startService()
+    commands = ClientCommands(reactor, endpoint, args.central, args.name, stats)
+    finished: Deferred[None] = Deferred()
+
+    def leave() -> None:
+        if not finished.called:
+            finished.callback(None)
+
+    commands.quit = leave
+    greeting = f"redesdl console, central {args.central}; type 'help'"
+    restore = attach_console(commands, "redesdl> ", leave, sys.stdin.isatty(), greeting)
+    TRACER.sink = commands.say
+
+    def shutdown() -> None:
+        stats.file.stopService()
+        restore()
+
+    reactor.addSystemEventTrigger("before", "shutdown", shutdown)
+    await finished
+    return EXIT_OK
 
 
 def start_logging(verbose: bool) -> None:
@@ -204,10 +200,7 @@ def start_logging(verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> NoReturn:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_usage(sys.stderr)
-        sys.stderr.write("redesdl: error: give a command: list or get\n")
-        sys.exit(EXIT_USAGE)
+    TRACER.enabled = args.trace
     start_logging(args.verbose)
     from twisted.internet import reactor
 
@@ -222,6 +215,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
     reactor.callWhenRunning(begin)
     reactor.run()
+    if not outcome and args.command is None:
+        sys.exit(EXIT_OK)
     if not outcome:
         sys.stderr.write(
             "redesdl: interrupted; partial data, if any, is kept in its .part file\n"
@@ -231,6 +226,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     if isinstance(result, Failure):
         if args.debug:
             sys.stderr.write(result.getTraceback())
-        sys.stderr.write(f"redesdl: {describe(result, args)}\n")
+        line = explain(result.value, args.central, getattr(args, "file", None))
+        sys.stderr.write(f"redesdl: {line}\n")
         sys.exit(EXIT_FAILURE)
     sys.exit(result)

@@ -20,6 +20,12 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.logger import Logger
 
+from redesdl.client.errors import (
+    DestinationExistsError,
+    DiskError,
+    DownloadError,
+    NoLiveSourceError,
+)
 from redesdl.client.reasons import describe_error
 from redesdl.client.scheduler import ChunkScheduler
 from redesdl.client.source import LocalWriteError, SourceConnection
@@ -27,22 +33,6 @@ from redesdl.endpoints import connect_protocol
 from redesdl.fsutil import rename_no_replace
 from redesdl.manifest import FileInfo, Manifest
 from redesdl.protocol.sources import SourceAddress
-
-
-class DownloadError(Exception):
-    """A download failed; the message is one line for a person."""
-
-
-class NoLiveSourceError(DownloadError):
-    """Every source failed or none could be reached."""
-
-
-class DestinationExistsError(DownloadError):
-    """The destination exists and overwriting was not asked for."""
-
-
-class DiskError(DownloadError):
-    """Our own disk refused the bytes (full, read-only, missing folder)."""
 
 
 @dataclass

@@ -53,6 +53,7 @@ class GetJob:
         self.position: int | None = None
         self.download: Download | None = None
         self.queuedSeconds = 0.0
+        self.downloadStarted: float | None = None
 
     def _queued(self, position: int) -> None:
         self.position = position
@@ -68,6 +69,7 @@ class GetJob:
             if self.queuedSeconds > 0:
                 info, sources = await central.locate(self.name)
             self.state = "downloading"
+            self.downloadStarted = self._reactor.seconds()
             self.download = Download(
                 info,
                 sources,

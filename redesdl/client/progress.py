@@ -21,11 +21,12 @@ def human_size(size: float) -> str:
     raise AssertionError("unreachable")
 
 
-def describe_progress(job: GetJob, elapsed: float) -> str:
+def describe_progress(job: GetJob, now: float) -> str:
     """One line: bytes done, rate, ETA and sources, or the job's state."""
     download = job.download
-    if download is None or job.state != "downloading":
+    if download is None or job.downloadStarted is None or job.state != "downloading":
         return f"{job.name}: {job.state}"
+    elapsed = now - job.downloadStarted
     done, size = download.bytesDone, download.info.size
     rate = done / elapsed if elapsed > 0 else 0.0
     eta = f"{(size - done) / rate:.0f} s" if rate > 0 else "?"
@@ -43,7 +44,6 @@ class ProgressLine:
         self._job = job
         self._stream = stream
         self._clock = clock
-        self._started: float | None = None
         self._loop = LoopingCall(self._draw)
         self._loop.clock = clock
         self._width = 0
@@ -52,10 +52,7 @@ class ProgressLine:
         self._loop.start(0.1, now=True)
 
     def _draw(self) -> None:
-        if self._job.state == "downloading" and self._started is None:
-            self._started = self._clock.seconds()
-        elapsed = self._clock.seconds() - (self._started or self._clock.seconds())
-        line = describe_progress(self._job, elapsed)
+        line = describe_progress(self._job, self._clock.seconds())
         self._stream.write("\r" + line.ljust(self._width))
         self._stream.flush()
         self._width = len(line)

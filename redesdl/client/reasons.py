@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from twisted.internet import error as net_error
 
+from redesdl.client.errors import DownloadError, UserError
 from redesdl.protocol.errors import RemoteError
 
 
@@ -20,3 +21,18 @@ def describe_error(error: BaseException) -> str:
     if isinstance(error, RemoteError):
         return f"{error.code}: {error.message}"
     return str(error).strip() or type(error).__name__
+
+
+def explain(error: BaseException, central: str, file: str | None) -> str:
+    """One line for a person explaining why a command failed."""
+    if isinstance(error, UserError | DownloadError):
+        return str(error)
+    if isinstance(error, RemoteError):
+        if error.code == "not_found" and file is not None:
+            return f"no file named {file!r} on the central (see 'redesdl list')"
+        return error.message
+    if isinstance(error, net_error.ConnectError | net_error.DNSLookupError):
+        return f"cannot reach the central at {central}: {describe_error(error)}"
+    if isinstance(error, net_error.ConnectionDone | net_error.ConnectionLost):
+        return f"lost the connection to the central at {central}"
+    return f"unexpected error: {error!r} (run with --debug for details)"

@@ -21,6 +21,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
 from redesdl.protocol.errors import ProtocolError
+from redesdl.trace import TRACER
 
 _LENGTH = struct.Struct("!I")
 _EMPTY = memoryview(b"")
@@ -109,11 +110,22 @@ class FrameProtocol(Protocol):
         except ProtocolError as e:
             self.protocolViolation(e)
             return
+        if TRACER.enabled:
+            TRACER.emit("<-", self.peerDescription(), message)
         self.messageReceived(message)
 
     def sendMessage(self, message: dict[str, Any]) -> None:
         """Send one message as a frame."""
+        if TRACER.enabled:
+            TRACER.emit("->", self.peerDescription(), message)
         self.transport.write(encode_frame(message))
+
+    def peerDescription(self) -> str:
+        """Who is at the other end, for trace lines and logs."""
+        peer = self.transport.getPeer()
+        address = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        name = getattr(self, "peerName", None) or getattr(self, "sourceName", None)
+        return f"{name}@{address}" if name else address
 
     def expectRaw(self, length: int) -> None:
         """Deliver the next C{length} (> 0) bytes to L{rawDataReceived}."""

@@ -15,7 +15,8 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
-from redesdl.client.download import Download, DownloadError
+from redesdl.client.download import Download
+from redesdl.client.errors import DownloadError
 from redesdl.fsutil import rename_no_replace
 from redesdl.manifest import FileInfo
 from redesdl.protocol.sources import SourceAddress

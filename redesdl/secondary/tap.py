@@ -9,18 +9,28 @@ from twisted.application.service import IService
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
-from redesdl.daemon import check_server_endpoint, prepare_state_dir
+from redesdl.daemon import (
+    CONSOLE_FLAGS,
+    ConsoleService,
+    check_server_endpoint,
+    prepare_state_dir,
+    wants_console,
+)
 from redesdl.endpoints import central_endpoint
 from redesdl.protocol.sources import parse_host_port
+from redesdl.secondary.console import SecondaryCommands
 from redesdl.secondary.identity import default_name, load_identity
 from redesdl.secondary.index import DataIndex
 from redesdl.secondary.service import ROLE, SecondaryService
 from redesdl.secondary.stats import SecondaryStats, fresh_secondary_stats
 from redesdl.stats import StatsFile
+from redesdl.trace import TRACER
 
 
 class Options(usage.Options):
     """Command-line options of ``twistd redesdl-secondary``."""
+
+    optFlags = CONSOLE_FLAGS
 
     optParameters = [
         [
@@ -92,7 +102,8 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         )
     state = prepare_state_dir(config["state-dir"], ROLE)
     secondary_id = load_identity(state)
-    return SecondaryService(
+    TRACER.enabled = bool(config["trace"])
+    secondary = SecondaryService(
         reactor=reactor,
         listen=config["listen"],
         central=central_endpoint(reactor, config["central"]),
@@ -106,3 +117,11 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         advertise=config["advertise"],
         rescanInterval=config["rescan-interval"],
     )
+    if wants_console(config):
+        ConsoleService(
+            SecondaryCommands(secondary, config["central"]),
+            f"{secondary.name}> ",
+            f"redesdl-secondary {secondary.name} console; type 'help'",
+            reactor,
+        ).setServiceParent(secondary)
+    return secondary

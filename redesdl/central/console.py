@@ -1,0 +1,89 @@
+"""The central's console: who is registered, what is served, who waits.
+
+``NUMERO_DESCARGAS_VIDEO`` and ``VIDEOS_CLIENTE`` are the original system's
+commands: completed downloads per file and per client name.
+"""
+
+from __future__ import annotations
+
+import time
+
+from redesdl.central.protocol import CentralFactory
+from redesdl.console import CommandSet
+
+
+def _ago(then: float) -> str:
+    return f"{time.time() - then:.0f} s ago"
+
+
+class CentralCommands(CommandSet):
+    """What an operator can ask the central."""
+
+    aliases = {"h": "help", "exit": "quit"}
+
+    def __init__(self, factory: CentralFactory) -> None:
+        super().__init__()
+        self._factory = factory
+
+    def cmd_secondaries(self, args: list[str]) -> list[str]:
+        """Registered secondaries: name, address, state, files, registration."""
+        records = sorted(
+            self._factory.registry.secondaries.values(), key=lambda r: r.name
+        )
+        return [
+            f"{r.name}  {r.host}:{r.port}  registered {_ago(r.registeredAt)}  "
+            f"{len(r.files)} files"
+            for r in records
+        ] or ["no secondary registered"]
+
+    def cmd_files(self, args: list[str]) -> list[str]:
+        """The merged catalog: each name, its size and how many sources."""
+        return [
+            f"{e.info.name}  {e.info.size} bytes  {len(e.holders)} source(s)  "
+            f"{e.info.sha256[:16]}"
+            for e in self._factory.registry.catalog()
+        ] or ["no files"]
+
+    def cmd_clients(self, args: list[str]) -> list[str]:
+        """Clients connected now."""
+        clients = [c for c in self._factory.connections if c.role == "client"]
+        return [f"{c.peerName}  {c.peerDescription()}" for c in clients] or [
+            "no client connected"
+        ]
+
+    def cmd_queue(self, args: list[str]) -> list[str]:
+        """Downloads running, and clients waiting for a slot, in order."""
+        admission = self._factory.admission
+        lines = [f"{len(admission.active)} of {admission.maxActive} slots in use"]
+        lines += [f"  running: {t.client} {t.file}" for t in admission.active]
+        lines += [
+            f"  waiting {n}: {t.client} {t.file}"
+            for n, t in enumerate(admission.waiting, start=1)
+        ]
+        return lines
+
+    def cmd_stats(self, args: list[str]) -> list[str]:
+        """Totals kept across restarts."""
+        data = self._factory.stats.data
+        files = data["files"].values()
+        return [
+            f"up {data.get('uptime_seconds', 0):.0f} s in all, {data['starts']} starts",
+            f"downloads completed {sum(f['completed'] for f in files)}, failed "
+            f"{sum(f['failed'] for f in files)}",
+            f"secondaries seen: {', '.join(sorted(data['secondaries'])) or 'none'}",
+            f"kept in {self._factory.stats.file.path.path}",
+        ]
+
+    def cmd_numero_descargas_video(self, args: list[str]) -> list[str]:
+        """Completed downloads per file."""
+        files = self._factory.stats.data["files"]
+        return [
+            f"{name}: {entry['completed']}" for name, entry in sorted(files.items())
+        ] or ["no downloads yet"]
+
+    def cmd_videos_cliente(self, args: list[str]) -> list[str]:
+        """Completed downloads per client name."""
+        clients = self._factory.stats.data["clients"]
+        return [
+            f"{name}: {entry['completed']}" for name, entry in sorted(clients.items())
+        ] or ["no downloads yet"]

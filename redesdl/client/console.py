@@ -1,0 +1,107 @@
+"""``redesdl`` with no command: the interactive client console.
+
+Downloads started with ``get`` run in the background; the prompt stays usable
+and says when each one ends. The original system's command names
+(``INSCRIBIR``, ``LISTA_VIDEOS``, ``VIDEO``) work as aliases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from redesdl.client.central import connect_central
+from redesdl.client.job import GetJob
+from redesdl.client.listing import describe_result, format_listing
+from redesdl.client.progress import describe_progress
+from redesdl.client.reasons import explain
+from redesdl.client.stats import ClientStats
+from redesdl.console import CommandSet, ConsoleUsageError, usage
+
+
+class ClientCommands(CommandSet):
+    """What a person can do from the client console."""
+
+    aliases = {
+        "h": "help",
+        "ls": "list",
+        "exit": "quit",
+        "inscribir": "name",
+        "lista_videos": "list",
+        "video": "get",
+    }
+
+    def __init__(
+        self,
+        reactor: Any,
+        central: Any,
+        centralText: str,
+        name: str,
+        stats: ClientStats,
+    ) -> None:
+        super().__init__()
+        self._reactor = reactor
+        self._central = central
+        self._centralText = centralText
+        self.name = name
+        self._stats = stats
+        self.jobs: list[GetJob] = []
+
+    @usage("NAME")
+    def cmd_name(self, args: list[str]) -> str:
+        """Set this client's name, as the central records it."""
+        if len(args) != 1:
+            raise ConsoleUsageError("")
+        self.name = args[0]
+        return f"you are now {self.name!r}"
+
+    def cmd_list(self, args: list[str]) -> Deferred[list[str]]:
+        """List the files the cluster serves."""
+
+        async def listing() -> list[str]:
+            central = await connect_central(self._central, self.name)
+            try:
+                return format_listing(await central.list())
+            finally:
+                central.close()
+
+        return Deferred.fromCoroutine(listing()).addErrback(
+            lambda reason: [explain(reason.value, self._centralText, None)]
+        )
+
+    @usage("NAME [PATH]")
+    def cmd_get(self, args: list[str]) -> str:
+        """Start downloading a file in the background."""
+        if len(args) not in (1, 2):
+            raise ConsoleUsageError("")
+        job = GetJob(
+            self._reactor,
+            self._central,
+            self.name,
+            args[0],
+            args[1] if len(args) == 2 else None,
+            stats=self._stats,
+        )
+        self.jobs.append(job)
+
+        def done(result: Any) -> None:
+            self.say(f"done: {describe_result(result)}")
+
+        def failed(reason: Any) -> None:
+            why = explain(reason.value, self._centralText, args[0])
+            self.say(f"get {args[0]} failed: {why}")
+
+        Deferred.fromCoroutine(job.run()).addCallbacks(done, failed)
+        return f"started {args[0]}; 'status' shows its progress"
+
+    def cmd_status(self, args: list[str]) -> list[str]:
+        """Show every download of this session: bytes, rate, sources, ETA."""
+        if not self.jobs:
+            return ["no downloads yet"]
+        now = self._reactor.seconds()
+        return [describe_progress(job, now) for job in self.jobs]
+
+    def cmd_stats(self, args: list[str]) -> list[str]:
+        """Show this client's statistics (all sessions)."""
+        return self._stats.summary()

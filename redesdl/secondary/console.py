@@ -1,0 +1,91 @@
+"""The secondary's console: registration, files, what it serves right now.
+
+``VIDEOS_DESCARGANDO`` (files being served now, with how many clients) and
+``VIDEOS_DESCARGADOS`` (files served, with counts) are the original system's
+commands.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+
+from redesdl.console import CommandSet
+
+if TYPE_CHECKING:
+    from redesdl.secondary.service import SecondaryService
+
+
+class SecondaryCommands(CommandSet):
+    """What an operator can ask a secondary."""
+
+    aliases = {"h": "help", "exit": "quit"}
+
+    def __init__(self, secondary: SecondaryService, centralText: str) -> None:
+        super().__init__()
+        self._secondary = secondary
+        self._centralText = centralText
+
+    def cmd_status(self, args: list[str]) -> list[str]:
+        """Registered or not, the central's address, files, copies in progress."""
+        secondary = self._secondary
+        link = secondary.link
+        state = (
+            "registered" if link is not None and link.registered else "not registered"
+        )
+        copying = ", ".join(sorted(secondary.replicator.active)) or "none"
+        return [
+            f"{secondary.name}: {state} with the central at {self._centralText}",
+            f"{len(secondary.index.entries)} files served from "
+            f"{secondary.index.data.path}",
+            f"copying from peers: {copying}",
+        ]
+
+    def cmd_files(self, args: list[str]) -> list[str]:
+        """The files this secondary serves."""
+        entries = sorted(
+            self._secondary.index.entries.values(), key=lambda e: e.manifest.name
+        )
+        return [
+            f"{e.manifest.name}  {e.manifest.size} bytes  {e.manifest.sha256[:16]}"
+            for e in entries
+        ] or ["no files"]
+
+    def cmd_rescan(self, args: list[str]) -> Deferred[list[str]]:
+        """Scan the data folder for changes now."""
+        return self._secondary.index.scan().addCallback(
+            lambda changes: [
+                f"{len(changes.added)} added or changed, {len(changes.removed)} removed"
+            ]
+        )
+
+    def cmd_stats(self, args: list[str]) -> list[str]:
+        """Totals kept across restarts."""
+        data = self._secondary.stats.data
+        served = data["served"].values()
+        replication = data["replication"]
+        return [
+            f"served {sum(f['chunks'] for f in served)} chunks, "
+            f"{sum(f['bytes'] for f in served)} bytes",
+            f"copies from peers: {replication['copied']} done, "
+            f"{replication['failed']} failed",
+            f"errors: {data['errors'] or 'none'}",
+            f"kept in {self._secondary.stats.file.path.path}",
+        ]
+
+    def cmd_videos_descargando(self, args: list[str]) -> list[str]:
+        """Files being served right now, with how many clients."""
+        serving = self._secondary.chunkServer.beingServed()
+        return [f"{name}: {n} client(s)" for name, n in sorted(serving.items())] or [
+            "nothing is being served"
+        ]
+
+    def cmd_videos_descargados(self, args: list[str]) -> list[str]:
+        """Files served so far, with chunk and byte counts."""
+        served = self._secondary.stats.data["served"]
+        return [
+            f"{name}: {entry['chunks']} chunks, {entry['bytes']} bytes, "
+            f"{len(entry['clients'])} client(s)"
+            for name, entry in sorted(served.items())
+        ] or ["nothing served yet"]
