@@ -72,6 +72,7 @@ def secondary(
     )
     assert reply["type"] == "welcome", reply
     peer.send({"type": "files_added", "files": files})
+    peer.send({"type": "catalog_done"})
     return peer
 
 
@@ -217,3 +218,60 @@ def test_planner_never_asks_to_overwrite_a_different_content(tmp_path: Path) -> 
     s2 = secondary(factory, "s2", [A_OTHER])
     clock.advance(0)
     assert [m for m in s2.replies() if m["type"] == "replicate"] == []
+
+
+def test_planner_waits_for_a_secondary_to_finish_reporting(tmp_path: Path) -> None:
+    clock = Clock()
+    factory = make_factory(tmp_path, clock)
+    secondary(factory, "s1", [A])
+    s2 = Peer(factory, host="10.0.0.9")
+    s2.ask(
+        {
+            "type": "hello",
+            "version": PROTOCOL_VERSION,
+            "role": "secondary",
+            "name": "s2",
+            "secondary_id": "id-s2-0000",
+            "port": 7101,
+        }
+    )
+    clock.advance(0)
+    assert [m for m in s2.replies() if m["type"] == "replicate"] == []
+    s2.send({"type": "files_added", "files": [A]})
+    s2.send({"type": "catalog_done"})
+    clock.advance(0)
+    assert [m for m in s2.replies() if m["type"] == "replicate"] == []
+
+
+def test_reports_count_per_file_and_client_and_free_the_slot(tmp_path: Path) -> None:
+    factory = make_factory(tmp_path, Clock(), maxActive=1)
+    secondary(factory, "s1", [A])
+    first, second = client(factory), client(factory)
+    assert first.ask({"type": "admit", "name": "a.bin"})["type"] == "admitted"
+    second.send({"type": "admit", "name": "a.bin"})
+    assert second.replies() == [{"type": "queued", "id": 2, "position": 1}]
+    first.send(
+        {
+            "type": "report",
+            "name": "a.bin",
+            "ok": True,
+            "size": 10,
+            "bytes_fetched": 10,
+            "reason": "",
+        }
+    )
+    assert second.replies()[0]["type"] == "admitted"
+    second.send(
+        {
+            "type": "report",
+            "name": "a.bin",
+            "ok": False,
+            "size": 10,
+            "bytes_fetched": 4,
+            "reason": "no live source",
+        }
+    )
+    data = factory.stats.data
+    assert data["files"]["a.bin"] == {"completed": 1, "failed": 1, "bytes": 14}
+    assert data["clients"]["alice"]["completed"] == 1
+    assert data["failures"][0]["reason"] == "no live source"

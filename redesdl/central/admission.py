@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 
 
 @dataclass
@@ -29,6 +30,8 @@ class Ticket:
 
 class AdmissionQueue:
     """Admit at most C{maxActive} downloads; queue the others in arrival order."""
+
+    log = Logger()
 
     def __init__(self, maxActive: int, clock: Any) -> None:
         self.maxActive = maxActive
@@ -52,7 +55,17 @@ class AdmissionQueue:
         while self.waiting and len(self.active) < self.maxActive:
             ticket = self.waiting.pop(0)
             self.active.append(ticket)
-            ticket.admitted.callback(self._clock.seconds() - ticket.asked)
+            waited = self._clock.seconds() - ticket.asked
+            self.log.info(
+                "admitted {client} for {file} after {waited:.1f} s; "
+                "{active} of {most} slots in use",
+                client=ticket.client,
+                file=ticket.file,
+                waited=waited,
+                active=len(self.active),
+                most=self.maxActive,
+            )
+            ticket.admitted.callback(waited)
         for position, ticket in enumerate(self.waiting, start=1):
             if ticket.onPosition is not None:
                 ticket.onPosition(position)

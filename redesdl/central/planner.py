@@ -46,6 +46,8 @@ class ReplicationPlanner:
         now = self._clock.seconds()
         entries = self._registry.catalog()
         for record in list(self._registry.secondaries.values()):
+            if not record.catalogComplete:
+                continue
             busy = sum(1 for (sid, _) in self.inProgress if sid == record.id)
             for entry in entries:
                 if busy >= self._perSecondary:

@@ -131,6 +131,12 @@ class CentralProtocol(MessageProtocol):
         ]
         self.factory.registry.addFiles(self.record, infos)
 
+    def msg_catalog_done(self, message: dict[str, Any]) -> None:
+        """The secondary has reported its whole catalog; plan copies for it."""
+        self._require("secondary")
+        assert self.record is not None
+        self.factory.registry.catalogDone(self.record)
+
     def msg_files_removed(self, message: dict[str, Any]) -> None:
         self._require("secondary")
         assert self.record is not None

@@ -32,6 +32,8 @@ class SecondaryRecord:
     connection: Any
     files: dict[str, FileInfo] = field(default_factory=dict)
     registeredAt: float = field(default_factory=time.time)
+    #: True once the secondary said its initial catalog is all reported.
+    catalogComplete: bool = False
 
     @property
     def address(self) -> SourceAddress:
@@ -92,6 +94,10 @@ class Registry:
         for info in infos:
             record.files[info.name] = info
             self._known[info.name] = info
+        self._changed()
+
+    def catalogDone(self, record: SecondaryRecord) -> None:
+        record.catalogComplete = True
         self._changed()
 
     def removeFiles(self, record: SecondaryRecord, names: list[str]) -> None:

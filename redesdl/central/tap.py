@@ -43,6 +43,13 @@ class Options(usage.Options):
             "Folder for the central's own files; created if missing.",
         ],
         [
+            "stats-interval",
+            None,
+            10.0,
+            "Seconds between saves of the statistics while they change.",
+            float,
+        ],
+        [
             "max-active",
             None,
             5,
@@ -59,6 +66,8 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
+        if self["stats-interval"] <= 0:
+            raise usage.UsageError("--stats-interval must be positive")
         check_server_endpoint(self["listen"])
         if self["max-active"] < 1:
             raise usage.UsageError("--max-active must be 1 or more")
@@ -72,7 +81,13 @@ def makeService(config: Options, reactor: Any = None) -> IService:
 
         reactor = default_reactor
     state = prepare_state_dir(config["state-dir"], ROLE)
-    stats = StatsFile(state.child("stats.json"), ROLE, fresh_central_stats, reactor)
+    stats = StatsFile(
+        state.child("stats.json"),
+        ROLE,
+        fresh_central_stats,
+        reactor,
+        interval=config["stats-interval"],
+    )
     factory = CentralFactory(
         reactor,
         CentralStats(stats),

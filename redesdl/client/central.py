@@ -7,6 +7,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.python.failure import Failure
 
 from redesdl.endpoints import connect_protocol
 from redesdl.manifest import FileInfo
@@ -28,6 +29,7 @@ class CentralConnection(MessageProtocol):
     def __init__(self, clientName: str) -> None:
         self._clientName = clientName
         self._positionListeners: dict[int, Callable[[int], None]] = {}
+        self._closed: Deferred[None] = Deferred()
         self.welcomed: Deferred[dict[str, Any]] = Deferred()
 
     def connectionMade(self) -> None:
@@ -97,8 +99,19 @@ class CentralConnection(MessageProtocol):
             }
         )
 
-    def close(self) -> None:
+    def close(self) -> Deferred[None]:
+        """Hang up once everything sent is written; fire when the line is closed.
+
+        Waiting matters: a process that stops its reactor right after a
+        C{report} would otherwise lose it.
+        """
         self.transport.loseConnection()
+        return self._closed
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        if not self._closed.called:
+            self._closed.callback(None)
 
 
 async def connect_central(

@@ -118,7 +118,7 @@ async def run_list(reactor: Any, endpoint: Any, args: argparse.Namespace) -> int
     try:
         files = await central.list()
     finally:
-        central.close()
+        await central.close()
     if args.json:
         print(json.dumps(files))
     else:
@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     parser = build_parser()
     args = parser.parse_args(argv)
     TRACER.enabled = args.trace
+    TRACER.sink = lambda line: sys.stderr.write(f"redesdl: {line}\n")
     start_logging(args.verbose)
     from twisted.internet import reactor
 

@@ -64,7 +64,7 @@ class ClientCommands(CommandSet):
             try:
                 return format_listing(await central.list())
             finally:
-                central.close()
+                await central.close()
 
         return Deferred.fromCoroutine(listing()).addErrback(
             lambda reason: [explain(reason.value, self._centralText, None)]

@@ -89,7 +89,7 @@ class GetJob:
             self._ended(central, started, result, "")
             return result
         finally:
-            central.close()
+            await central.close()
 
     def _ended(
         self,

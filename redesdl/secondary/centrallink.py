@@ -71,6 +71,7 @@ class CentralLinkProtocol(MessageProtocol):
             "registered with the central as {name}", name=self._secondary.name
         )
         self.sendAdded(self._secondary.index.manifests())
+        self.sendMessage({"type": "catalog_done"})
         self._secondary.linkUp(self)
 
     def _refused(self, reason: Failure) -> None:

@@ -66,6 +66,13 @@ class Options(usage.Options):
             "with the listening port].",
         ],
         [
+            "stats-interval",
+            None,
+            10.0,
+            "Seconds between saves of the statistics while they change.",
+            float,
+        ],
+        [
             "rescan-interval",
             None,
             5.0,
@@ -75,6 +82,8 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
+        if self["stats-interval"] <= 0:
+            raise usage.UsageError("--stats-interval must be positive")
         check_server_endpoint(self["listen"])
         if self["data"] is None:
             raise usage.UsageError("--data FOLDER is required")
@@ -112,7 +121,13 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         name=config["name"] or default_name(secondary_id),
         secondaryId=secondary_id,
         stats=SecondaryStats(
-            StatsFile(state.child("stats.json"), ROLE, fresh_secondary_stats, reactor)
+            StatsFile(
+                state.child("stats.json"),
+                ROLE,
+                fresh_secondary_stats,
+                reactor,
+                interval=config["stats-interval"],
+            )
         ),
         advertise=config["advertise"],
         rescanInterval=config["rescan-interval"],

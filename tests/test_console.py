@@ -1,0 +1,62 @@
+"""The console command table and the line console, on fakes."""
+
+from __future__ import annotations
+
+from twisted.internet.testing import StringTransport
+
+from redesdl.console import CommandSet, ConsoleUsageError, LineConsole, usage
+
+
+class Sample(CommandSet):
+    aliases = {"h": "help", "saluda": "greet"}
+
+    @usage("NAME")
+    def cmd_greet(self, args: list[str]) -> str:
+        """Greet someone."""
+        if len(args) != 1:
+            raise ConsoleUsageError("")
+        return f"hello {args[0]}"
+
+
+def run(commands: CommandSet, line: str) -> list[str]:
+    result: list[list[str]] = []
+    commands.execute(line).addCallback(result.append)
+    return result[0]
+
+
+def test_commands_and_aliases_ignore_case() -> None:
+    commands = Sample()
+    assert run(commands, "greet ana") == ["hello ana"]
+    assert run(commands, "SALUDA ana") == ["hello ana"]
+    assert run(commands, "Greet ana") == ["hello ana"]
+
+
+def test_wrong_arguments_give_a_one_line_usage_hint() -> None:
+    assert run(Sample(), "greet") == ["usage: greet NAME"]
+
+
+def test_unknown_command_gives_a_hint() -> None:
+    assert run(Sample(), "dance") == [
+        "unknown command 'dance'; type 'help' for the list"
+    ]
+
+
+def test_help_lists_commands_with_aliases() -> None:
+    lines = run(Sample(), "h")
+    assert any(
+        line.startswith("greet NAME") and "(also saluda)" in line for line in lines
+    )
+    assert any(line.startswith("trace on|off") for line in lines)
+
+
+def test_line_console_runs_lines_in_order_and_closes_after_end_of_input() -> None:
+    closed: list[bool] = []
+    console = LineConsole(Sample(), "> ", lambda: closed.append(True), "welcome")
+    transport = StringTransport()
+    console.makeConnection(transport)
+    console.dataReceived(b"greet a\nbogus\n")
+    console.readConnectionLost()
+    assert transport.value().decode() == (
+        "welcome\n> hello a\n> unknown command 'bogus'; type 'help' for the list\n> "
+    )
+    assert closed == [True]

@@ -1,0 +1,181 @@
+"""The consoles and statistics of the real programs, driven on a pseudo-terminal."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from redesdl.localcluster import LocalCluster, wait_until
+from redesdl.manifest import file_sha256
+
+from .terminal import PtySession
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    running = LocalCluster(
+        tmp_path / "cluster",
+        central_args=["--stats-interval", "0.2"],
+        secondary_args=["--stats-interval", "0.2"],
+    )
+    with running:
+        (running.data(1) / "clip.bin").write_bytes(b"c" * 3_000_000)
+        running.wait_for_sources("clip.bin", 3)
+        yield running
+
+
+@pytest.fixture
+def sessions() -> Iterator[list[PtySession]]:
+    opened: list[PtySession] = []
+    yield opened
+    for session in opened:
+        session.close()
+
+
+def test_client_console_with_the_original_commands(
+    cluster: LocalCluster, sessions: list[PtySession], tmp_path: Path
+) -> None:
+    stats = tmp_path / "client.json"
+    console = PtySession(
+        [
+            str(BIN / "redesdl"),
+            "--central",
+            cluster.central_address,
+            "--stats",
+            str(stats),
+        ]
+    )
+    sessions.append(console)
+    console.read_until("redesdl> ")
+    console.type("h\r")
+    console.read_until("(also video)")
+    console.type("INSCRIBIR ana\r")
+    console.read_until("you are now 'ana'")
+    console.type("LISTA_VIDEOS\r")
+    console.read_until("clip.bin")
+    console.type("frobnicate\r")
+    console.read_until("unknown command 'frobnicate'")
+    console.type("get\r")
+    console.read_until("usage: get NAME [PATH]")
+    console.type(f"VIDEO clip.bin {tmp_path / 'clip.bin'}\r")
+    console.read_until("done: saved")
+    console.type("status\r")
+    console.read_until("clip.bin: done")
+    console.type("stats\r")
+    console.read_until("1 downloads completed")
+    console.type(b"\x04")
+    assert console.wait() == 0
+    assert file_sha256(tmp_path / "clip.bin") == file_sha256(
+        cluster.data(1) / "clip.bin"
+    )
+    record = json.loads(stats.read_text())["downloads"][-1]
+    assert record["file"] == "clip.bin" and record["result"] == "ok"
+    assert sum(record["sources"].values()) == 3_000_000
+    central_stats = cluster.root / "central" / "stats.json"
+    wait_until(
+        lambda: "ana" in json.loads(central_stats.read_text())["clients"],
+        10,
+        "the central to record ana",
+    )
+
+
+def test_typing_is_not_corrupted_by_a_finishing_download(
+    cluster: LocalCluster, sessions: list[PtySession], tmp_path: Path
+) -> None:
+    console = PtySession(
+        [
+            str(BIN / "redesdl"),
+            "--central",
+            cluster.central_address,
+            "--stats",
+            str(tmp_path / "s.json"),
+        ]
+    )
+    sessions.append(console)
+    console.read_until("redesdl> ")
+    console.type(f"get clip.bin {tmp_path / 'x.bin'}\r")
+    console.type("sta")
+    screen = console.read_until("done: saved")
+    console.read_until("redesdl> sta")
+    console.type("tus\r")
+    console.read_until("clip.bin: done")
+    assert screen.count("Traceback") == 0
+    console.type(b"\x03")
+    assert console.wait() == 0
+
+
+def test_central_and_secondary_consoles(
+    cluster: LocalCluster, sessions: list[PtySession], tmp_path: Path
+) -> None:
+    result = cluster.client(
+        "--name", "bob", "get", "clip.bin", "-o", str(tmp_path / "c.bin")
+    )
+    assert result.returncode == 0, result.stderr
+    central = PtySession(
+        [
+            str(BIN / "twistd"),
+            "--pidfile=",
+            "-n",
+            f"--logfile={tmp_path / 'c2.log'}",
+            "redesdl-central",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--state-dir",
+            str(cluster.root / "central-copy"),
+        ]
+    )
+    sessions.append(central)
+    central.read_until("central> ")
+    central.type("help\r")
+    central.read_until("videos_cliente")
+    central.type("queue\r")
+    central.read_until("0 of 5 slots in use")
+    central.type(b"\x04")
+    assert central.wait() == 0
+    secondary = cluster.secondaries[1]
+    wait_until(
+        lambda: (
+            "bob"
+            in json.dumps(
+                json.loads((cluster.root / "s1" / "stats.json").read_text())["served"]
+            )
+        ),
+        10,
+        "s1 to record what it served",
+    )
+    (cluster.root / "central" / "stats.json").read_text()
+    assert secondary.running
+
+
+def test_daemon_stats_survive_sigkill(cluster: LocalCluster, tmp_path: Path) -> None:
+    result = cluster.client(
+        "--name", "carla", "get", "clip.bin", "-o", str(tmp_path / "c.bin")
+    )
+    assert result.returncode == 0, result.stderr
+    stats = cluster.root / "central" / "stats.json"
+
+    def recorded() -> bool:
+        data = json.loads(stats.read_text())
+        return data["files"].get("clip.bin", {}).get("completed") == 1
+
+    wait_until(recorded, 10, "the download in the central's statistics")
+    assert cluster.central is not None
+    cluster.central.signal(signal.SIGKILL)
+    cluster.central.process.wait()
+    data = json.loads(stats.read_text())
+    assert data["clients"]["carla"]["completed"] == 1
+    assert not (cluster.root / "central" / "stats.json.tmp").exists()
+    restarted = cluster.start_central()
+    assert restarted.port
+    cluster.central.stop()
+    again = json.loads(stats.read_text())
+    assert again["starts"] == 2
+    assert again["clients"]["carla"]["completed"] == 1

@@ -1,0 +1,59 @@
+"""Statistics files: accumulated across restarts, saved atomically on a schedule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from twisted.internet.task import Clock
+from twisted.python.filepath import FilePath
+
+from redesdl.stats import SCHEMA_VERSION, StatsFile
+
+
+def fresh() -> dict:
+    return {"count": 0}
+
+
+def open_stats(path: Path, clock: Clock) -> StatsFile:
+    return StatsFile(FilePath(str(path)), "test", fresh, clock, interval=10)
+
+
+def test_saved_within_the_interval_while_something_changed(tmp_path: Path) -> None:
+    clock = Clock()
+    stats = open_stats(tmp_path / "s.json", clock)
+    stats.startService()
+    stats.data["count"] = 3
+    stats.changed()
+    clock.advance(10)
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["count"] == 3 and saved["schema"] == SCHEMA_VERSION
+    assert saved["uptime_seconds"] == 10
+    assert not (tmp_path / "s.json.tmp").exists()
+    stats.stopService()
+
+
+def test_restarts_accumulate(tmp_path: Path) -> None:
+    clock = Clock()
+    first = open_stats(tmp_path / "s.json", clock)
+    first.data["count"] = 2
+    clock.advance(5)
+    first.stopService()
+    second = open_stats(tmp_path / "s.json", clock)
+    assert second.data["count"] == 2
+    assert second.data["starts"] == 2
+    clock.advance(1)
+    second.save()
+    assert json.loads((tmp_path / "s.json").read_text())["uptime_seconds"] == 6
+
+
+def test_an_unreadable_file_is_set_aside(tmp_path: Path) -> None:
+    (tmp_path / "s.json").write_text("{half a docu")
+    stats = open_stats(tmp_path / "s.json", Clock())
+    assert stats.data["count"] == 0
+    assert (tmp_path / "s.json.corrupt").read_text() == "{half a docu"
+
+
+def test_missing_fields_are_filled_in(tmp_path: Path) -> None:
+    (tmp_path / "s.json").write_text(json.dumps({"schema": SCHEMA_VERSION}))
+    assert open_stats(tmp_path / "s.json", Clock()).data["count"] == 0
