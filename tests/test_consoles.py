@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,3 +180,74 @@ def test_daemon_stats_survive_sigkill(cluster: LocalCluster, tmp_path: Path) -> 
     again = json.loads(stats.read_text())
     assert again["starts"] == 2
     assert again["clients"]["carla"]["completed"] == 1
+
+
+def test_get_shows_progress_only_on_a_terminal(
+    cluster: LocalCluster, sessions: list[PtySession], tmp_path: Path
+) -> None:
+    base = [
+        str(BIN / "redesdl"),
+        "--central",
+        cluster.central_address,
+        "--stats",
+        str(tmp_path / "s.json"),
+        "get",
+        "clip.bin",
+        "-o",
+    ]
+    shown = PtySession([*base, str(tmp_path / "a.bin")])
+    sessions.append(shown)
+    shown.read_until("saved")
+    assert shown.wait() == 0
+    assert "clip.bin: " in shown.text()
+    quiet = PtySession([*base, str(tmp_path / "b.bin"), "--quiet"])
+    sessions.append(quiet)
+    quiet.read_until("saved")
+    assert quiet.wait() == 0
+    assert "clip.bin: " not in quiet.text()
+    piped = cluster.client("get", "clip.bin", "-o", str(tmp_path / "c.bin"))
+    assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_interrupted_get_exits_130_and_is_recorded(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    for daemon in cluster.secondaries.values():
+        daemon.signal(signal.SIGSTOP)
+    stats = tmp_path / "s.json"
+    get = subprocess.Popen(
+        [
+            str(BIN / "redesdl"),
+            "--central",
+            cluster.central_address,
+            "--stats",
+            str(stats),
+            "-v",
+            "get",
+            "clip.bin",
+            "-o",
+            str(tmp_path / "clip.bin"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        central_log = cluster.root / "logs" / "central.log"
+        wait_until(
+            lambda: "admitted" in central_log.read_text(),
+            30,
+            "the client to be admitted",
+        )
+        get.send_signal(signal.SIGINT)
+        _, err = get.communicate(timeout=30)
+    finally:
+        if get.poll() is None:
+            get.kill()
+        for daemon in cluster.secondaries.values():
+            daemon.signal(signal.SIGCONT)
+    assert get.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    record = json.loads(stats.read_text())["downloads"][-1]
+    assert record["result"] == "failed" and record["reason"] == "interrupted"
+    assert not (tmp_path / "clip.bin").exists()

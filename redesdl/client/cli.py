@@ -135,12 +135,15 @@ async def run_get(reactor: Any, endpoint: Any, args: argparse.Namespace) -> int:
     if not args.quiet and sys.stderr.isatty():
         progress = ProgressLine(job, sys.stderr, reactor)
         progress.start()
-    try:
-        result = await job.run()
-    finally:
+
+    def wrap_up() -> None:
         if progress is not None:
             progress.stop()
+        job.interrupted()
         stats.file.save()
+
+    reactor.addSystemEventTrigger("before", "shutdown", wrap_up)
+    result = await job.run()
     print(json.dumps(result.to_json()) if args.json else describe_result(result))
     return EXIT_OK
 

@@ -54,13 +54,20 @@ class GetJob:
         self.download: Download | None = None
         self.queuedSeconds = 0.0
         self.downloadStarted: float | None = None
+        self._started = 0.0
+        self.ended = False
 
     def _queued(self, position: int) -> None:
         self.position = position
         self.state = f"queued, position {position}"
 
+    def interrupted(self) -> None:
+        """The process is stopping mid-download: record it as interrupted."""
+        if self.download is not None and not self.ended:
+            self._record(self._started, None, "interrupted")
+
     async def run(self) -> DownloadResult:
-        started = time.time()
+        started = self._started = time.time()
         self.state = "locating"
         central = await connect_central(self._central, self._clientName)
         try:
@@ -104,6 +111,15 @@ class GetJob:
         central.report(
             download.info.name, result is not None, download.info.size, fetched, reason
         )
+        self._record(started, result, reason)
+
+    def _record(
+        self, started: float, result: DownloadResult | None, reason: str
+    ) -> None:
+        """Add this download to the client's statistics, once."""
+        download = self.download
+        assert download is not None
+        self.ended = True
         if self._stats is None:
             return
         ended = time.time()
@@ -117,7 +133,7 @@ class GetJob:
                 "ended": ended,
                 "seconds": round(ended - started, 3),
                 "queued_seconds": round(self.queuedSeconds, 3),
-                "bytes_fetched": fetched,
+                "bytes_fetched": result.bytes_fetched if result else download.bytesDone,
                 "bytes_reused": 0,
                 "sources": dict(download.bytesBySource),
                 "retried_chunks": download.retriedChunks,
