@@ -275,3 +275,25 @@ def test_reports_count_per_file_and_client_and_free_the_slot(tmp_path: Path) -> 
     assert data["files"]["a.bin"] == {"completed": 1, "failed": 1, "bytes": 14}
     assert data["clients"]["alice"]["completed"] == 1
     assert data["failures"][0]["reason"] == "no live source"
+
+
+def test_one_slot_per_connection_and_reports_only_for_it(tmp_path: Path) -> None:
+    factory = make_factory(tmp_path, Clock(), maxActive=5)
+    secondary(factory, "s1", [A])
+    greedy = client(factory)
+    assert greedy.ask({"type": "admit", "name": "a.bin"})["type"] == "admitted"
+    assert greedy.ask({"type": "admit", "name": "a.bin"})["code"] == "bad_request"
+    forged = client(factory)
+    forged.send(
+        {
+            "type": "report",
+            "name": "a.bin",
+            "ok": True,
+            "size": 10,
+            "bytes_fetched": 10,
+            "reason": "",
+        }
+    )
+    assert forged.replies()[-1]["code"] == "bad_request"
+    assert factory.stats.data["files"] == {}
+    assert len(factory.admission.active) == 1

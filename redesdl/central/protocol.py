@@ -44,6 +44,8 @@ class CentralProtocol(MessageProtocol):
         self.role: str | None = None
         self.peerName = ""
         self.record: SecondaryRecord | None = None
+        #: The file this client asked a download slot for, until it reports.
+        self.admission: str | None = None
 
     def _require(self, *roles: str) -> None:
         if self.role is None:
@@ -160,6 +162,12 @@ class CentralProtocol(MessageProtocol):
         self._require("client")
         request_id = count(message, "id")
         name = validate_name(text(message, "name"))
+        if self.admission is not None:
+            raise ProtocolError(
+                "bad_request",
+                "one download per connection: report the end of the current one first",
+            )
+        self.admission = name
         factory = self.factory
 
         def position(place: int) -> None:
@@ -182,9 +190,16 @@ class CentralProtocol(MessageProtocol):
         """A client says how its download ended; its slot frees."""
         self._require("client")
         ok = message.get("ok") is True
+        name = validate_name(text(message, "name"))
+        if name != self.admission:
+            raise ProtocolError(
+                "bad_request",
+                f"no download of {name!r} was admitted on this connection",
+            )
+        self.admission = None
         self.factory.stats.downloadEnded(
             self.peerName,
-            validate_name(text(message, "name")),
+            name,
             ok,
             count(message, "size"),
             count(message, "bytes_fetched"),
