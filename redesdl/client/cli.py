@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from twisted.internet.defer import Deferred
@@ -148,7 +149,7 @@ async def run_get(reactor: Any, endpoint: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def run(reactor: Any, args: argparse.Namespace) -> int:
+async def run(reactor: Any, args: argparse.Namespace, display: LogDisplay) -> int:
     try:
         endpoint = central_endpoint(reactor, args.central, timeout=args.timeout)
     except ValueError as e:
@@ -157,10 +158,12 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
         return await run_list(reactor, endpoint, args)
     if args.command == "get":
         return await run_get(reactor, endpoint, args)
-    return await run_console(reactor, endpoint, args)
+    return await run_console(reactor, endpoint, args, display)
 
 
-async def run_console(reactor: Any, endpoint: Any, args: argparse.Namespace) -> int:
+async def run_console(
+    reactor: Any, endpoint: Any, args: argparse.Namespace, display: LogDisplay
+) -> int:
     """Run the interactive console until quit, Ctrl-D or Ctrl-C."""
     stats = open_client_stats(args.stats, reactor)
     stats.file.startService()
@@ -175,6 +178,7 @@ async def run_console(reactor: Any, endpoint: Any, args: argparse.Namespace) -> 
     greeting = f"redesdl console, central {args.central}; type 'help'"
     restore = attach_console(commands, "redesdl> ", leave, sys.stdin.isatty(), greeting)
     TRACER.sink = commands.say
+    display.show = commands.say
 
     def shutdown() -> None:
         stats.file.stopService()
@@ -185,19 +189,29 @@ async def run_console(reactor: Any, endpoint: Any, args: argparse.Namespace) -> 
     return EXIT_OK
 
 
-def start_logging(verbose: bool) -> None:
-    threshold = LogLevel.info if verbose else LogLevel.critical
+class LogDisplay:
+    """Show log events for a person: on stderr, or in the console once open."""
 
-    def observer(event: dict[str, Any]) -> None:
-        level = event.get("log_level", LogLevel.info)
-        if level < threshold:
+    def __init__(self, verbose: bool) -> None:
+        self._threshold = LogLevel.info if verbose else LogLevel.critical
+        self._verbose = verbose
+        self.show: Callable[[str], None] = lambda text: sys.stderr.write(
+            f"redesdl: {text}\n"
+        )
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event.get("log_level", LogLevel.info) < self._threshold:
             return
         text = formatEvent(event)
-        if "log_failure" in event and verbose:
+        if "log_failure" in event and self._verbose:
             text += "\n" + event["log_failure"].getTraceback()
-        sys.stderr.write(f"redesdl: {text}\n")
+        self.show(text)
 
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+def start_logging(verbose: bool) -> LogDisplay:
+    display = LogDisplay(verbose)
+    globalLogBeginner.beginLoggingTo([display], redirectStandardIO=False)
+    return display
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -205,7 +219,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     args = parser.parse_args(argv)
     TRACER.enabled = args.trace
     TRACER.sink = lambda line: sys.stderr.write(f"redesdl: {line}\n")
-    start_logging(args.verbose)
+    display = start_logging(args.verbose)
     from twisted.internet import reactor
 
     outcome: list[Any] = []
@@ -215,7 +229,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         reactor.stop()
 
     def begin() -> None:
-        Deferred.fromCoroutine(run(reactor, args)).addBoth(done)
+        Deferred.fromCoroutine(run(reactor, args, display)).addBoth(done)
 
     reactor.callWhenRunning(begin)
     reactor.run()
