@@ -230,3 +230,15 @@ async def test_files_removed_everywhere_leave_no_source(cluster: Cluster) -> Non
     for name in ("s1", "s2", "s3"):
         (cluster.data(name) / "brief.txt").unlink()
     await eventually(lambda: cluster.sources_of("brief.txt") == 0, "the removals")
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_names_with_the_same_content_both_replicate(cluster: Cluster) -> None:
+    data = os.urandom(3 * MIN_CHUNK_SIZE)
+    sha = place(cluster, "s1", "one.bin", data)
+    place(cluster, "s1", "copies/one.bin", data)
+    await cluster.wait_for_sources("one.bin", 3)
+    await cluster.wait_for_sources("copies/one.bin", 3)
+    for name in ("s2", "s3"):
+        assert sha256_file(cluster.data(name) / "one.bin") == sha
+        assert sha256_file(cluster.data(name) / "copies/one.bin") == sha

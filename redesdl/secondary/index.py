@@ -129,6 +129,9 @@ class DataIndex:
                 waiter.callback(result)
 
     async def _scan(self) -> IndexChanges:
+        # Names adopted while the walk runs are not in its result; they must
+        # not be taken for removals.
+        before = set(self.entries)
         try:
             found = await self._runInThread(walk_data_folder, self.data.path)
         except OSError as e:
@@ -137,7 +140,7 @@ class DataIndex:
             )
             return IndexChanges()
         changes = IndexChanges()
-        for name in sorted(set(self.entries) - set(found)):
+        for name in sorted((before & set(self.entries)) - set(found)):
             del self.entries[name]
             changes.removed.append(name)
         for name, (path, key) in sorted(found.items()):

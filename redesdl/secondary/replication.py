@@ -8,6 +8,7 @@ replacing an existing file, and adopted by the index without rehashing.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -61,7 +62,8 @@ class Replicator:
                 info.name, False, f"cannot create {staging.path}: {e.strerror}"
             )
             return
-        staged = staging.child(info.sha256)
+        # One staging file per name: two names may hold the same content.
+        staged = staging.child(hashlib.sha256(info.name.encode()).hexdigest())
         download = Download(
             info,
             peers,
@@ -90,6 +92,8 @@ class Replicator:
         del self.active[name]
         try:
             target.parent().makedirs(ignoreExistingDirectory=True)
+            if not self._inside_data(target.parent()):
+                raise OSError(0, "its folder leads outside the data folder")
             rename_no_replace(staged.path, target.path)
         except OSError as e:
             self._discard(staged)
@@ -101,6 +105,12 @@ class Replicator:
             "copied {name} ({size} bytes, verified)", name=name, size=result.size
         )
         self._report(name, True, "")
+
+    def _inside_data(self, folder: FilePath) -> bool:
+        """False if a symlink makes C{folder} resolve outside the data folder."""
+        data = os.path.realpath(self._index.data.path)
+        resolved = os.path.realpath(folder.path)
+        return resolved == data or resolved.startswith(data + os.sep)
 
     def _failed(self, reason: Any, download: Download, staged: FilePath) -> None:
         name = download.info.name
