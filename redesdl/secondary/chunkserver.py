@@ -206,6 +206,14 @@ class ChunkServerProtocol(MessageProtocol):
         self._pump()
 
     def _chunkFailed(self, reason: Any, request: ChunkRequest) -> None:
+        if reason.check(ConnectionError):
+            self.log.info(
+                "{peer} hung up during chunk {index} of {name}",
+                peer=self.peerName,
+                index=request.index,
+                name=request.entry.manifest.name,
+            )
+            return
         self.log.warn(
             "aborting chunk {index} of {name} to {peer}: {error}",
             index=request.index,
