@@ -22,14 +22,12 @@ from twisted.python.filepath import FilePath
 
 from redesdl import __version__
 from redesdl.client.central import connect_central
-from redesdl.client.console import ClientCommands
 from redesdl.client.errors import UserError
 from redesdl.client.job import GetJob
 from redesdl.client.listing import describe_result, format_listing
 from redesdl.client.progress import ProgressLine
 from redesdl.client.reasons import explain
 from redesdl.client.stats import ClientStats, default_stats_path, fresh_client_stats
-from redesdl.console import attach_console
 from redesdl.endpoints import central_endpoint
 from redesdl.stats import StatsFile
 from redesdl.trace import TRACER
@@ -165,6 +163,10 @@ async def run_console(
     reactor: Any, endpoint: Any, args: argparse.Namespace, display: LogDisplay
 ) -> int:
     """Run the interactive console until quit, Ctrl-D or Ctrl-C."""
+    # Imported here: the one-shot commands need not pay for the line editor.
+    from redesdl.client.console import ClientCommands
+    from redesdl.console import attach_console
+
     stats = open_client_stats(args.stats, reactor)
     stats.file.startService()
     commands = ClientCommands(reactor, endpoint, args.central, args.name, stats)
