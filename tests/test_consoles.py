@@ -113,6 +113,17 @@ def test_typing_is_not_corrupted_by_a_finishing_download(
     assert console.wait() == 0
 
 
+def copy_stats(state: Path, into: Path, mention: str) -> Path:
+    """A new state folder holding C{state}'s statistics once they mention C{mention}."""
+    stats = state / "stats.json"
+    wait_until(
+        lambda: mention in stats.read_text(), 10, f"{stats} to mention {mention}"
+    )
+    into.mkdir()
+    (into / "stats.json").write_text(stats.read_text())
+    return into
+
+
 def test_central_and_secondary_consoles(
     cluster: LocalCluster, sessions: list[PtySession], tmp_path: Path
 ) -> None:
@@ -125,35 +136,66 @@ def test_central_and_secondary_consoles(
             str(BIN / "twistd"),
             "--pidfile=",
             "-n",
-            f"--logfile={tmp_path / 'c2.log'}",
+            f"--logfile={tmp_path / 'c.log'}",
             "redesdl-central",
             "--listen",
             "tcp:0:interface=127.0.0.1",
             "--state-dir",
-            str(cluster.root / "central-copy"),
+            str(cluster.root / "central"),
+            "--stats-interval",
+            "0.2",
         ]
     )
     sessions.append(central)
     central.read_until("central> ")
     central.type("help\r")
     central.read_until("videos_cliente")
+    central.type("NUMERO_DESCARGAS_VIDEO\r")
+    central.read_until("clip.bin: 1")
+    central.type("Videos_Cliente\r")
+    central.read_until("bob: 1")
     central.type("queue\r")
     central.read_until("0 of 5 slots in use")
     central.type(b"\x04")
     assert central.wait() == 0
-    secondary = cluster.secondaries[1]
-    wait_until(
-        lambda: (
-            "bob"
-            in json.dumps(
-                json.loads((cluster.root / "s1" / "stats.json").read_text())["served"]
-            )
-        ),
-        10,
-        "s1 to record what it served",
+    secondary = PtySession(
+        [
+            str(BIN / "twistd"),
+            "--pidfile=",
+            "-n",
+            f"--logfile={tmp_path / 's.log'}",
+            "redesdl-secondary",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--central",
+            cluster.central_address,
+            "--data",
+            str(cluster.data(1)),
+            "--state-dir",
+            str(cluster.root / "s1"),
+            "--name",
+            "s1-again",
+        ]
     )
-    (cluster.root / "central" / "stats.json").read_text()
-    assert secondary.running
+    sessions.append(secondary)
+    secondary.read_until("s1-again> ")
+    wait_until(
+        lambda: "registered with the central" in (tmp_path / "s.log").read_text(),
+        30,
+        "s1-again to register",
+    )
+    secondary.type("VIDEOS_DESCARGADOS\r")
+    secondary.read_until("client(s)")
+    secondary.type("files\r")
+    secondary.read_until("clip.bin  3000000 bytes")
+    secondary.type("status\r")
+    secondary.read_until("s1-again: registered with the central")
+    secondary.type("videos_descargando\r")
+    secondary.read_until("nothing is being served")
+    secondary.type("rescan\r")
+    secondary.read_until("0 added or changed, 0 removed")
+    secondary.type(b"\x04")
+    assert secondary.wait() == 0
 
 
 def test_daemon_stats_survive_sigkill(cluster: LocalCluster, tmp_path: Path) -> None:
