@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IConsumer, IPullProducer
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPullProducer
 from zope.interface import implementer
 
 from redesdl.protocol.errors import ProtocolError
@@ -28,6 +28,7 @@ from redesdl.protocol.messages import (
 )
 from redesdl.protocol.tracking import TrackingFactory
 from redesdl.secondary.index import DataIndex, IndexEntry
+from redesdl.secondary.ratelimit import TokenBucket
 from redesdl.secondary.stats import SecondaryStats
 
 #: Requests a client may have queued on one connection before it is refused.
@@ -36,15 +37,31 @@ MAX_QUEUED_REQUESTS = 64
 
 @implementer(IPullProducer)
 class RangeProducer:
-    """Write C{length} bytes of an open file from C{offset}, one block per pull."""
+    """Write C{length} bytes of an open file from C{offset}, one block per pull.
+
+    With a L{TokenBucket}, a block the bucket cannot pay for yet is written
+    by a timer once it can; meanwhile nothing is written, so the connection
+    idles (the transport asks for more only after a write drains).
+    """
 
     blockSize = 1024 * 1024
 
-    def __init__(self, fd: int, offset: int, length: int, consumer: IConsumer) -> None:
+    def __init__(
+        self,
+        fd: int,
+        offset: int,
+        length: int,
+        consumer: IConsumer,
+        limiter: TokenBucket | None = None,
+        clock: Any = None,
+    ) -> None:
         self._fd = fd
         self._offset = offset
         self._remaining = length
         self._consumer = consumer
+        self._limiter = limiter
+        self._clock = clock
+        self._delayed: IDelayedCall | None = None
         self.finished: Deferred[None] = Deferred()
 
     def start(self) -> Deferred[None]:
@@ -52,10 +69,13 @@ class RangeProducer:
         return self.finished
 
     def resumeProducing(self) -> None:
+        if self._delayed is not None or self.finished.called:
+            return
+        size = min(self.blockSize, self._remaining)
+        if self._limiter is not None:
+            size = min(size, self._limiter.blockSize)
         try:
-            block = os.pread(
-                self._fd, min(self.blockSize, self._remaining), self._offset
-            )
+            block = os.pread(self._fd, size, self._offset)
             if not block:
                 raise OSError("the file is shorter than its manifest says")
         except OSError as e:
@@ -63,6 +83,14 @@ class RangeProducer:
             return
         self._offset += len(block)
         self._remaining -= len(block)
+        wait = self._limiter.take(len(block)) if self._limiter is not None else 0.0
+        if wait > 0:
+            self._delayed = self._clock.callLater(wait, self._write, block)
+        else:
+            self._write(block)
+
+    def _write(self, block: bytes) -> None:
+        self._delayed = None
         self._consumer.write(block)
         if not self._remaining:
             self._finish(None)
@@ -73,6 +101,9 @@ class RangeProducer:
     def _finish(self, error: Exception | None) -> None:
         if self.finished.called:
             return
+        if self._delayed is not None and self._delayed.active():
+            self._delayed.cancel()
+        self._delayed = None
         self._consumer.unregisterProducer()
         os.close(self._fd)
         if error is None:
@@ -191,7 +222,14 @@ class ChunkServerProtocol(MessageProtocol):
             }
         )
         self._producing = True
-        RangeProducer(fd, offset, length, self.transport).start().addCallbacks(
+        RangeProducer(
+            fd,
+            offset,
+            length,
+            self.transport,
+            self.factory.limiter,
+            self.factory.clock,
+        ).start().addCallbacks(
             self._chunkSent,
             self._chunkFailed,
             callbackArgs=(request, length),
@@ -230,11 +268,20 @@ class ChunkServerFactory(TrackingFactory):
 
     protocol = ChunkServerProtocol
 
-    def __init__(self, index: DataIndex, name: str, stats: SecondaryStats) -> None:
+    def __init__(
+        self,
+        index: DataIndex,
+        name: str,
+        stats: SecondaryStats,
+        limiter: TokenBucket | None = None,
+        clock: Any = None,
+    ) -> None:
         super().__init__()
         self.index = index
         self.name = name
         self.stats = stats
+        self.limiter = limiter
+        self.clock = clock
 
     def beingServed(self) -> dict[str, int]:
         """Files clients are fetching right now, with how many connections each."""

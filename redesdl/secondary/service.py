@@ -24,6 +24,7 @@ from redesdl.secondary.centrallink import (
 )
 from redesdl.secondary.chunkserver import ChunkServerFactory
 from redesdl.secondary.index import DataIndex, IndexChanges
+from redesdl.secondary.ratelimit import TokenBucket
 from redesdl.secondary.replication import Replicator
 from redesdl.secondary.stats import SecondaryStats
 
@@ -49,6 +50,7 @@ class SecondaryService(MultiService):
         stats: SecondaryStats,
         advertise: str | None = None,
         rescanInterval: float = 5.0,
+        rateLimit: int | None = None,
     ) -> None:
         super().__init__()
         self.reactor = reactor
@@ -61,7 +63,8 @@ class SecondaryService(MultiService):
         stats.file.setServiceParent(self)
         self.link: CentralLinkProtocol | None = None
         self.replicator = Replicator(index, name, reactor, self._reportReplicated)
-        self.chunkServer = ChunkServerFactory(index, name, stats)
+        limiter = TokenBucket(rateLimit, reactor) if rateLimit else None
+        self.chunkServer = ChunkServerFactory(index, name, stats, limiter, reactor)
         self.listener = ListeningService(listen, self.chunkServer, ROLE, reactor)
         self.listener.setServiceParent(self)
         self._centralService = ClientService(

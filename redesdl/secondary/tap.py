@@ -21,6 +21,7 @@ from redesdl.protocol.sources import parse_host_port
 from redesdl.secondary.console import SecondaryCommands
 from redesdl.secondary.identity import default_name, load_identity
 from redesdl.secondary.index import DataIndex
+from redesdl.secondary.ratelimit import parse_rate
 from redesdl.secondary.service import ROLE, SecondaryService
 from redesdl.secondary.stats import SecondaryStats, fresh_secondary_stats
 from redesdl.stats import StatsFile
@@ -66,6 +67,13 @@ class Options(usage.Options):
             "with the listening port].",
         ],
         [
+            "rate-limit",
+            None,
+            None,
+            "Most bytes per second sent to all clients together, such as 512K, "
+            "2M or 1G (powers of 1024) [default: no limit].",
+        ],
+        [
             "stats-interval",
             None,
             10.0,
@@ -82,6 +90,11 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
+        if self["rate-limit"] is not None:
+            try:
+                self["rate-limit"] = parse_rate(self["rate-limit"])
+            except ValueError as e:
+                raise usage.UsageError(f"--rate-limit: {e}") from None
         if self["stats-interval"] <= 0:
             raise usage.UsageError("--stats-interval must be positive")
         check_server_endpoint(self["listen"])
@@ -131,6 +144,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         ),
         advertise=config["advertise"],
         rescanInterval=config["rescan-interval"],
+        rateLimit=config["rate-limit"],
     )
     if wants_console(config):
         ConsoleService(
