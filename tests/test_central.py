@@ -297,3 +297,20 @@ def test_one_slot_per_connection_and_reports_only_for_it(tmp_path: Path) -> None
     assert forged.replies()[-1]["code"] == "bad_request"
     assert factory.stats.data["files"] == {}
     assert len(factory.admission.active) == 1
+
+
+def test_a_silent_secondary_is_dropped_but_a_pinging_one_stays(tmp_path: Path) -> None:
+    clock = Clock()
+    factory = make_factory(tmp_path, clock, heartbeatTimeout=15)
+    silent = secondary(factory, "s1", [A])
+    alive = secondary(factory, "s2", [A])
+    for _ in range(4):
+        clock.advance(5)
+        alive.send({"type": "ping"})
+        assert alive.replies()[-1]["type"] == "pong"
+    assert silent.transport.disconnected
+    assert not alive.transport.disconnecting
+    silent.hang_up()
+    located = client(factory).ask({"type": "locate", "name": "a.bin"})
+    assert [s["name"] for s in located["sources"]] == ["s2"]
+    assert factory.registry.secondaries["id-s2-0000"].lastHeard == 20

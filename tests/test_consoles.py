@@ -293,3 +293,30 @@ def test_interrupted_get_exits_130_and_is_recorded(
     record = json.loads(stats.read_text())["downloads"][-1]
     assert record["result"] == "failed" and record["reason"] == "interrupted"
     assert not (tmp_path / "clip.bin").exists()
+
+
+def test_a_frozen_secondary_stops_being_offered_and_comes_back(tmp_path: Path) -> None:
+    fast = ["--heartbeat-interval", "0.3", "--heartbeat-timeout", "1.5"]
+    with LocalCluster(
+        tmp_path / "cluster",
+        central_args=["--heartbeat-timeout", "1.5"],
+        secondary_args=fast,
+    ) as running:
+        (running.data(1) / "f.bin").write_bytes(b"f" * 1000)
+        running.wait_for_sources("f.bin", 3)
+        frozen = running.secondaries[2]
+        frozen.signal(signal.SIGSTOP)
+        try:
+            wait_until(
+                lambda: running.listing()[0]["sources"] == 2,
+                20,
+                "the central to stop offering the frozen secondary",
+            )
+            located = running.client(
+                "get", "f.bin", "-o", str(tmp_path / "f.bin"), "--json"
+            )
+            assert located.returncode == 0, located.stderr
+            assert "s2" not in json.loads(located.stdout.splitlines()[-1])["sources"]
+        finally:
+            frozen.signal(signal.SIGCONT)
+        running.wait_for_sources("f.bin", 3, timeout=30)

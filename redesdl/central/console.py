@@ -26,13 +26,22 @@ class CentralCommands(CommandSet):
         self._factory = factory
 
     def cmd_secondaries(self, args: list[str]) -> list[str]:
-        """Registered secondaries: name, address, state, files, registration."""
+        """Registered secondaries: name, address, state, files, last heartbeat."""
         records = sorted(
             self._factory.registry.secondaries.values(), key=lambda r: r.name
         )
+        now = self._factory.clock.seconds()
+
+        def heartbeat(heard: float | None) -> str:
+            return (
+                "no heartbeat yet"
+                if heard is None
+                else (f"last heartbeat {now - heard:.0f} s ago")
+            )
+
         return [
             f"{r.name}  {r.host}:{r.port}  registered {_ago(r.registeredAt)}  "
-            f"{len(r.files)} files"
+            f"{len(r.files)} files  {heartbeat(r.lastHeard)}"
             for r in records
         ] or ["no secondary registered"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from redesdl.central.admission import AdmissionQueue, Ticket
@@ -33,14 +34,20 @@ from redesdl.protocol.sources import parse_host_port
 from redesdl.protocol.tracking import TrackingFactory
 
 
-class CentralProtocol(MessageProtocol):
-    """One connection to the central, from a client or a secondary."""
+class CentralProtocol(MessageProtocol, TimeoutMixin):
+    """One connection to the central, from a client or a secondary.
+
+    A registered secondary must send something (at least its ``ping``)
+    every ``heartbeatTimeout`` seconds, or it is taken for hung and dropped:
+    a frozen process keeps its TCP connection open but stops talking.
+    """
 
     maxFrameLength = 256 * 1024
     factory: CentralFactory
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self.callLater = self.factory.clock.callLater
         self.role: str | None = None
         self.peerName = ""
         self.record: SecondaryRecord | None = None
@@ -92,6 +99,7 @@ class CentralProtocol(MessageProtocol):
             previous.connection.transport.loseConnection()
         self.record = record
         self.factory.stats.secondaryRegistered(name)
+        self.setTimeout(self.factory.heartbeatTimeout)
 
     def msg_list(self, message: dict[str, Any]) -> None:
         self._require("client", "secondary")
@@ -225,7 +233,27 @@ class CentralProtocol(MessageProtocol):
             )
         self.factory.stats.activityReported(self.record.name, served)
 
+    def msg_ping(self, message: dict[str, Any]) -> None:
+        """A heartbeat; a secondary's also proves it is alive."""
+        if self.record is not None:
+            self.record.lastHeard = self.factory.clock.seconds()
+        self.sendMessage({"type": "pong", "id": count(message, "id")})
+
+    def dataReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        super().dataReceived(data)
+
+    def timeoutConnection(self) -> None:
+        assert self.record is not None
+        self.log.warn(
+            "secondary {name} said nothing for {seconds} s; taking it for hung",
+            name=self.record.name,
+            seconds=self.factory.heartbeatTimeout,
+        )
+        self.transport.abortConnection()
+
     def connectionLost(self, reason: Failure) -> None:
+        self.setTimeout(None)
         super().connectionLost(reason)
         self.factory.admission.release(self)
         if self.record is not None:
@@ -245,9 +273,11 @@ class CentralFactory(TrackingFactory):
         stats: CentralStats,
         minSecondaries: int = 1,
         maxActive: int = 5,
+        heartbeatTimeout: float = 15.0,
     ) -> None:
         super().__init__()
         self.clock = clock
+        self.heartbeatTimeout = heartbeatTimeout
         self.stats = stats
         self.registry = Registry()
         self.planner = ReplicationPlanner(self.registry, clock)

@@ -32,6 +32,8 @@ class SecondaryRecord:
     connection: Any
     files: dict[str, FileInfo] = field(default_factory=dict)
     registeredAt: float = field(default_factory=time.time)
+    #: When its last heartbeat arrived (the central's clock), if any yet.
+    lastHeard: float | None = None
     #: True once the secondary said its initial catalog is all reported.
     catalogComplete: bool = False
 

@@ -50,6 +50,14 @@ class Options(usage.Options):
             float,
         ],
         [
+            "heartbeat-timeout",
+            None,
+            15.0,
+            "Drop a secondary that sends nothing (not even a heartbeat) for this "
+            "many seconds.",
+            float,
+        ],
+        [
             "max-active",
             None,
             5,
@@ -69,6 +77,8 @@ class Options(usage.Options):
         if self["stats-interval"] <= 0:
             raise usage.UsageError("--stats-interval must be positive")
         check_server_endpoint(self["listen"])
+        if self["heartbeat-timeout"] <= 0:
+            raise usage.UsageError("--heartbeat-timeout must be positive")
         if self["max-active"] < 1:
             raise usage.UsageError("--max-active must be 1 or more")
         if self["min-secondaries"] < 0:
@@ -93,6 +103,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         CentralStats(stats),
         minSecondaries=config["min-secondaries"],
         maxActive=config["max-active"],
+        heartbeatTimeout=config["heartbeat-timeout"],
     )
     top = MultiService()
     stats.setServiceParent(top)

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -42,17 +44,26 @@ def batches(
         yield values[start : start + size]
 
 
-class CentralLinkProtocol(MessageProtocol):
-    """Register with the central, keep it informed, take replication orders."""
+class CentralLinkProtocol(MessageProtocol, TimeoutMixin):
+    """Register with the central, keep it informed, take replication orders.
+
+    Once registered it sends a ``ping`` every C{heartbeatInterval} seconds;
+    if the central sends nothing back for C{heartbeatTimeout} seconds the link
+    is taken for dead and dropped, and ClientService connects again.
+    """
 
     maxFrameLength = 256 * 1024
 
     def __init__(self, secondary: SecondaryService) -> None:
         self._secondary = secondary
         self.registered = False
+        self.callLater = secondary.reactor.callLater
+        self._heartbeat = LoopingCall(self._ping)
+        self._heartbeat.clock = secondary.reactor
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self.setTimeout(self._secondary.heartbeatTimeout)
         hello = {
             "type": "hello",
             "version": PROTOCOL_VERSION,
@@ -72,7 +83,23 @@ class CentralLinkProtocol(MessageProtocol):
         )
         self.sendAdded(self._secondary.index.manifests())
         self.sendMessage({"type": "catalog_done"})
+        self._heartbeat.start(self._secondary.heartbeatInterval, now=False)
         self._secondary.linkUp(self)
+
+    def _ping(self) -> None:
+        # The pong matters only as traffic that resets the timeout.
+        self.request({"type": "ping"}).addErrback(lambda _: None)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        super().dataReceived(data)
+
+    def timeoutConnection(self) -> None:
+        self.log.warn(
+            "the central said nothing for {seconds} s; reconnecting",
+            seconds=self._secondary.heartbeatTimeout,
+        )
+        self.transport.abortConnection()
 
     def _refused(self, reason: Failure) -> None:
         if reason.check(RemoteError):
@@ -115,6 +142,9 @@ class CentralLinkProtocol(MessageProtocol):
         )
 
     def connectionLost(self, reason: Failure) -> None:
+        self.setTimeout(None)
+        if self._heartbeat.running:
+            self._heartbeat.stop()
         super().connectionLost(reason)
         if self.registered:
             self.log.info("lost the central: {reason}", reason=reason.getErrorMessage())

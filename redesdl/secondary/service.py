@@ -51,6 +51,8 @@ class SecondaryService(MultiService):
         advertise: str | None = None,
         rescanInterval: float = 5.0,
         rateLimit: int | None = None,
+        heartbeatInterval: float = 5.0,
+        heartbeatTimeout: float = 15.0,
     ) -> None:
         super().__init__()
         self.reactor = reactor
@@ -59,6 +61,8 @@ class SecondaryService(MultiService):
         self.secondaryId = secondaryId
         self.advertise = advertise
         self._rescanInterval = rescanInterval
+        self.heartbeatInterval = heartbeatInterval
+        self.heartbeatTimeout = heartbeatTimeout
         self.stats = stats
         stats.file.setServiceParent(self)
         self.link: CentralLinkProtocol | None = None

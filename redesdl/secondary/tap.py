@@ -74,6 +74,20 @@ class Options(usage.Options):
             "2M or 1G (powers of 1024) [default: no limit].",
         ],
         [
+            "heartbeat-interval",
+            None,
+            5.0,
+            "Seconds between heartbeats to the central.",
+            float,
+        ],
+        [
+            "heartbeat-timeout",
+            None,
+            15.0,
+            "Reconnect when the central says nothing for this many seconds.",
+            float,
+        ],
+        [
             "stats-interval",
             None,
             10.0,
@@ -95,6 +109,10 @@ class Options(usage.Options):
                 self["rate-limit"] = parse_rate(self["rate-limit"])
             except ValueError as e:
                 raise usage.UsageError(f"--rate-limit: {e}") from None
+        if not 0 < self["heartbeat-interval"] < self["heartbeat-timeout"]:
+            raise usage.UsageError(
+                "--heartbeat-interval must be positive and below --heartbeat-timeout"
+            )
         if self["stats-interval"] <= 0:
             raise usage.UsageError("--stats-interval must be positive")
         check_server_endpoint(self["listen"])
@@ -145,6 +163,8 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         advertise=config["advertise"],
         rescanInterval=config["rescan-interval"],
         rateLimit=config["rate-limit"],
+        heartbeatInterval=config["heartbeat-interval"],
+        heartbeatTimeout=config["heartbeat-timeout"],
     )
     if wants_console(config):
         ConsoleService(
