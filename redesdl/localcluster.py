@@ -133,6 +133,8 @@ class LocalCluster:
         return self
 
     def start_central(self) -> Daemon:
+        """Start the central; a restart listens on the port it had before."""
+        port = self.central.port if self.central is not None and self.central.port else 0
         self.central = Daemon(
             "central",
             [
@@ -141,7 +143,7 @@ class LocalCluster:
                 "-n",
                 "redesdl-central",
                 "--listen",
-                "tcp:0:interface=127.0.0.1",
+                f"tcp:{port}:interface=127.0.0.1",
                 "--state-dir",
                 str(self.root / "central"),
                 *self._centralArgs,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -320,3 +323,52 @@ def test_a_frozen_secondary_stops_being_offered_and_comes_back(tmp_path: Path) -
         finally:
             frozen.signal(signal.SIGCONT)
         running.wait_for_sources("f.bin", 3, timeout=30)
+
+
+def test_central_restart_loses_nothing(tmp_path: Path) -> None:
+    with LocalCluster(
+        tmp_path / "cluster", secondary_args=["--rate-limit", "4M"]
+    ) as running:
+        data = os.urandom(12 * 1024 * 1024)
+        (running.data(1) / "big.bin").write_bytes(data)
+        (running.data(2) / "small.txt").write_bytes(b"small")
+        running.wait_for_sources("big.bin", 3, timeout=60)
+        running.wait_for_sources("small.txt", 3)
+        target = tmp_path / "big.bin"
+        get = subprocess.Popen(
+            [
+                str(BIN / "redesdl"),
+                "--central",
+                running.central_address,
+                "get",
+                "big.bin",
+                "-o",
+                str(target),
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=running.client_environment(),
+        )
+        try:
+            wait_until(lambda: Path(f"{target}.part").exists(), 30, "the download")
+            assert running.central is not None
+            still_running = get.poll() is None
+            running.central.signal(signal.SIGKILL)
+            running.central.process.wait()
+            _, err = get.communicate(timeout=60)
+        finally:
+            if get.poll() is None:
+                get.kill()
+        assert still_running, "the download ended before the central died"
+        assert get.returncode == 0, err
+        assert file_sha256(target) == hashlib.sha256(data).hexdigest()
+        outage = running.client("list")
+        assert outage.returncode == 1
+        assert "cannot reach the central" in outage.stderr
+        running.start_central()
+        started = time.monotonic()
+        running.wait_for_sources("big.bin", 3, timeout=30)
+        running.wait_for_sources("small.txt", 3, timeout=30)
+        assert time.monotonic() - started < 10
