@@ -134,7 +134,9 @@ class LocalCluster:
 
     def start_central(self) -> Daemon:
         """Start the central; a restart listens on the port it had before."""
-        port = self.central.port if self.central is not None and self.central.port else 0
+        port = (
+            self.central.port if self.central is not None and self.central.port else 0
+        )
         self.central = Daemon(
             "central",
             [

@@ -365,7 +365,7 @@ def test_central_restart_loses_nothing(tmp_path: Path) -> None:
         assert get.returncode == 0, err
         assert file_sha256(target) == hashlib.sha256(data).hexdigest()
         outage = running.client("list")
-        assert outage.returncode == 1
+        assert outage.returncode == 3
         assert "cannot reach the central" in outage.stderr
         running.start_central()
         started = time.monotonic()

@@ -122,7 +122,7 @@ def test_unreachable_central_is_one_line(tmp_path: Path) -> None:
         text=True,
         timeout=30,
     )
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert "cannot reach the central" in one_line_error(result)
 
 
@@ -243,7 +243,9 @@ def test_all_secondaries_gone_is_one_line(cluster: LocalCluster) -> None:
     wait_until(
         lambda: cluster.listing()[0]["sources"] == 0, 30, "the central to notice"
     )
-    result = cluster.client("get", "lonely.bin", "-o", str(cluster.root / "lonely"))
-    assert result.returncode == 1
+    result = cluster.client(
+        "get", "lonely.bin", "-o", str(cluster.root / "lonely"), "--retry-for", "1"
+    )
+    assert result.returncode == 4
     assert "no live secondary holds 'lonely.bin'" in one_line_error(result)
     assert cluster.central is not None and cluster.central.running

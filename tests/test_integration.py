@@ -12,10 +12,15 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred, succeed
 
 from redesdl.client.central import connect_central
 from redesdl.client.download import Download
-from redesdl.client.errors import DestinationExistsError, NoLiveSourceError
+from redesdl.client.errors import (
+    DestinationExistsError,
+    IntegrityError,
+    NoLiveSourceError,
+)
 from redesdl.endpoints import central_endpoint
 from redesdl.manifest import MIN_CHUNK_SIZE, chunk_size_for
 from redesdl.protocol.errors import RemoteError
@@ -242,3 +247,90 @@ async def test_two_names_with_the_same_content_both_replicate(cluster: Cluster) 
     for name in ("s2", "s3"):
         assert sha256_file(cluster.data(name) / "one.bin") == sha
         assert sha256_file(cluster.data(name) / "copies/one.bin") == sha
+
+
+async def locate(cluster: Cluster, name: str):
+    central = await connect_central(
+        central_endpoint(reactor, cluster.central_address), "tester"
+    )
+    try:
+        return await central.locate(name)
+    finally:
+        central.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_source_that_comes_back_finishes_the_download(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    sha = place(cluster, "s1", "back.bin", os.urandom(6 * MIN_CHUNK_SIZE))
+    await cluster.wait_for_sources("back.bin", 3)
+    info, sources = await locate(cluster, "back.bin")
+    for name in ("s1", "s2", "s3"):
+        await cluster.stop_secondary(name)
+
+    async def current() -> list:
+        try:
+            return (await locate(cluster, "back.bin"))[1]
+        except RemoteError:
+            return []
+
+    download = Download(
+        info,
+        sources,
+        str(tmp_path / "back.bin"),
+        reactor=reactor,
+        findSources=lambda: Deferred.fromCoroutine(current()),
+        retryFor=30,
+        refreshInterval=0.2,
+    )
+    finished = download.start()
+    await eventually(lambda: len(download.sourceErrors) == 3, "every source to fail")
+    await cluster.start_secondary("s2")
+    result = await finished
+    assert result.sources == {"s2": 6 * MIN_CHUNK_SIZE}
+    assert sha256_file(tmp_path / "back.bin") == sha
+
+
+@pytest_twisted.ensureDeferred
+async def test_giving_up_after_retry_for_keeps_the_part(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    place(cluster, "s1", "gone.bin", os.urandom(2 * MIN_CHUNK_SIZE))
+    await cluster.wait_for_sources("gone.bin", 3)
+    info, sources = await locate(cluster, "gone.bin")
+    for name in ("s1", "s2", "s3"):
+        await cluster.stop_secondary(name)
+    download = Download(
+        info,
+        sources,
+        str(tmp_path / "gone.bin"),
+        reactor=reactor,
+        findSources=lambda: succeed([]),
+        retryFor=0.5,
+    )
+    with pytest.raises(NoLiveSourceError) as raised:
+        await download.start()
+    assert "none came back within 0.5 s" in str(raised.value)
+
+
+@pytest.mark.allow_logged_errors
+@pytest_twisted.ensureDeferred
+async def test_only_lying_sources_is_an_integrity_error(
+    tmp_path: Path,
+) -> None:
+    running = Cluster(tmp_path)
+    try:
+        await running.start_central()
+        data = os.urandom(2 * MIN_CHUNK_SIZE)
+        place(running, "s1", "rot.bin", data)
+        await running.start_secondary("s1")
+        await running.wait_for_sources("rot.bin", 1)
+        rotten = running.data("s1") / "rot.bin"
+        stat = rotten.stat()
+        rotten.write_bytes(bytes(len(data)))
+        os.utime(rotten, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        with pytest.raises(IntegrityError):
+            await fetch(running, "rot.bin", tmp_path / "rot.bin")
+    finally:
+        await running.stop()

@@ -1,7 +1,8 @@
 """``redesdl``: the one-shot commands (``list``, ``get``) and the console.
 
-Every failure ends as one line on stderr and exit status 1 (2 for usage
-errors, 130 when interrupted); a traceback is shown only with ``--debug``.
+Every failure ends as one line on stderr and a non-zero exit status that
+says what kind of failure it was (see L{redesdl.client.reasons}); a
+traceback is shown only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -26,13 +27,17 @@ from redesdl.client.errors import UserError
 from redesdl.client.job import GetJob
 from redesdl.client.listing import describe_result, format_listing
 from redesdl.client.progress import ProgressLine
-from redesdl.client.reasons import explain
+from redesdl.client.reasons import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    exit_status,
+    explain,
+)
 from redesdl.client.stats import ClientStats, default_stats_path, fresh_client_stats
 from redesdl.endpoints import central_endpoint
 from redesdl.stats import StatsFile
 from redesdl.trace import TRACER
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_CENTRAL = "127.0.0.1:7000"
 
 
@@ -93,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     get.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
     get.add_argument(
+        "--retry-for",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="when no source is left, keep asking the central for one this long "
+        "[default: %(default)s]",
+    )
+    get.add_argument(
         "-q", "--quiet", action="store_true", help="no progress line on stderr"
     )
     get.add_argument(
@@ -128,7 +141,14 @@ async def run_list(reactor: Any, endpoint: Any, args: argparse.Namespace) -> int
 async def run_get(reactor: Any, endpoint: Any, args: argparse.Namespace) -> int:
     stats = open_client_stats(args.stats, reactor)
     job = GetJob(
-        reactor, endpoint, args.name, args.file, args.output, args.force, stats
+        reactor,
+        endpoint,
+        args.name,
+        args.file,
+        args.output,
+        args.force,
+        stats,
+        retryFor=args.retry_for,
     )
     progress = None
     if not args.quiet and sys.stderr.isatty():
@@ -248,5 +268,5 @@ def main(argv: list[str] | None = None) -> NoReturn:
             sys.stderr.write(result.getTraceback())
         line = explain(result.value, args.central, getattr(args, "file", None))
         sys.stderr.write(f"redesdl: {line}\n")
-        sys.exit(EXIT_FAILURE)
+        sys.exit(exit_status(result.value))
     sys.exit(result)

@@ -13,25 +13,34 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from redesdl.client.errors import (
     DestinationExistsError,
     DiskError,
     DownloadError,
+    IntegrityError,
     NoLiveSourceError,
 )
 from redesdl.client.reasons import describe_error
 from redesdl.client.scheduler import ChunkScheduler
-from redesdl.client.source import LocalWriteError, SourceConnection
+from redesdl.client.source import (
+    ChunkCorruptError,
+    LocalWriteError,
+    ManifestMismatchError,
+    SourceConnection,
+)
 from redesdl.endpoints import connect_protocol
 from redesdl.fsutil import rename_no_replace
 from redesdl.manifest import FileInfo, Manifest
+from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.sources import SourceAddress
 
 
@@ -81,6 +90,9 @@ class Download:
         pipeline: int = 2,
         connectTimeout: float = 10.0,
         progressTimeout: float = 10.0,
+        findSources: Callable[[], Deferred[list[SourceAddress]]] | None = None,
+        retryFor: float = 0.0,
+        refreshInterval: float = 3.0,
     ) -> None:
         self.info = info
         self.sources = list(sources)
@@ -102,6 +114,13 @@ class Download:
         self.sourceErrors: dict[str, str] = {}
         #: Chunks that failed once and went back to be fetched again.
         self.retriedChunks = 0
+        self._findSources = findSources
+        self._retryFor = retryFor
+        self._refreshInterval = refreshInterval
+        #: The running worker of each source, by name.
+        self._workers: dict[str, Deferred[None]] = {}
+        #: Sources that sent bytes or a manifest that did not verify.
+        self._banned: set[str] = set()
 
     @property
     def manifest(self) -> Manifest | None:
@@ -129,16 +148,17 @@ class Download:
                 if self.info.size == 0:
                     self._openPart(Manifest(self.info.name, 0, self.info.sha256, ()))
                 else:
-                    workers = [
-                        Deferred.fromCoroutine(self._work(source))
-                        for source in self.sources
-                    ]
-                    await DeferredList(workers, consumeErrors=True)
+                    await self._fetch()
             finally:
                 await self._closeConnections()
             if self._fatal is not None:
                 raise self._fatal
             if self._scheduler is None or not self._scheduler.finished:
+                if self._banned and set(self.sourceErrors) <= self._banned:
+                    raise IntegrityError(
+                        f"every source of {self.info.name} sent data that did not "
+                        f"verify ({self._describeReasons()})"
+                    )
                 raise NoLiveSourceError(self._describeNoSource())
             self._finish()
         finally:
@@ -153,17 +173,93 @@ class Download:
             sources=dict(self.bytesBySource),
         )
 
+    async def _fetch(self) -> None:
+        """Run the sources' workers until done; look for new sources meanwhile.
+
+        While the download runs, the central is asked every few seconds for
+        sources we are not using (a secondary that came back, or a new one).
+        When every source is gone, it is asked again with backoff for up to
+        C{retryFor} seconds before the download gives up.
+        """
+        for source in self.sources:
+            self._startWorker(source)
+        refresher = None
+        if self._findSources is not None:
+            refresher = LoopingCall(lambda: Deferred.fromCoroutine(self._refresh()))
+            refresher.clock = self._reactor
+            refresher.start(self._refreshInterval, now=False)
+        try:
+            deadline, delay, progress = None, 0.5, self.bytesDone
+            while True:
+                while self._workers:
+                    await DeferredList(list(self._workers.values()), consumeErrors=True)
+                done = self._scheduler is not None and self._scheduler.finished
+                if done or self._fatal is not None or self._findSources is None:
+                    return
+                if self.bytesDone > progress:
+                    deadline, delay, progress = None, 0.5, self.bytesDone
+                now = self._reactor.seconds()
+                deadline = deadline if deadline is not None else now + self._retryFor
+                if now >= deadline:
+                    return
+                await deferLater(self._reactor, min(delay, deadline - now))
+                delay = min(delay * 2, 5.0)
+                await self._refresh()
+        finally:
+            if refresher is not None and refresher.running:
+                refresher.stop()
+
+    async def _refresh(self) -> None:
+        """Start a worker for every source the central lists that we lack."""
+        assert self._findSources is not None
+        try:
+            sources = await self._findSources()
+        except Exception as e:
+            self.log.info("cannot ask for sources: {error}", error=describe_error(e))
+            return
+        for source in sources:
+            self._startWorker(source)
+
+    def _startWorker(self, source: SourceAddress) -> None:
+        if source.name in self._workers or source.name in self._banned:
+            return
+        if self._fatal is not None or (
+            self._scheduler is not None and self._scheduler.finished
+        ):
+            return
+        if source.name in self.sourceErrors:
+            self.log.info("trying source {source} again", source=source.name)
+        worker = Deferred.fromCoroutine(self._work(source))
+        if worker.called:
+            return
+
+        def ended(_: object) -> None:
+            del self._workers[source.name]
+
+        self._workers[source.name] = worker
+        worker.addBoth(ended)
+
+    def _describeReasons(self) -> str:
+        return "; ".join(f"{name}: {why}" for name, why in self.sourceErrors.items())
+
     def _describeNoSource(self) -> str:
-        reasons = "; ".join(f"{name}: {why}" for name, why in self.sourceErrors.items())
+        reasons = self._describeReasons()
+        retried = (
+            f", none came back within {self._retryFor:g} s"
+            if self._findSources is not None and self._retryFor
+            else ""
+        )
         kept = (
             f"; the partial data is kept in {self.partPath}"
             if self._manifest is not None
             else ""
         )
-        return f"no live source left for {self.info.name} ({reasons}){kept}"
+        return f"no live source left for {self.info.name} ({reasons}{retried}){kept}"
 
-    def _dropSource(self, source: SourceAddress, why: str) -> None:
-        self.sourceErrors.setdefault(source.name, why)
+    def _dropSource(self, source: SourceAddress, why: str, bad: bool = False) -> None:
+        self.sourceErrors[source.name] = why
+        if bad:
+            self._banned.add(source.name)
         self.log.warn("dropping source {source}: {why}", source=source.name, why=why)
 
     def _checkDestination(self) -> None:
@@ -243,7 +339,11 @@ class Download:
             await connection.welcomed
             manifest = await connection.fetchManifest(self.info)
         except Exception as e:
-            self._dropSource(source, describe_error(e))
+            self._dropSource(
+                source,
+                describe_error(e),
+                isinstance(e, ProtocolError | ManifestMismatchError),
+            )
             connection.transport.abortConnection()
             return
         if self._fatal is not None:
@@ -277,7 +377,11 @@ class Download:
             except Exception as e:
                 scheduler.release(index)
                 self.retriedChunks += 1
-                self._dropSource(source, f"chunk {index}: {describe_error(e)}")
+                self._dropSource(
+                    source,
+                    f"chunk {index}: {describe_error(e)}",
+                    isinstance(e, ChunkCorruptError | ProtocolError),
+                )
                 if not connection.lost:
                     connection.transport.abortConnection()
                 return

@@ -11,6 +11,10 @@ class NoLiveSourceError(DownloadError):
     """Every source failed or none could be reached."""
 
 
+class IntegrityError(DownloadError):
+    """Every source that answered sent bytes that did not verify."""
+
+
 class DestinationExistsError(DownloadError):
     """The destination exists and overwriting was not asked for."""
 

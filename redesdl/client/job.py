@@ -11,12 +11,17 @@ import os
 import time
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.task import deferLater
 
 from redesdl.client.central import CentralConnection, connect_central
 from redesdl.client.download import Download, DownloadResult
 from redesdl.client.reasons import describe_error
 from redesdl.client.stats import ClientStats
+from redesdl.manifest import FileInfo
+from redesdl.protocol.errors import RemoteError
+from redesdl.protocol.sources import SourceAddress
 
 
 def output_path(requested: str | None, name: str) -> str:
@@ -41,6 +46,7 @@ class GetJob:
         output: str | None = None,
         overwrite: bool = False,
         stats: ClientStats | None = None,
+        retryFor: float = 30.0,
     ) -> None:
         self._reactor = reactor
         self._central = central
@@ -49,6 +55,7 @@ class GetJob:
         self._output = output
         self._overwrite = overwrite
         self._stats = stats
+        self._retryFor = retryFor
         self.state = "starting"
         self.position: int | None = None
         self.download: Download | None = None
@@ -71,10 +78,15 @@ class GetJob:
         self.state = "locating"
         central = await connect_central(self._central, self._clientName)
         try:
-            info, sources = await central.locate(self.name)
+            info, sources = await self._locate(central)
             self.queuedSeconds = await central.admit(info.name, self._queued)
             if self.queuedSeconds > 0:
-                info, sources = await central.locate(self.name)
+                info, sources = await self._locate(central)
+
+            async def current_sources() -> list[SourceAddress]:
+                latest, found = await central.locate(self.name)
+                return found if latest.content == info.content else []
+
             self.state = "downloading"
             self.downloadStarted = self._reactor.seconds()
             self.download = Download(
@@ -84,6 +96,8 @@ class GetJob:
                 reactor=self._reactor,
                 clientName=self._clientName,
                 overwrite=self._overwrite,
+                findSources=lambda: Deferred.fromCoroutine(current_sources()),
+                retryFor=self._retryFor,
             )
             try:
                 result = await self.download.start()
@@ -97,6 +111,22 @@ class GetJob:
             return result
         finally:
             await central.close()
+
+    async def _locate(
+        self, central: CentralConnection
+    ) -> tuple[FileInfo, list[SourceAddress]]:
+        """Locate the file; while no secondary holds it, ask again with backoff."""
+        deadline = self._reactor.seconds() + self._retryFor
+        delay = 0.5
+        while True:
+            try:
+                return await central.locate(self.name)
+            except RemoteError as e:
+                if e.code != "no_source" or self._reactor.seconds() >= deadline:
+                    raise
+                self.state = "waiting for a live source"
+            await deferLater(self._reactor, delay)
+            delay = min(delay * 2, 5.0)
 
     def _ended(
         self,

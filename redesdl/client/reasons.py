@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from twisted.internet import error as net_error
 
-from redesdl.client.errors import DownloadError, UserError
+from redesdl.client.errors import (
+    DownloadError,
+    IntegrityError,
+    NoLiveSourceError,
+    UserError,
+)
 from redesdl.protocol.errors import RemoteError
 
 
@@ -36,3 +41,32 @@ def explain(error: BaseException, central: str, file: str | None) -> str:
     if isinstance(error, net_error.ConnectionDone | net_error.ConnectionLost):
         return f"lost the connection to the central at {central}"
     return f"unexpected error: {error!r} (run with --debug for details)"
+
+
+#: Exit statuses of ``redesdl``, documented in the README.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_CENTRAL_UNREACHABLE = 3
+EXIT_NO_SOURCE = 4
+EXIT_INTEGRITY = 5
+EXIT_INTERRUPTED = 130
+
+
+def exit_status(error: BaseException) -> int:
+    """The exit status for a command that failed with C{error}."""
+    if isinstance(error, IntegrityError):
+        return EXIT_INTEGRITY
+    if isinstance(error, NoLiveSourceError) or (
+        isinstance(error, RemoteError) and error.code == "no_source"
+    ):
+        return EXIT_NO_SOURCE
+    if isinstance(
+        error,
+        net_error.ConnectError
+        | net_error.DNSLookupError
+        | net_error.ConnectionDone
+        | net_error.ConnectionLost,
+    ):
+        return EXIT_CENTRAL_UNREACHABLE
+    return EXIT_FAILURE
