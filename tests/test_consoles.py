@@ -372,3 +372,54 @@ def test_central_restart_loses_nothing(tmp_path: Path) -> None:
         running.wait_for_sources("big.bin", 3, timeout=30)
         running.wait_for_sources("small.txt", 3, timeout=30)
         assert time.monotonic() - started < 10
+
+
+def test_get_killed_midway_resumes_where_it_stopped(tmp_path: Path) -> None:
+    with LocalCluster(
+        tmp_path / "cluster", secondary_args=["--rate-limit", "1M"]
+    ) as running:
+        data = os.urandom(10 * 1024 * 1024)
+        for number in (1, 2, 3):
+            (running.data(number) / "slow.bin").write_bytes(data)
+        running.wait_for_sources("slow.bin", 3, timeout=60)
+        target = tmp_path / "slow.bin"
+        argv = [
+            str(BIN / "redesdl"),
+            "--central",
+            running.central_address,
+            "get",
+            "slow.bin",
+            "-o",
+            str(target),
+            "--json",
+        ]
+        first = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=running.client_environment(),
+        )
+        try:
+            wait_until(
+                lambda: Path(f"{target}.part.json").exists(),
+                30,
+                "the first progress record",
+            )
+            first.kill()
+            first.wait()
+        finally:
+            if first.poll() is None:
+                first.kill()
+        second = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=running.client_environment(),
+        )
+        assert second.returncode == 0, second.stderr
+        report = json.loads(second.stdout.splitlines()[-1])
+        assert report["bytes_reused"] > 0
+        assert report["bytes_reused"] + report["bytes_fetched"] == len(data)
+        assert "resuming slow.bin" in second.stderr
+        assert file_sha256(target) == hashlib.sha256(data).hexdigest()

@@ -21,8 +21,9 @@ from redesdl.client.errors import (
     IntegrityError,
     NoLiveSourceError,
 )
+from redesdl.client.resume import save_state
 from redesdl.endpoints import central_endpoint
-from redesdl.manifest import MIN_CHUNK_SIZE, chunk_size_for
+from redesdl.manifest import MIN_CHUNK_SIZE, build_manifest, chunk_size_for
 from redesdl.protocol.errors import RemoteError
 
 from .inprocess import Cluster, eventually, sha256_file
@@ -334,3 +335,42 @@ async def test_only_lying_sources_is_an_integrity_error(
             await fetch(running, "rot.bin", tmp_path / "rot.bin")
     finally:
         await running.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_resume_keeps_verified_chunks_and_rechecks_them(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    data = os.urandom(8 * MIN_CHUNK_SIZE)
+    sha = place(cluster, "s1", "r.bin", data)
+    await cluster.wait_for_sources("r.bin", 3)
+    first = await fetch(cluster, "r.bin", tmp_path / "whole.bin")
+    assert first.bytes_reused == 0
+    manifest = build_manifest(str(tmp_path / "whole.bin"), "r.bin")
+    part = tmp_path / "r.bin.part"
+    damaged = bytearray(data)
+    damaged[4 * MIN_CHUNK_SIZE :] = bytes(4 * MIN_CHUNK_SIZE)
+    damaged[MIN_CHUNK_SIZE + 7] ^= 0xFF
+    part.write_bytes(bytes(damaged))
+    save_state(str(part), manifest, {0, 1, 2, 3, 4})
+    result = await fetch(cluster, "r.bin", tmp_path / "r.bin")
+    assert result.bytes_reused == 3 * MIN_CHUNK_SIZE
+    assert result.bytes_fetched == 5 * MIN_CHUNK_SIZE
+    assert sha256_file(tmp_path / "r.bin") == sha
+    assert not part.exists() and not (tmp_path / "r.bin.part.json").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_part_of_another_content_is_discarded(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    sha = place(cluster, "s1", "v.bin", os.urandom(3 * MIN_CHUNK_SIZE))
+    await cluster.wait_for_sources("v.bin", 3)
+    old = tmp_path / "old.bin"
+    old.write_bytes(os.urandom(3 * MIN_CHUNK_SIZE))
+    part = tmp_path / "v.bin.part"
+    part.write_bytes(old.read_bytes())
+    save_state(str(part), build_manifest(str(old), "v.bin"), {0, 1, 2})
+    result = await fetch(cluster, "v.bin", tmp_path / "v.bin")
+    assert result.bytes_reused == 0
+    assert sha256_file(tmp_path / "v.bin") == sha

@@ -222,7 +222,8 @@ class LogDisplay:
         )
 
     def __call__(self, event: dict[str, Any]) -> None:
-        if event.get("log_level", LogLevel.info) < self._threshold:
+        notice = event.get("log_namespace") == "redesdl.notice"
+        if event.get("log_level", LogLevel.info) < self._threshold and not notice:
             return
         text = formatEvent(event)
         if "log_failure" in event and self._verbose:

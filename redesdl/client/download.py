@@ -20,7 +20,9 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from redesdl.client.errors import (
     DestinationExistsError,
@@ -30,6 +32,7 @@ from redesdl.client.errors import (
     NoLiveSourceError,
 )
 from redesdl.client.reasons import describe_error
+from redesdl.client.resume import load_claimed, remove_state, save_state, still_valid
 from redesdl.client.scheduler import ChunkScheduler
 from redesdl.client.source import (
     ChunkCorruptError,
@@ -42,6 +45,9 @@ from redesdl.fsutil import rename_no_replace
 from redesdl.manifest import FileInfo, Manifest
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.sources import SourceAddress
+
+#: Messages a person should see even without -v (the CLI shows this namespace).
+notice = Logger(namespace="redesdl.notice")
 
 
 @dataclass
@@ -121,6 +127,12 @@ class Download:
         self._workers: dict[str, Deferred[None]] = {}
         #: Sources that sent bytes or a manifest that did not verify.
         self._banned: set[str] = set()
+        self._partReady: Deferred[None] | None = None
+        self._partError: Failure | None = None
+        #: Chunks on disk and verified, kept from before or fetched now.
+        self._verified: set[int] = set()
+        #: Bytes of chunks kept from an interrupted earlier attempt.
+        self.bytesReused = 0
 
     @property
     def manifest(self) -> Manifest | None:
@@ -143,10 +155,15 @@ class Download:
     async def _run(self) -> DownloadResult:
         started = self._reactor.seconds()
         self._checkDestination()
+        saver = LoopingCall(self.saveProgress)
+        saver.clock = self._reactor
+        saver.start(2.0, now=False)
         try:
             try:
                 if self.info.size == 0:
-                    self._openPart(Manifest(self.info.name, 0, self.info.sha256, ()))
+                    await self._ensurePart(
+                        Manifest(self.info.name, 0, self.info.sha256, ())
+                    )
                 else:
                     await self._fetch()
             finally:
@@ -161,7 +178,12 @@ class Download:
                     )
                 raise NoLiveSourceError(self._describeNoSource())
             self._finish()
+            remove_state(self.partPath)
+        except BaseException:
+            self.saveProgress()
+            raise
         finally:
+            saver.stop()
             self._closePart()
         return DownloadResult(
             name=self.info.name,
@@ -171,6 +193,7 @@ class Download:
             seconds=self._reactor.seconds() - started,
             bytes_fetched=self.bytesDone,
             sources=dict(self.bytesBySource),
+            bytes_reused=self.bytesReused,
         )
 
     async def _fetch(self) -> None:
@@ -271,10 +294,40 @@ class Download:
                 f"{self.destination} already exists (use --force to overwrite it)"
             )
 
-    def _openPart(self, manifest: Manifest) -> None:
+    def _ensurePart(self, manifest: Manifest) -> Deferred[None]:
+        """Open (or resume) the .part file once; every source waits for it."""
+        if self._partReady is None:
+            self._partReady = Deferred.fromCoroutine(self._openPart(manifest))
+            self._partReady.addErrback(self._partFailed)
+        waiter: Deferred[None] = Deferred()
+
+        def relay(_: None) -> None:
+            if self._partError is not None:
+                waiter.errback(self._partError)
+            else:
+                waiter.callback(None)
+
+        self._partReady.addCallback(relay)
+        return waiter
+
+    def _partFailed(self, reason: Failure) -> None:
+        self._partError = reason
+
+    async def _openPart(self, manifest: Manifest) -> None:
         self._manifest = manifest
+        claimed = None
+        if os.path.exists(self.partPath):
+            claimed = load_claimed(self.partPath, manifest)
+            if claimed is None and os.path.getsize(self.partPath):
+                notice.warn(
+                    "{part} holds another version of {name} (or nothing to trust); "
+                    "starting over",
+                    part=self.partPath,
+                    name=manifest.name,
+                )
         try:
-            self._fd = os.open(self.partPath, os.O_RDWR | os.O_CREAT, 0o644)
+            flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if claimed is None else 0)
+            self._fd = os.open(self.partPath, flags, 0o644)
             os.ftruncate(self._fd, manifest.size)
             if manifest.size:
                 # Reserving the blocks up front fails early on a full disk, and
@@ -282,7 +335,31 @@ class Download:
                 os.posix_fallocate(self._fd, 0, manifest.size)
         except OSError as e:
             raise DiskError(f"cannot write {self.partPath}: {e.strerror}") from None
-        self._scheduler = ChunkScheduler(range(len(manifest.chunk_hashes)))
+        if claimed:
+            kept = await deferToThread(still_valid, self._fd, manifest, claimed)
+            self._verified.update(kept)
+            self.bytesReused = sum(manifest.chunk_range(i)[1] for i in kept)
+            notice.info(
+                "resuming {name}: {chunks} chunks ({size} bytes) already verified",
+                name=manifest.name,
+                chunks=len(kept),
+                size=self.bytesReused,
+            )
+        missing = [
+            i for i in range(len(manifest.chunk_hashes)) if i not in self._verified
+        ]
+        self._scheduler = ChunkScheduler(missing)
+
+    def saveProgress(self) -> None:
+        """Record which chunks are verified, so a later get can resume."""
+        if self._manifest is None or not self._manifest.size:
+            return
+        try:
+            save_state(self.partPath, self._manifest, self._verified)
+        except OSError as e:
+            self.log.warn(
+                "cannot save {part}.json: {error}", part=self.partPath, error=e
+            )
 
     async def _closeConnections(self) -> None:
         """Hang up on every source and wait until their writer threads ended."""
@@ -348,12 +425,13 @@ class Download:
             return
         if self._fatal is not None:
             return
-        if self._manifest is None:
-            try:
-                self._openPart(manifest)
-            except DiskError as e:
-                self._fail(e)
-                return
+        try:
+            await self._ensurePart(manifest)
+        except DiskError as e:
+            self._fail(e)
+            return
+        if self._fatal is not None:
+            return
         lanes = [
             Deferred.fromCoroutine(self._lane(source, connection))
             for _ in range(self._pipeline)
@@ -386,4 +464,5 @@ class Download:
                     connection.transport.abortConnection()
                 return
             self.bytesBySource[source.name] += length
+            self._verified.add(index)
             scheduler.complete(index)

@@ -69,8 +69,9 @@ class GetJob:
         self.state = f"queued, position {position}"
 
     def interrupted(self) -> None:
-        """The process is stopping mid-download: record it as interrupted."""
+        """The process is stopping mid-download: keep what can be resumed."""
         if self.download is not None and not self.ended:
+            self.download.saveProgress()
             self._record(self._started, None, "interrupted")
 
     async def run(self) -> DownloadResult:
@@ -164,7 +165,7 @@ class GetJob:
                 "seconds": round(ended - started, 3),
                 "queued_seconds": round(self.queuedSeconds, 3),
                 "bytes_fetched": result.bytes_fetched if result else download.bytesDone,
-                "bytes_reused": 0,
+                "bytes_reused": download.bytesReused,
                 "sources": dict(download.bytesBySource),
                 "retried_chunks": download.retriedChunks,
                 "result": "ok" if result is not None else "failed",

@@ -18,6 +18,7 @@ from twisted.python.filepath import FilePath
 
 from redesdl.client.download import Download
 from redesdl.client.errors import DownloadError
+from redesdl.client.resume import state_path
 from redesdl.fsutil import rename_no_replace
 from redesdl.manifest import FileInfo
 from redesdl.protocol.sources import SourceAddress
@@ -119,6 +120,7 @@ class Replicator:
             self.log.failure("copying {name} failed", reason, name=name)
         self._discard(staged)
         self._discard(FilePath(download.partPath))
+        self._discard(state_path(download.partPath))
         self._report(name, False, reason.getErrorMessage())
 
     def _discard(self, path: FilePath) -> None:
