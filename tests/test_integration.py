@@ -112,9 +112,24 @@ async def test_a_lying_replica_costs_a_chunk_not_the_file(
             f.seek(offset + 5)
             f.write(b"\xff\x00\xff")
     os.utime(rotten, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    result = await fetch(cluster, "rot.bin", tmp_path / "rot.bin")
+    central = await connect_central(
+        central_endpoint(reactor, cluster.central_address), "tester"
+    )
+    info, sources = await central.locate("rot.bin")
+    central.close()
+    download = Download(info, sources, str(tmp_path / "rot.bin"), reactor=reactor)
+    result = await download.start()
     assert sha256_file(tmp_path / "rot.bin") == sha
     assert result.sources.get("s2", 0) == 0
+    for failure in [e for e in download.timeline if e["event"] == "failed"]:
+        assert failure["source"] == "s2"
+        assert failure["reason"] == "chunk hash mismatch"
+        assert any(
+            e["event"] == "verified"
+            and e["chunk"] == failure["chunk"]
+            and e["source"] != "s2"
+            for e in download.timeline
+        )
 
 
 @pytest_twisted.ensureDeferred

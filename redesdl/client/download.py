@@ -46,6 +46,9 @@ from redesdl.manifest import FileInfo, Manifest
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.sources import SourceAddress
 
+#: Most chunk events kept in a download's timeline.
+MAX_TIMELINE_EVENTS = 20000
+
 #: Messages a person should see even without -v (the CLI shows this namespace).
 notice = Logger(namespace="redesdl.notice")
 
@@ -133,6 +136,9 @@ class Download:
         self._verified: set[int] = set()
         #: Bytes of chunks kept from an interrupted earlier attempt.
         self.bytesReused = 0
+        #: What happened to each chunk, in order: the download's evidence.
+        self.timeline: list[dict[str, Any]] = []
+        self._startedAt = reactor.seconds()
 
     @property
     def manifest(self) -> Manifest | None:
@@ -339,6 +345,13 @@ class Download:
             kept = await deferToThread(still_valid, self._fd, manifest, claimed)
             self._verified.update(kept)
             self.bytesReused = sum(manifest.chunk_range(i)[1] for i in kept)
+            self._event(
+                "reused",
+                None,
+                None,
+                chunks=len(kept),
+                rejected=len(claimed) - len(kept),
+            )
             notice.info(
                 "resuming {name}: {chunks} chunks ({size} bytes) already verified",
                 name=manifest.name,
@@ -349,6 +362,20 @@ class Download:
             i for i in range(len(manifest.chunk_hashes)) if i not in self._verified
         ]
         self._scheduler = ChunkScheduler(missing)
+
+    def _event(
+        self, event: str, index: int | None, source: str | None, **details: Any
+    ) -> None:
+        if len(self.timeline) >= MAX_TIMELINE_EVENTS:
+            return
+        entry = {
+            "t": round(self._reactor.seconds() - self._startedAt, 3),
+            "event": event,
+            "chunk": index,
+            "source": source,
+            **details,
+        }
+        self.timeline.append(entry)
 
     def saveProgress(self) -> None:
         """Record which chunks are verified, so a later get can resume."""
@@ -446,13 +473,16 @@ class Download:
             if index is None:
                 await scheduler.changed()
                 continue
+            self._event("start", index, source.name)
             try:
                 length = await connection.fetchChunk(manifest, index, fd)
             except LocalWriteError as e:
+                self._event("failed", index, source.name, reason=f"local disk: {e}")
                 scheduler.release(index)
                 self._fail(DiskError(f"cannot write {self.partPath}: {e}"))
                 return
             except Exception as e:
+                self._event("failed", index, source.name, reason=describe_error(e))
                 scheduler.release(index)
                 self.retriedChunks += 1
                 self._dropSource(
@@ -465,4 +495,5 @@ class Download:
                 return
             self.bytesBySource[source.name] += length
             self._verified.add(index)
+            self._event("verified", index, source.name)
             scheduler.complete(index)

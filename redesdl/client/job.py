@@ -170,5 +170,6 @@ class GetJob:
                 "retried_chunks": download.retriedChunks,
                 "result": "ok" if result is not None else "failed",
                 "reason": reason,
+                "timeline": download.timeline,
             }
         )
