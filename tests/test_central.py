@@ -314,3 +314,17 @@ def test_a_silent_secondary_is_dropped_but_a_pinging_one_stays(tmp_path: Path) -
     located = client(factory).ask({"type": "locate", "name": "a.bin"})
     assert [s["name"] for s in located["sources"]] == ["s2"]
     assert factory.registry.secondaries["id-s2-0000"].lastHeard == 20
+
+
+def test_a_reconnecting_secondary_replaces_its_entry_and_the_old_link_learns_it(
+    tmp_path: Path,
+) -> None:
+    factory = make_factory(tmp_path, Clock())
+    old = secondary(factory, "s1", [A], boot=1)
+    new = secondary(factory, "s1", [A], boot=2)
+    assert old.transport.disconnecting
+    assert [r.boot for r in factory.registry.secondaries.values()] == [2]
+    old.send({"type": "ping"})
+    assert old.replies()[-1]["code"] == "not_registered"
+    new.send({"type": "ping"})
+    assert new.replies()[-1]["type"] == "pong"

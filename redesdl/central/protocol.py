@@ -91,7 +91,10 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
                 self.transport.getPeer().host,
                 count(message, "port", maximum=65535),
             )
-        record = SecondaryRecord(secondary_id, name, host, port, self)
+        boot = message.get("boot")
+        record = SecondaryRecord(
+            secondary_id, name, host, port, self, boot=boot if type(boot) is int else 0
+        )
         previous = self.factory.registry.register(record)
         if previous is not None and previous.connection is not self:
             self.factory.planner.forget(previous)
@@ -235,6 +238,8 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
 
     def msg_ping(self, message: dict[str, Any]) -> None:
         """A heartbeat; a secondary's also proves it is alive."""
+        if self.role == "secondary" and self.record is None:
+            raise ProtocolError("not_registered", "register again, with your catalog")
         if self.record is not None:
             self.record.lastHeard = self.factory.clock.seconds()
         self.sendMessage({"type": "pong", "id": count(message, "id")})

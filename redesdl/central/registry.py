@@ -34,6 +34,8 @@ class SecondaryRecord:
     registeredAt: float = field(default_factory=time.time)
     #: When its last heartbeat arrived (the central's clock), if any yet.
     lastHeard: float | None = None
+    #: The secondary's boot counter: a higher one than before means a restart.
+    boot: int = 0
     #: True once the secondary said its initial catalog is all reported.
     catalogComplete: bool = False
 
@@ -77,10 +79,12 @@ class Registry:
         previous = self.secondaries.get(record.id)
         self.secondaries[record.id] = record
         self.log.info(
-            "secondary {name} registered at {host}:{port}",
+            "secondary {name} registered at {host}:{port} (boot {boot}{again})",
             name=record.name,
             host=record.host,
             port=record.port,
+            boot=record.boot,
+            again=", replacing its older connection" if previous else "",
         )
         self._changed()
         return previous

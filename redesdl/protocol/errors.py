@@ -23,6 +23,7 @@ ERROR_CODES = {
     "no_source": "the file exists but no live secondary holds it",
     "not_ready": "fewer secondaries are registered than the central requires",
     "name_taken": "another secondary already registered this name",
+    "not_registered": "the central does not know this secondary: register again",
     "busy": "too many requests are queued on this connection",
     "internal": "the receiver failed to handle the request (it logged why)",
 }

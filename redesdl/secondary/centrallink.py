@@ -70,6 +70,7 @@ class CentralLinkProtocol(MessageProtocol, TimeoutMixin):
             "role": "secondary",
             "name": self._secondary.name,
             "secondary_id": self._secondary.secondaryId,
+            "boot": self._secondary.boot,
             "port": self._secondary.listeningPort(),
         }
         if self._secondary.advertise:
@@ -88,7 +89,12 @@ class CentralLinkProtocol(MessageProtocol, TimeoutMixin):
 
     def _ping(self) -> None:
         # The pong matters only as traffic that resets the timeout.
-        self.request({"type": "ping"}).addErrback(lambda _: None)
+        self.request({"type": "ping"}).addErrback(self._pingFailed)
+
+    def _pingFailed(self, reason: Failure) -> None:
+        if reason.check(RemoteError) and reason.value.code == "not_registered":
+            self.log.warn("the central does not know this secondary; registering again")
+            self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()

@@ -48,6 +48,7 @@ class SecondaryService(MultiService):
         name: str,
         secondaryId: str,
         stats: SecondaryStats,
+        boot: int = 1,
         advertise: str | None = None,
         rescanInterval: float = 5.0,
         rateLimit: int | None = None,
@@ -59,6 +60,7 @@ class SecondaryService(MultiService):
         self.index = index
         self.name = name
         self.secondaryId = secondaryId
+        self.boot = boot
         self.advertise = advertise
         self._rescanInterval = rescanInterval
         self.heartbeatInterval = heartbeatInterval

@@ -141,7 +141,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
             f"{ROLE}: data folder {data.path} does not exist or cannot be read"
         )
     state = prepare_state_dir(config["state-dir"], ROLE)
-    secondary_id = load_identity(state)
+    secondary_id, boot = load_identity(state)
     TRACER.enabled = bool(config["trace"])
     secondary = SecondaryService(
         reactor=reactor,
@@ -151,6 +151,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         index=DataIndex(data, state.child("index.json")),
         name=config["name"] or default_name(secondary_id),
         secondaryId=secondary_id,
+        boot=boot,
         stats=SecondaryStats(
             StatsFile(
                 state.child("stats.json"),
