@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -249,3 +250,36 @@ def test_all_secondaries_gone_is_one_line(cluster: LocalCluster) -> None:
     assert result.returncode == 4
     assert "no live secondary holds 'lonely.bin'" in one_line_error(result)
     assert cluster.central is not None and cluster.central.running
+
+
+def test_no_room_for_the_file_is_one_line_and_leaves_nothing(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    (cluster.data(1) / "big.bin").write_bytes(b"b" * (4 * 1024 * 1024))
+    cluster.wait_for_sources("big.bin", 1)
+
+    def small_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, 1024 * 1024))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    result = subprocess.run(
+        [
+            str(BIN / "redesdl"),
+            "--central",
+            cluster.central_address,
+            "get",
+            "big.bin",
+            "-o",
+            str(out / "big.bin"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=small_disk,
+        env=cluster.client_environment(),
+    )
+    assert result.returncode == 1
+    assert "cannot reserve 4194304 bytes" in one_line_error(result)
+    assert list(out.iterdir()) == []

@@ -11,6 +11,7 @@ is fsynced and renamed to PATH only when every chunk verified. The client's
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -340,7 +341,16 @@ class Download:
                 # makes the writes that follow several times cheaper on ext4.
                 os.posix_fallocate(self._fd, 0, manifest.size)
         except OSError as e:
-            raise DiskError(f"cannot write {self.partPath}: {e.strerror}") from None
+            if claimed is None:
+                # Nothing worth keeping: do not leave an empty .part behind.
+                self._manifest = None
+                self._closePart()
+                with contextlib.suppress(OSError):
+                    os.unlink(self.partPath)
+            raise DiskError(
+                f"cannot reserve {manifest.size} bytes for {self.partPath}: "
+                f"{e.strerror}"
+            ) from None
         if claimed:
             kept = await deferToThread(still_valid, self._fd, manifest, claimed)
             self._verified.update(kept)
