@@ -98,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     get.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
     get.add_argument(
+        "--progress-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="drop a source that sends nothing for this long while it owes a "
+        "chunk [default: %(default)s]",
+    )
+    get.add_argument(
         "--retry-for",
         type=float,
         default=30.0,
@@ -149,6 +157,7 @@ async def run_get(reactor: Any, endpoint: Any, args: argparse.Namespace) -> int:
         args.force,
         stats,
         retryFor=args.retry_for,
+        progressTimeout=args.progress_timeout,
     )
     progress = None
     if not args.quiet and sys.stderr.isatty():

@@ -492,12 +492,17 @@ class Download:
                 self._fail(DiskError(f"cannot write {self.partPath}: {e}"))
                 return
             except Exception as e:
-                self._event("failed", index, source.name, reason=describe_error(e))
+                why = (
+                    f"no progress for {self._progressTimeout:g} s"
+                    if connection.timedOut
+                    else describe_error(e)
+                )
+                self._event("failed", index, source.name, reason=why)
                 scheduler.release(index)
                 self.retriedChunks += 1
                 self._dropSource(
                     source,
-                    f"chunk {index}: {describe_error(e)}",
+                    f"chunk {index}: {why}",
                     isinstance(e, ChunkCorruptError | ProtocolError),
                 )
                 if not connection.lost:

@@ -47,6 +47,7 @@ class GetJob:
         overwrite: bool = False,
         stats: ClientStats | None = None,
         retryFor: float = 30.0,
+        progressTimeout: float = 10.0,
     ) -> None:
         self._reactor = reactor
         self._central = central
@@ -56,6 +57,7 @@ class GetJob:
         self._overwrite = overwrite
         self._stats = stats
         self._retryFor = retryFor
+        self._progressTimeout = progressTimeout
         self.state = "starting"
         self.position: int | None = None
         self.download: Download | None = None
@@ -99,6 +101,7 @@ class GetJob:
                 overwrite=self._overwrite,
                 findSources=lambda: Deferred.fromCoroutine(current_sources()),
                 retryFor=self._retryFor,
+                progressTimeout=self._progressTimeout,
             )
             try:
                 result = await self.download.start()

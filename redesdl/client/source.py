@@ -95,6 +95,8 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         self._sinks: dict[int, ChunkSink] = {}
         self._receiving: tuple[int, ChunkSink] | None = None
         self.lost = False
+        #: True if we hung up because the source stopped making progress.
+        self.timedOut = False
         self.welcomed: Deferred[dict[str, Any]] = Deferred()
         self.writesDone: Deferred[None] = Deferred()
 
@@ -202,6 +204,7 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
             waiting.callback(sink.length)
 
     def timeoutConnection(self) -> None:
+        self.timedOut = True
         self.log.warn(
             "no progress from {peer} in {seconds}s; dropping it",
             peer=self.transport.getPeer(),
