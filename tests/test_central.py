@@ -328,3 +328,36 @@ def test_a_reconnecting_secondary_replaces_its_entry_and_the_old_link_learns_it(
     assert old.replies()[-1]["code"] == "not_registered"
     new.send({"type": "ping"})
     assert new.replies()[-1]["type"] == "pong"
+
+
+def test_a_reported_replica_is_checked_not_removed(tmp_path: Path) -> None:
+    factory = make_factory(tmp_path, Clock())
+    s1 = secondary(factory, "s1", [A])
+    s2 = secondary(factory, "s2", [A])
+    alice = client(factory)
+    alice.send(
+        {"type": "bad_replica", "name": "a.bin", "sha256": A["sha256"], "source": "s2"}
+    )
+    assert {"type": "verify", "name": "a.bin", "sha256": A["sha256"]} in s2.replies()
+    assert s1.replies() == [] or all(m["type"] != "verify" for m in s1.replies())
+    located = alice.ask({"type": "locate", "name": "a.bin"})
+    assert [s["name"] for s in located["sources"]] == ["s1"]
+    assert len(factory.registry.secondaries) == 2
+    s2.send({"type": "verified", "name": "a.bin", "ok": True})
+    located = alice.ask({"type": "locate", "name": "a.bin"})
+    assert sorted(s["name"] for s in located["sources"]) == ["s1", "s2"]
+
+
+def test_only_clients_report_bad_replicas_and_only_of_real_copies(
+    tmp_path: Path,
+) -> None:
+    factory = make_factory(tmp_path, Clock())
+    s1 = secondary(factory, "s1", [A])
+    s1.send(
+        {"type": "bad_replica", "name": "a.bin", "sha256": A["sha256"], "source": "s1"}
+    )
+    assert s1.replies()[-1]["code"] == "forbidden"
+    client(factory).send(
+        {"type": "bad_replica", "name": "a.bin", "sha256": "f" * 64, "source": "s1"}
+    )
+    assert factory.registry.secondaries["id-s1-0000"].suspect == set()

@@ -21,6 +21,7 @@ from redesdl.client.errors import (
     IntegrityError,
     NoLiveSourceError,
 )
+from redesdl.client.job import GetJob
 from redesdl.client.resume import save_state
 from redesdl.endpoints import central_endpoint
 from redesdl.manifest import MIN_CHUNK_SIZE, build_manifest, chunk_size_for
@@ -390,3 +391,36 @@ async def test_a_part_of_another_content_is_discarded(
     result = await fetch(cluster, "v.bin", tmp_path / "v.bin")
     assert result.bytes_reused == 0
     assert sha256_file(tmp_path / "v.bin") == sha
+
+
+@pytest.mark.allow_logged_errors
+@pytest_twisted.ensureDeferred
+async def test_a_reported_rotten_replica_is_set_aside_and_replaced(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    data = os.urandom(8 * MIN_CHUNK_SIZE)
+    sha = place(cluster, "s1", "decay.bin", data)
+    await cluster.wait_for_sources("decay.bin", 3)
+    await cluster.stop_secondary("s3")
+    rotten = cluster.data("s2") / "decay.bin"
+    stat = rotten.stat()
+    rotten.write_bytes(bytes(len(data)))
+    os.utime(rotten, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    job = GetJob(
+        reactor,
+        central_endpoint(reactor, cluster.central_address),
+        "tester",
+        "decay.bin",
+        str(tmp_path / "decay.bin"),
+    )
+    result = await job.run()
+    assert result.sources.get("s2", 0) == 0
+    assert sha256_file(tmp_path / "decay.bin") == sha
+    aside = cluster.data("s2") / ".redesdl-corrupt" / "decay.bin"
+    await eventually(aside.exists, "s2 to set its corrupt copy aside")
+
+    def replaced() -> bool:
+        return rotten.exists() and sha256_file(rotten) == sha
+
+    await eventually(replaced, "a good copy replicated back to s2")
+    await cluster.wait_for_sources("decay.bin", 2)

@@ -26,6 +26,7 @@ from redesdl.protocol.messages import (
     PROTOCOL_VERSION,
     MessageProtocol,
     count,
+    digest,
     items,
     optional_text,
     text,
@@ -217,6 +218,47 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
             "" if ok else (optional_text(message, "reason") or "unknown"),
         )
         self.factory.admission.release(self)
+
+    def msg_bad_replica(self, message: dict[str, Any]) -> None:
+        """A client got bytes from C{source} that did not match their hash.
+
+        The central stops offering that copy and asks its secondary to check
+        it; it never removes anything on a client's word alone.
+        """
+        self._require("client")
+        name = validate_name(text(message, "name"))
+        sha256 = digest(message, "sha256")
+        record = self.factory.registry.byName(text(message, "source", max_length=256))
+        info = record.files.get(name) if record is not None else None
+        if record is None or info is None or info.sha256 != sha256:
+            return
+        if name in record.suspect:
+            return
+        self.log.warn(
+            "{client} reports {source}'s copy of {name} as corrupt; asking "
+            "{source} to check it",
+            client=self.peerName,
+            source=record.name,
+            name=name,
+        )
+        self.factory.registry.suspect(record, name)
+        record.connection.sendMessage(
+            {"type": "verify", "name": name, "sha256": sha256}
+        )
+
+    def msg_verified(self, message: dict[str, Any]) -> None:
+        """A secondary checked a copy: still good, or set aside (files_removed)."""
+        self._require("secondary")
+        assert self.record is not None
+        name = validate_name(text(message, "name"))
+        ok = message.get("ok") is True
+        self.log.info(
+            "{source} checked {name}: {verdict}",
+            source=self.record.name,
+            name=name,
+            verdict="intact" if ok else "corrupt, set aside",
+        )
+        self.factory.registry.cleared(self.record, name)
 
     def msg_activity(self, message: dict[str, Any]) -> None:
         """A secondary reports the chunks it served since its last report."""

@@ -36,6 +36,8 @@ class SecondaryRecord:
     lastHeard: float | None = None
     #: The secondary's boot counter: a higher one than before means a restart.
     boot: int = 0
+    #: Names whose copy here a client reported corrupt; not offered until checked.
+    suspect: set[str] = field(default_factory=set)
     #: True once the secondary said its initial catalog is all reported.
     catalogComplete: bool = False
 
@@ -106,6 +108,22 @@ class Registry:
         record.catalogComplete = True
         self._changed()
 
+    def suspect(self, record: SecondaryRecord, name: str) -> None:
+        """Stop offering C{record}'s copy of C{name} until it is checked."""
+        record.suspect.add(name)
+        self._changed()
+
+    def cleared(self, record: SecondaryRecord, name: str) -> None:
+        """C{record} checked its copy of C{name}; offer it again if it still has it."""
+        record.suspect.discard(name)
+        self._changed()
+
+    def byName(self, name: str) -> SecondaryRecord | None:
+        for record in self.secondaries.values():
+            if record.name == name:
+                return record
+        return None
+
     def removeFiles(self, record: SecondaryRecord, names: list[str]) -> None:
         for name in names:
             record.files.pop(name, None)
@@ -124,9 +142,10 @@ class Registry:
         content, holders = max(
             groups.items(), key=lambda item: (len(item[1]), item[0][1])
         )
+        trusted = [record for record in holders if name not in record.suspect]
         if len(groups) > 1:
             self._reportConflict(name, groups, content)
-        return CatalogEntry(holders[0].files[name], holders)
+        return CatalogEntry(holders[0].files[name], trusted)
 
     def catalog(self) -> list[CatalogEntry]:
         names = set(self._known)

@@ -99,6 +99,12 @@ class CentralConnection(MessageProtocol):
             }
         )
 
+    def reportBadReplica(self, name: str, sha256: str, source: str) -> None:
+        """Tell the central C{source} sent bytes of C{name} that did not verify."""
+        self.sendMessage(
+            {"type": "bad_replica", "name": name, "sha256": sha256, "source": source}
+        )
+
     def close(self) -> Deferred[None]:
         """Hang up once everything sent is written; fire when the line is closed.
 

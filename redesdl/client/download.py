@@ -103,6 +103,7 @@ class Download:
         findSources: Callable[[], Deferred[list[SourceAddress]]] | None = None,
         retryFor: float = 0.0,
         refreshInterval: float = 3.0,
+        onBadSource: Callable[[str], None] | None = None,
     ) -> None:
         self.info = info
         self.sources = list(sources)
@@ -125,6 +126,7 @@ class Download:
         #: Chunks that failed once and went back to be fetched again.
         self.retriedChunks = 0
         self._findSources = findSources
+        self._onBadSource = onBadSource
         self._retryFor = retryFor
         self._refreshInterval = refreshInterval
         #: The running worker of each source, by name.
@@ -290,6 +292,8 @@ class Download:
         self.sourceErrors[source.name] = why
         if bad:
             self._banned.add(source.name)
+            if self._onBadSource is not None:
+                self._onBadSource(source.name)
         self.log.warn("dropping source {source}: {why}", source=source.name, why=why)
 
     def _checkDestination(self) -> None:

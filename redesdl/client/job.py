@@ -102,6 +102,9 @@ class GetJob:
                 findSources=lambda: Deferred.fromCoroutine(current_sources()),
                 retryFor=self._retryFor,
                 progressTimeout=self._progressTimeout,
+                onBadSource=lambda source: central.reportBadReplica(
+                    info.name, info.sha256, source
+                ),
             )
             try:
                 result = await self.download.start()

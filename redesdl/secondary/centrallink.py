@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from redesdl.client.reasons import describe_error
 from redesdl.manifest import FileInfo, Manifest
+from redesdl.names import validate_name
 from redesdl.protocol.errors import RemoteError
 from redesdl.protocol.messages import (
     MAX_FILES_PER_MESSAGE,
@@ -29,6 +30,7 @@ from redesdl.protocol.messages import (
     MessageProtocol,
     items,
     mapping,
+    text,
 )
 from redesdl.protocol.sources import SourceAddress
 from redesdl.secondary.index import IndexChanges
@@ -139,6 +141,10 @@ class CentralLinkProtocol(MessageProtocol, TimeoutMixin):
             for value in items(message, "sources", max_items=1024)
         ]
         self._secondary.replicator.replicate(info, sources)
+
+    def msg_verify(self, message: dict[str, Any]) -> None:
+        """The central asks us to check our copy of a file a client doubted."""
+        self._secondary.checkCopy(validate_name(text(message, "name")))
 
     def msg_error(self, message: dict[str, Any]) -> None:
         self.log.warn(

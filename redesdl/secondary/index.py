@@ -26,6 +26,8 @@ from redesdl.names import name_problem
 from redesdl.protocol.errors import ProtocolError
 
 CACHE_VERSION = 1
+#: Hidden folder in the data folder where corrupt copies are set aside.
+CORRUPT_FOLDER = ".redesdl-corrupt"
 
 StatKey = tuple[int, int, int]
 
@@ -177,6 +179,37 @@ class DataIndex:
             self.log.warn("not serving {name} yet: {error}", name=name, error=e)
             return None
         return manifest
+
+    async def recheck(self, name: str) -> bool:
+        """Hash C{name} again, cache or not; set it aside if its bytes changed.
+
+        A client reported a chunk that did not match (bit rot keeps the mtime,
+        so the cache cannot see it). A corrupt copy is moved into the hidden
+        L{CORRUPT_FOLDER}, never served again, and reported removed, so the
+        central has a good copy replicated back.
+        """
+        entry = self.entries.get(name)
+        if entry is None:
+            return False
+        try:
+            manifest = await self._runInThread(build_manifest, entry.path, name)
+        except OSError:
+            manifest = None
+        if manifest == entry.manifest:
+            return True
+        aside = self.data.child(CORRUPT_FOLDER).descendant(name.split("/"))
+        try:
+            aside.parent().makedirs(ignoreExistingDirectory=True)
+            os.replace(entry.path, aside.path)
+        except OSError as e:
+            self.log.error("cannot set aside {path}: {error}", path=entry.path, error=e)
+        self.log.warn(
+            "{name} is corrupt; moved to {aside}", name=name, aside=aside.path
+        )
+        self.entries.pop(name, None)
+        self._saveCache()
+        self._notify(IndexChanges(removed=[name]))
+        return False
 
     def adopt(self, manifest: Manifest, path: str) -> None:
         """Serve a file we wrote and verified ourselves, without rehashing it."""

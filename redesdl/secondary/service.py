@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
 
@@ -135,6 +135,17 @@ class SecondaryService(MultiService):
         )
         if self.link is not None and self.link.registered:
             self.link.sendReplicated(name, ok, reason)
+
+    def checkCopy(self, name: str) -> None:
+        """Hash C{name} again and tell the central whether it is intact."""
+
+        def checked(ok: bool) -> None:
+            if not ok:
+                self.stats.error("corrupt_copy")
+            if self.link is not None and self.link.registered:
+                self.link.sendMessage({"type": "verified", "name": name, "ok": ok})
+
+        Deferred.fromCoroutine(self.index.recheck(name)).addCallback(checked)
 
     def _reportActivity(self) -> None:
         """Tell the central what was served since the last report."""
