@@ -155,7 +155,8 @@ class LocalCluster:
         self.central.start()
         return self.central
 
-    def start_secondary(self, number: int) -> Daemon:
+    def start_secondary(self, number: int, extra: Sequence[str] = ()) -> Daemon:
+        """Start secondary C{number}, again on its old port if it ran before."""
         previous = self.secondaries.get(number)
         port = previous.port if previous is not None and previous.port else 0
         daemon = Daemon(
@@ -178,6 +179,7 @@ class LocalCluster:
                 "--rescan-interval",
                 "0.5",
                 *self._secondaryArgs,
+                *extra,
             ],
             self.root / "logs" / f"s{number}.log",
         )

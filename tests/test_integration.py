@@ -424,3 +424,26 @@ async def test_a_reported_rotten_replica_is_set_aside_and_replaced(
 
     await eventually(replaced, "a good copy replicated back to s2")
     await cluster.wait_for_sources("decay.bin", 2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_idle_sources_finish_a_slow_sources_chunks(tmp_path: Path) -> None:
+    running = Cluster(tmp_path)
+    try:
+        await running.start_central()
+        data = os.urandom(16 * MIN_CHUNK_SIZE)
+        for name in ("s1", "s2", "s3"):
+            place(running, name, "e.bin", data)
+        await running.start_secondary("s1", "--rate-limit", "128K")
+        await running.start_secondary("s2")
+        await running.start_secondary("s3")
+        await running.wait_for_sources("e.bin", 3)
+        info, sources = await locate(running, "e.bin")
+        download = Download(info, sources, str(tmp_path / "e.bin"), reactor=reactor)
+        result = await download.start()
+        assert sha256_file(tmp_path / "e.bin") == hashlib.sha256(data).hexdigest()
+        duplicates = [e for e in download.timeline if e["event"] == "duplicate"]
+        assert duplicates and all(e["source"] != "s1" for e in duplicates)
+        assert result.sources.get("s1", 0) < 2 * MIN_CHUNK_SIZE
+    finally:
+        await running.stop()

@@ -39,11 +39,12 @@ from redesdl.client.source import (
     ChunkCorruptError,
     LocalWriteError,
     ManifestMismatchError,
+    MemorySink,
     SourceConnection,
 )
 from redesdl.endpoints import connect_protocol
 from redesdl.fsutil import rename_no_replace
-from redesdl.manifest import FileInfo, Manifest
+from redesdl.manifest import MAX_CHUNK_SIZE, FileInfo, Manifest
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.sources import SourceAddress
 
@@ -375,7 +376,10 @@ class Download:
         missing = [
             i for i in range(len(manifest.chunk_hashes)) if i not in self._verified
         ]
-        self._scheduler = ChunkScheduler(missing)
+        # Endgame copies are held in memory: only for chunks of a sane size.
+        self._scheduler = ChunkScheduler(
+            missing, endgame=manifest.chunk_size <= MAX_CHUNK_SIZE
+        )
 
     def _event(
         self, event: str, index: int | None, source: str | None, **details: Any
@@ -483,16 +487,19 @@ class Download:
         scheduler, manifest, fd = self._scheduler, self._manifest, self._fd
         assert scheduler is not None and manifest is not None and fd is not None
         while not scheduler.finished and not connection.lost and self._fatal is None:
-            index = scheduler.take(source.name)
-            if index is None:
+            claim = scheduler.take(source.name)
+            if claim is None:
                 await scheduler.changed()
                 continue
-            self._event("start", index, source.name)
+            index, direct = claim
+            length = manifest.chunk_range(index)[1]
+            sink = None if direct else MemorySink(length, manifest.chunk_hashes[index])
+            self._event("start" if direct else "duplicate", index, source.name)
             try:
-                length = await connection.fetchChunk(manifest, index, fd)
+                await connection.fetchChunk(manifest, index, fd, sink)
             except LocalWriteError as e:
                 self._event("failed", index, source.name, reason=f"local disk: {e}")
-                scheduler.release(index)
+                scheduler.release(index, source.name)
                 self._fail(DiskError(f"cannot write {self.partPath}: {e}"))
                 return
             except Exception as e:
@@ -502,7 +509,7 @@ class Download:
                     else describe_error(e)
                 )
                 self._event("failed", index, source.name, reason=why)
-                scheduler.release(index)
+                scheduler.release(index, source.name)
                 self.retriedChunks += 1
                 self._dropSource(
                     source,
@@ -512,7 +519,33 @@ class Download:
                 if not connection.lost:
                     connection.transport.abortConnection()
                 return
-            self.bytesBySource[source.name] += length
-            self._verified.add(index)
-            self._event("verified", index, source.name)
-            scheduler.complete(index)
+            if sink is not None and not await self._placeDuplicate(index, sink):
+                continue
+            if scheduler.complete(index):
+                self.bytesBySource[source.name] += length
+                self._verified.add(index)
+                self._event("verified", index, source.name)
+
+    async def _placeDuplicate(self, index: int, sink: MemorySink) -> bool:
+        """Write a winning endgame copy; False if the chunk was done meanwhile.
+
+        The source still writing that chunk to the file is hung up on first,
+        and its bytes already received are let land, so nothing of the slower
+        copy can end up on top of the verified one.
+        """
+        scheduler, manifest, fd = self._scheduler, self._manifest, self._fd
+        assert scheduler is not None and manifest is not None and fd is not None
+        writer = scheduler.writer(index)
+        if writer is not None:
+            for slow in [c for c in self._connections if c.sourceName == writer]:
+                slow.transport.abortConnection()
+                await slow.writesDone
+        if not scheduler.isPending(index):
+            return False
+        offset, _ = manifest.chunk_range(index)
+        try:
+            os.pwrite(fd, sink.data, offset)
+        except OSError as e:
+            self._fail(DiskError(f"cannot write {self.partPath}: {e.strerror}"))
+            return False
+        return True

@@ -75,6 +75,24 @@ class ChunkSink:
         return self._hash.hexdigest() == self._expected
 
 
+class MemorySink:
+    """Hold an endgame duplicate in memory, hashing it, until it wins."""
+
+    def __init__(self, length: int, expected: str) -> None:
+        self.length = length
+        self._expected = expected
+        self._hash = hashlib.sha256()
+        self.data = bytearray()
+        self.error: OSError | None = None
+
+    def write(self, data: memoryview) -> None:
+        self._hash.update(data)
+        self.data += data
+
+    def verified(self) -> bool:
+        return self._hash.hexdigest() == self._expected
+
+
 class SourceConnection(MessageProtocol, TimeoutMixin):
     """The client end of a conversation with one secondary."""
 
@@ -92,8 +110,8 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         self._reactor = reactor
         self.callLater = reactor.callLater
         self._progressTimeout = progressTimeout
-        self._sinks: dict[int, ChunkSink] = {}
-        self._receiving: tuple[int, ChunkSink] | None = None
+        self._sinks: dict[int, ChunkSink | MemorySink] = {}
+        self._receiving: tuple[int, ChunkSink | MemorySink] | None = None
         self.lost = False
         #: True if we hung up because the source stopped making progress.
         self.timedOut = False
@@ -144,11 +162,18 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
             {"type": "manifest", "name": info.name, "sha256": info.sha256}
         ).addCallback(check)
 
-    def fetchChunk(self, manifest: Manifest, index: int, fd: int) -> Deferred[int]:
-        """Fetch chunk C{index} into C{fd}; fire with its length once verified."""
+    def fetchChunk(
+        self,
+        manifest: Manifest,
+        index: int,
+        fd: int,
+        sink: ChunkSink | MemorySink | None = None,
+    ) -> Deferred[int]:
+        """Fetch chunk C{index} into C{fd} (or C{sink}); fire with its length
+        once verified."""
         request_id = self.allocateId()
         offset, length = manifest.chunk_range(index)
-        self._sinks[request_id] = ChunkSink(
+        self._sinks[request_id] = sink or ChunkSink(
             fd, offset, length, manifest.chunk_hashes[index]
         )
         waiting = self._send(
@@ -192,7 +217,7 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         self._receiving = None
         self._worker.after(lambda: self._chunkWritten(request_id, sink))
 
-    def _chunkWritten(self, request_id: int, sink: ChunkSink) -> None:
+    def _chunkWritten(self, request_id: int, sink: ChunkSink | MemorySink) -> None:
         waiting = self.takePending(request_id)
         if waiting is None:
             return
