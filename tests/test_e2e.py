@@ -283,3 +283,57 @@ def test_no_room_for_the_file_is_one_line_and_leaves_nothing(
     assert result.returncode == 1
     assert "cannot reserve 4194304 bytes" in one_line_error(result)
     assert list(out.iterdir()) == []
+
+
+def test_a_secondary_without_room_refuses_the_copy_and_keeps_running(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    (cluster.data(1) / "wide.bin").write_bytes(b"w" * (4 * 1024 * 1024))
+    cluster.wait_for_sources("wide.bin", 3)
+    data = tmp_path / "cramped"
+    data.mkdir()
+    log = tmp_path / "cramped.log"
+
+    def small_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, 1024 * 1024))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    cramped = subprocess.Popen(
+        [
+            str(BIN / "twistd"),
+            "--pidfile=",
+            "-n",
+            f"--logfile={log}",
+            "redesdl-secondary",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--central",
+            cluster.central_address,
+            "--data",
+            str(data),
+            "--state-dir",
+            str(tmp_path / "cramped-state"),
+            "--name",
+            "cramped",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=small_disk,
+    )
+    try:
+        central_log = cluster.root / "logs" / "central.log"
+        wait_until(
+            lambda: (
+                "cramped could not copy wide.bin: cannot reserve"
+                in central_log.read_text()
+            ),
+            30,
+            "the copy to be refused",
+        )
+        assert cramped.poll() is None
+        assert not (data / "wide.bin").exists()
+        assert list((data / ".redesdl-incoming").iterdir()) == []
+    finally:
+        cramped.terminate()
+        cramped.wait(10)
