@@ -143,6 +143,8 @@ class Download:
         #: What happened to each chunk, in order: the download's evidence.
         self.timeline: list[dict[str, Any]] = []
         self._startedAt = reactor.seconds()
+        #: Set once the download ended: late connections are closed at once.
+        self._hungUp = False
 
     @property
     def manifest(self) -> Manifest | None:
@@ -224,8 +226,15 @@ class Download:
         try:
             deadline, delay, progress = None, 0.5, self.bytesDone
             while True:
-                while self._workers:
-                    await DeferredList(list(self._workers.values()), consumeErrors=True)
+                while self._workers and not self._over():
+                    # Wake when a worker ends or a chunk completes: a worker
+                    # still connecting to a dead host must not hold up the end.
+                    waits = list(self._workers.values())
+                    if self._scheduler is not None:
+                        waits.append(self._scheduler.changed())
+                    await DeferredList(
+                        waits, fireOnOneCallback=True, consumeErrors=True
+                    )
                 done = self._scheduler is not None and self._scheduler.finished
                 if done or self._fatal is not None or self._findSources is None:
                     return
@@ -241,6 +250,11 @@ class Download:
         finally:
             if refresher is not None and refresher.running:
                 refresher.stop()
+
+    def _over(self) -> bool:
+        """True once every chunk is verified or the download failed for good."""
+        finished = self._scheduler is not None and self._scheduler.finished
+        return finished or self._fatal is not None
 
     async def _refresh(self) -> None:
         """Start a worker for every source the central lists that we lack."""
@@ -408,6 +422,7 @@ class Download:
 
     async def _closeConnections(self) -> None:
         """Hang up on every source and wait until their writer threads ended."""
+        self._hungUp = True
         for connection in self._connections:
             connection.transport.loseConnection()
         await DeferredList([c.writesDone for c in self._connections])
@@ -457,6 +472,9 @@ class Download:
             self._dropSource(source, f"cannot connect ({describe_error(e)})")
             return
         self._connections.append(connection)
+        if self._hungUp:
+            connection.transport.loseConnection()
+            return
         try:
             await connection.welcomed
             manifest = await connection.fetchManifest(self.info)
