@@ -473,6 +473,8 @@ class Download:
             return
         self._connections.append(connection)
         if self._hungUp:
+            # Too late: the download ended while we were connecting.
+            connection.welcomed.addErrback(lambda _: None)
             connection.transport.loseConnection()
             return
         try:
