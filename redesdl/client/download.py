@@ -11,7 +11,6 @@ is fsynced and renamed to PATH only when every chunk verified. The client's
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -21,19 +20,17 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.task import LoopingCall, deferLater
-from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from redesdl.client.errors import (
-    DestinationExistsError,
     DiskError,
     DownloadError,
     IntegrityError,
     NoLiveSourceError,
 )
+from redesdl.client.partfile import PartFile, notice
 from redesdl.client.reasons import describe_error
-from redesdl.client.resume import load_claimed, remove_state, save_state, still_valid
 from redesdl.client.scheduler import ChunkScheduler
 from redesdl.client.source import (
     ChunkCorruptError,
@@ -43,16 +40,12 @@ from redesdl.client.source import (
     SourceConnection,
 )
 from redesdl.endpoints import connect_protocol
-from redesdl.fsutil import rename_no_replace
 from redesdl.manifest import MAX_CHUNK_SIZE, FileInfo, Manifest
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.sources import SourceAddress
 
 #: Most chunk events kept in a download's timeline.
 MAX_TIMELINE_EVENTS = 20000
-
-#: Messages a person should see even without -v (the CLI shows this namespace).
-notice = Logger(namespace="redesdl.notice")
 
 
 @dataclass
@@ -112,13 +105,12 @@ class Download:
         self.partPath = partPath or destination + ".part"
         self._reactor = reactor
         self._clientName = clientName
-        self._overwrite = overwrite
         self._pipeline = pipeline
         self._connectTimeout = connectTimeout
         self._progressTimeout = progressTimeout
         self._manifest: Manifest | None = None
         self._scheduler: ChunkScheduler | None = None
-        self._fd: int | None = None
+        self._part = PartFile(destination, self.partPath, overwrite)
         self._fatal: DownloadError | None = None
         self._connections: list[SourceConnection] = []
         self.bytesBySource: Counter[str] = Counter()
@@ -166,7 +158,7 @@ class Download:
 
     async def _run(self) -> DownloadResult:
         started = self._reactor.seconds()
-        self._checkDestination()
+        self._part.checkDestination()
         saver = LoopingCall(self.saveProgress)
         saver.clock = self._reactor
         saver.start(2.0, now=False)
@@ -189,14 +181,13 @@ class Download:
                         f"verify ({self._describeReasons()})"
                     )
                 raise NoLiveSourceError(self._describeNoSource())
-            self._finish()
-            remove_state(self.partPath)
+            self._part.finish()
         except BaseException:
             self.saveProgress()
             raise
         finally:
             saver.stop()
-            self._closePart()
+            self._part.close()
         return DownloadResult(
             name=self.info.name,
             path=self.destination,
@@ -311,15 +302,6 @@ class Download:
                 self._onBadSource(source.name)
         self.log.warn("dropping source {source}: {why}", source=source.name, why=why)
 
-    def _checkDestination(self) -> None:
-        folder = os.path.dirname(os.path.abspath(self.destination))
-        if not os.path.isdir(folder):
-            raise DiskError(f"the folder {folder} does not exist")
-        if os.path.lexists(self.destination) and not self._overwrite:
-            raise DestinationExistsError(
-                f"{self.destination} already exists (use --force to overwrite it)"
-            )
-
     def _ensurePart(self, manifest: Manifest) -> Deferred[None]:
         """Open (or resume) the .part file once; every source waits for it."""
         if self._partReady is None:
@@ -340,47 +322,12 @@ class Download:
         self._partError = reason
 
     async def _openPart(self, manifest: Manifest) -> None:
+        kept = await self._part.open(manifest)
         self._manifest = manifest
-        claimed = None
-        if os.path.exists(self.partPath):
-            claimed = load_claimed(self.partPath, manifest)
-            if claimed is None and os.path.getsize(self.partPath):
-                notice.warn(
-                    "{part} holds another version of {name} (or nothing to trust); "
-                    "starting over",
-                    part=self.partPath,
-                    name=manifest.name,
-                )
-        try:
-            flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if claimed is None else 0)
-            self._fd = os.open(self.partPath, flags, 0o644)
-            os.ftruncate(self._fd, manifest.size)
-            if manifest.size:
-                # Reserving the blocks up front fails early on a full disk, and
-                # makes the writes that follow several times cheaper on ext4.
-                os.posix_fallocate(self._fd, 0, manifest.size)
-        except OSError as e:
-            if claimed is None:
-                # Nothing worth keeping: do not leave an empty .part behind.
-                self._manifest = None
-                self._closePart()
-                with contextlib.suppress(OSError):
-                    os.unlink(self.partPath)
-            raise DiskError(
-                f"cannot reserve {manifest.size} bytes for {self.partPath}: "
-                f"{e.strerror}"
-            ) from None
-        if claimed:
-            kept = await deferToThread(still_valid, self._fd, manifest, claimed)
-            self._verified.update(kept)
+        self._verified.update(kept)
+        if kept:
             self.bytesReused = sum(manifest.chunk_range(i)[1] for i in kept)
-            self._event(
-                "reused",
-                None,
-                None,
-                chunks=len(kept),
-                rejected=len(claimed) - len(kept),
-            )
+            self._event("reused", None, None, chunks=len(kept))
             notice.info(
                 "resuming {name}: {chunks} chunks ({size} bytes) already verified",
                 name=manifest.name,
@@ -411,14 +358,8 @@ class Download:
 
     def saveProgress(self) -> None:
         """Record which chunks are verified, so a later get can resume."""
-        if self._manifest is None or not self._manifest.size:
-            return
-        try:
-            save_state(self.partPath, self._manifest, self._verified)
-        except OSError as e:
-            self.log.warn(
-                "cannot save {part}.json: {error}", part=self.partPath, error=e
-            )
+        if self._manifest is not None and self._manifest.size:
+            self._part.saveProgress(self._manifest, self._verified)
 
     async def _closeConnections(self) -> None:
         """Hang up on every source and wait until their writer threads ended."""
@@ -426,29 +367,6 @@ class Download:
         for connection in self._connections:
             connection.transport.loseConnection()
         await DeferredList([c.writesDone for c in self._connections])
-
-    def _closePart(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def _finish(self) -> None:
-        assert self._fd is not None
-        try:
-            os.fsync(self._fd)
-            if self._overwrite:
-                os.replace(self.partPath, self.destination)
-            else:
-                rename_no_replace(self.partPath, self.destination)
-        except FileExistsError:
-            raise DestinationExistsError(
-                f"{self.destination} appeared during the "
-                f"download; the data is in {self.partPath}"
-            ) from None
-        except OSError as e:
-            raise DiskError(
-                f"cannot move {self.partPath} into place: {e.strerror}"
-            ) from None
 
     def _fail(self, error: DownloadError) -> None:
         if self._fatal is None:
@@ -504,7 +422,7 @@ class Download:
         await DeferredList(lanes, consumeErrors=True)
 
     async def _lane(self, source: SourceAddress, connection: SourceConnection) -> None:
-        scheduler, manifest, fd = self._scheduler, self._manifest, self._fd
+        scheduler, manifest, fd = self._scheduler, self._manifest, self._part.fd
         assert scheduler is not None and manifest is not None and fd is not None
         while not scheduler.finished and not connection.lost and self._fatal is None:
             claim = scheduler.take(source.name)
@@ -553,7 +471,7 @@ class Download:
         and its bytes already received are let land, so nothing of the slower
         copy can end up on top of the verified one.
         """
-        scheduler, manifest, fd = self._scheduler, self._manifest, self._fd
+        scheduler, manifest, fd = self._scheduler, self._manifest, self._part.fd
         assert scheduler is not None and manifest is not None and fd is not None
         writer = scheduler.writer(index)
         if writer is not None:
