@@ -42,14 +42,19 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         await running.stop()
 
 
-async def fetch(cluster: Cluster, name: str, destination: Path, **options):
+async def locate(cluster: Cluster, name: str):
+    """Ask the central where C{name} is, as a client would."""
     central = await connect_central(
         central_endpoint(reactor, cluster.central_address), "tester"
     )
     try:
-        info, sources = await central.locate(name)
+        return await central.locate(name)
     finally:
         central.close()
+
+
+async def fetch(cluster: Cluster, name: str, destination: Path, **options):
+    info, sources = await locate(cluster, name)
     return await Download(
         info, sources, str(destination), reactor=reactor, **options
     ).start()
@@ -113,11 +118,7 @@ async def test_a_lying_replica_costs_a_chunk_not_the_file(
             f.seek(offset + 5)
             f.write(b"\xff\x00\xff")
     os.utime(rotten, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    central = await connect_central(
-        central_endpoint(reactor, cluster.central_address), "tester"
-    )
-    info, sources = await central.locate("rot.bin")
-    central.close()
+    info, sources = await locate(cluster, "rot.bin")
     download = Download(info, sources, str(tmp_path / "rot.bin"), reactor=reactor)
     result = await download.start()
     assert sha256_file(tmp_path / "rot.bin") == sha
@@ -156,11 +157,7 @@ async def test_losing_every_source_keeps_the_part(
 ) -> None:
     place(cluster, "s1", "gone.bin", os.urandom(4 * MIN_CHUNK_SIZE))
     await cluster.wait_for_sources("gone.bin", 3)
-    central = await connect_central(
-        central_endpoint(reactor, cluster.central_address), "tester"
-    )
-    info, sources = await central.locate("gone.bin")
-    central.close()
+    info, sources = await locate(cluster, "gone.bin")
     for name in ("s1", "s2", "s3"):
         await cluster.stop_secondary(name)
     with pytest.raises(NoLiveSourceError):
@@ -172,12 +169,8 @@ async def test_losing_every_source_keeps_the_part(
 
 @pytest_twisted.ensureDeferred
 async def test_unknown_file_is_a_typed_error(cluster: Cluster) -> None:
-    central = await connect_central(
-        central_endpoint(reactor, cluster.central_address), "tester"
-    )
     with pytest.raises(RemoteError) as raised:
-        await central.locate("missing.bin")
-    central.close()
+        await locate(cluster, "missing.bin")
     assert raised.value.code == "not_found"
 
 
@@ -189,11 +182,7 @@ async def test_a_secondary_dying_mid_download_changes_nothing(
     data = os.urandom(size)
     sha = place(cluster, "s1", "big.bin", data)
     await cluster.wait_for_sources("big.bin", 3)
-    central = await connect_central(
-        central_endpoint(reactor, cluster.central_address), "tester"
-    )
-    info, sources = await central.locate("big.bin")
-    central.close()
+    info, sources = await locate(cluster, "big.bin")
     download = Download(info, sources, str(tmp_path / "big.bin"), reactor=reactor)
     finished = download.start()
     await eventually(
@@ -265,16 +254,6 @@ async def test_two_names_with_the_same_content_both_replicate(cluster: Cluster) 
     for name in ("s2", "s3"):
         assert sha256_file(cluster.data(name) / "one.bin") == sha
         assert sha256_file(cluster.data(name) / "copies/one.bin") == sha
-
-
-async def locate(cluster: Cluster, name: str):
-    central = await connect_central(
-        central_endpoint(reactor, cluster.central_address), "tester"
-    )
-    try:
-        return await central.locate(name)
-    finally:
-        central.close()
 
 
 @pytest_twisted.ensureDeferred
