@@ -200,6 +200,16 @@ class LocalCluster:
             env=self.client_environment(),
         )
 
+    def start_client(self, *args: str) -> subprocess.Popen[str]:
+        """Start the ``redesdl`` script in the background, output captured."""
+        return subprocess.Popen(
+            [str(self.bin / "redesdl"), "--central", self.central_address, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.client_environment(),
+        )
+
     def client_environment(self) -> dict[str, str]:
         """The environment for client processes: statistics stay under root."""
         return {**os.environ, "XDG_STATE_HOME": str(self.root / "client-state")}

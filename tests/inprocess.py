@@ -106,9 +106,12 @@ class Cluster:
             timeout,
         )
 
-    async def stop(self) -> None:
+    async def stop_secondaries(self) -> None:
         for name in list(self.secondaries):
             await self.stop_secondary(name)
+
+    async def stop(self) -> None:
+        await self.stop_secondaries()
         if self.central is not None:
             await self.central.stopService()
 

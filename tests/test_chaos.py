@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,18 +15,10 @@ import pytest
 from redesdl.localcluster import LocalCluster, wait_until
 from redesdl.manifest import file_sha256
 
+from .damage import rot
+
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
-
-
-def rot(path: Path) -> None:
-    """Flip bytes all through a replica, keeping its mtime (bit rot)."""
-    stat = path.stat()
-    with open(path, "r+b") as f:
-        for offset in range(0, stat.st_size, 256 * 1024):
-            f.seek(offset + 11)
-            f.write(b"\x00\xff\x00")
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def test_a_download_survives_chaos(tmp_path: Path) -> None:
@@ -40,24 +31,16 @@ def test_a_download_survives_chaos(tmp_path: Path) -> None:
         cluster.wait_for_sources("movie.bin", 4, timeout=60)
         target = tmp_path / "movie.bin"
         stats = tmp_path / "client.json"
-        get = subprocess.Popen(
-            [
-                str(BIN / "redesdl"),
-                "--central",
-                cluster.central_address,
-                "--stats",
-                str(stats),
-                "get",
-                "movie.bin",
-                "-o",
-                str(target),
-                "--json",
-                "--progress-timeout",
-                "2",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        get = cluster.start_client(
+            "--stats",
+            str(stats),
+            "get",
+            "movie.bin",
+            "-o",
+            str(target),
+            "--json",
+            "--progress-timeout",
+            "2",
         )
         try:
             wait_until(lambda: Path(f"{target}.part").exists(), 30, "the download")

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -260,22 +259,8 @@ def test_interrupted_get_exits_130_and_is_recorded(
     for daemon in cluster.secondaries.values():
         daemon.signal(signal.SIGSTOP)
     stats = tmp_path / "s.json"
-    get = subprocess.Popen(
-        [
-            str(BIN / "redesdl"),
-            "--central",
-            cluster.central_address,
-            "--stats",
-            str(stats),
-            "-v",
-            "get",
-            "clip.bin",
-            "-o",
-            str(tmp_path / "clip.bin"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    get = cluster.start_client(
+        "--stats", str(stats), "-v", "get", "clip.bin", "-o", str(tmp_path / "clip.bin")
     )
     try:
         central_log = cluster.root / "logs" / "central.log"
@@ -335,22 +320,7 @@ def test_central_restart_loses_nothing(tmp_path: Path) -> None:
         running.wait_for_sources("big.bin", 3, timeout=60)
         running.wait_for_sources("small.txt", 3)
         target = tmp_path / "big.bin"
-        get = subprocess.Popen(
-            [
-                str(BIN / "redesdl"),
-                "--central",
-                running.central_address,
-                "get",
-                "big.bin",
-                "-o",
-                str(target),
-                "--json",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=running.client_environment(),
-        )
+        get = running.start_client("get", "big.bin", "-o", str(target), "--json")
         try:
             wait_until(lambda: Path(f"{target}.part").exists(), 30, "the download")
             assert running.central is not None
@@ -383,22 +353,8 @@ def test_get_killed_midway_resumes_where_it_stopped(tmp_path: Path) -> None:
             (running.data(number) / "slow.bin").write_bytes(data)
         running.wait_for_sources("slow.bin", 3, timeout=60)
         target = tmp_path / "slow.bin"
-        argv = [
-            str(BIN / "redesdl"),
-            "--central",
-            running.central_address,
-            "get",
-            "slow.bin",
-            "-o",
-            str(target),
-            "--json",
-        ]
-        first = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=running.client_environment(),
-        )
+        args = ("get", "slow.bin", "-o", str(target), "--json")
+        first = running.start_client(*args)
         try:
             wait_until(
                 lambda: Path(f"{target}.part.json").exists(),
@@ -410,13 +366,7 @@ def test_get_killed_midway_resumes_where_it_stopped(tmp_path: Path) -> None:
         finally:
             if first.poll() is None:
                 first.kill()
-        second = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=running.client_environment(),
-        )
+        second = running.client(*args)
         assert second.returncode == 0, second.stderr
         report = json.loads(second.stdout.splitlines()[-1])
         assert report["bytes_reused"] > 0

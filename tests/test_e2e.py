@@ -149,22 +149,7 @@ def test_secondary_killed_mid_download(cluster: LocalCluster, tmp_path: Path) ->
         os.link(source, cluster.data(number) / "big.bin")
     cluster.wait_for_sources("big.bin", 3, timeout=120)
     target = tmp_path / "big.bin"
-    get = subprocess.Popen(
-        [
-            str(cluster.bin / "redesdl"),
-            "--central",
-            cluster.central_address,
-            "get",
-            "big.bin",
-            "-o",
-            str(target),
-            "--json",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cluster.client_environment(),
-    )
+    get = cluster.start_client("get", "big.bin", "-o", str(target), "--json")
     try:
         wait_until(
             lambda: Path(f"{target}.part").exists() or get.poll() is not None,

@@ -27,6 +27,7 @@ from redesdl.endpoints import central_endpoint
 from redesdl.manifest import MIN_CHUNK_SIZE, build_manifest, chunk_size_for
 from redesdl.protocol.errors import RemoteError
 
+from .damage import rot
 from .inprocess import Cluster, eventually, sha256_file
 
 
@@ -111,13 +112,7 @@ async def test_a_lying_replica_costs_a_chunk_not_the_file(
     data = os.urandom(8 * MIN_CHUNK_SIZE)
     sha = place(cluster, "s1", "rot.bin", data)
     await cluster.wait_for_sources("rot.bin", 3)
-    rotten = cluster.data("s2") / "rot.bin"
-    stat = rotten.stat()
-    with open(rotten, "r+b") as f:
-        for offset in range(0, len(data), MIN_CHUNK_SIZE):
-            f.seek(offset + 5)
-            f.write(b"\xff\x00\xff")
-    os.utime(rotten, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    rot(cluster.data("s2") / "rot.bin", every=MIN_CHUNK_SIZE)
     info, sources = await locate(cluster, "rot.bin")
     download = Download(info, sources, str(tmp_path / "rot.bin"), reactor=reactor)
     result = await download.start()
@@ -158,8 +153,7 @@ async def test_losing_every_source_keeps_the_part(
     place(cluster, "s1", "gone.bin", os.urandom(4 * MIN_CHUNK_SIZE))
     await cluster.wait_for_sources("gone.bin", 3)
     info, sources = await locate(cluster, "gone.bin")
-    for name in ("s1", "s2", "s3"):
-        await cluster.stop_secondary(name)
+    await cluster.stop_secondaries()
     with pytest.raises(NoLiveSourceError):
         await Download(
             info, sources, str(tmp_path / "gone.bin"), reactor=reactor
@@ -263,8 +257,7 @@ async def test_a_source_that_comes_back_finishes_the_download(
     sha = place(cluster, "s1", "back.bin", os.urandom(6 * MIN_CHUNK_SIZE))
     await cluster.wait_for_sources("back.bin", 3)
     info, sources = await locate(cluster, "back.bin")
-    for name in ("s1", "s2", "s3"):
-        await cluster.stop_secondary(name)
+    await cluster.stop_secondaries()
 
     async def current() -> list:
         try:
@@ -296,8 +289,7 @@ async def test_giving_up_after_retry_for_keeps_the_part(
     place(cluster, "s1", "gone.bin", os.urandom(2 * MIN_CHUNK_SIZE))
     await cluster.wait_for_sources("gone.bin", 3)
     info, sources = await locate(cluster, "gone.bin")
-    for name in ("s1", "s2", "s3"):
-        await cluster.stop_secondary(name)
+    await cluster.stop_secondaries()
     download = Download(
         info,
         sources,
@@ -323,10 +315,7 @@ async def test_only_lying_sources_is_an_integrity_error(
         place(running, "s1", "rot.bin", data)
         await running.start_secondary("s1")
         await running.wait_for_sources("rot.bin", 1)
-        rotten = running.data("s1") / "rot.bin"
-        stat = rotten.stat()
-        rotten.write_bytes(bytes(len(data)))
-        os.utime(rotten, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        rot(running.data("s1") / "rot.bin", every=MIN_CHUNK_SIZE)
         with pytest.raises(IntegrityError):
             await fetch(running, "rot.bin", tmp_path / "rot.bin")
     finally:
@@ -382,9 +371,7 @@ async def test_a_reported_rotten_replica_is_set_aside_and_replaced(
     await cluster.wait_for_sources("decay.bin", 3)
     await cluster.stop_secondary("s3")
     rotten = cluster.data("s2") / "decay.bin"
-    stat = rotten.stat()
-    rotten.write_bytes(bytes(len(data)))
-    os.utime(rotten, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    rot(rotten, every=MIN_CHUNK_SIZE)
     job = GetJob(
         reactor,
         central_endpoint(reactor, cluster.central_address),

@@ -133,7 +133,7 @@ def open_client_stats(path: str | None, clock: Any) -> ClientStats:
     return ClientStats(StatsFile(target, "redesdl", fresh_client_stats, clock))
 
 
-async def run_list(reactor: Any, endpoint: Any, args: argparse.Namespace) -> int:
+async def run_list(endpoint: Any, args: argparse.Namespace) -> int:
     central = await connect_central(endpoint, args.name)
     try:
         files = await central.list()
@@ -182,7 +182,7 @@ async def run(reactor: Any, args: argparse.Namespace, display: LogDisplay) -> in
     except ValueError as e:
         raise UserError(f"--central: {e}") from None
     if args.command == "list":
-        return await run_list(reactor, endpoint, args)
+        return await run_list(endpoint, args)
     if args.command == "get":
         return await run_get(reactor, endpoint, args)
     return await run_console(reactor, endpoint, args, display)

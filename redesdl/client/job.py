@@ -59,7 +59,6 @@ class GetJob:
         self._retryFor = retryFor
         self._progressTimeout = progressTimeout
         self.state = "starting"
-        self.position: int | None = None
         self.download: Download | None = None
         self.queuedSeconds = 0.0
         self.downloadStarted: float | None = None
@@ -67,7 +66,6 @@ class GetJob:
         self.ended = False
 
     def _queued(self, position: int) -> None:
-        self.position = position
         self.state = f"queued, position {position}"
 
     def interrupted(self) -> None:

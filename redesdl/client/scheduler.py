@@ -39,10 +39,6 @@ class ChunkScheduler:
     def finished(self) -> bool:
         return not self._missing and not self._inFlight
 
-    @property
-    def remaining(self) -> int:
-        return len(self._missing) + len(self._inFlight)
-
     def take(self, source: str) -> tuple[int, bool] | None:
         """The next chunk for C{source}: (index, writes to the file), or None.
 
