@@ -17,6 +17,66 @@ from twisted.python import usage
 from twisted.python.filepath import FilePath
 
 from redesdl.console import CommandSet, attach_console
+from redesdl.protocol.auth import SecretFileError, load_secret
+from redesdl.protocol.tracking import ConnectionLimits
+from redesdl.tls import TLS_PARAMETERS, TLSConfig, TLSFileError
+
+#: Options that bound what peers may hold on either daemon's server.
+LIMIT_PARAMETERS = [
+    [
+        "idle-timeout",
+        None,
+        60.0,
+        "Close a connection that sends and takes nothing for this many seconds.",
+        float,
+    ],
+    [
+        "max-connections",
+        None,
+        1024,
+        "Most connections the server holds at once.",
+        int,
+    ],
+    [
+        "max-per-peer",
+        None,
+        64,
+        "Most connections one peer address may hold at once.",
+        int,
+    ],
+]
+
+
+#: Options that decide who may join the cluster and how it talks.
+SECURITY_PARAMETERS = [
+    [
+        "secret-file",
+        None,
+        None,
+        "File holding the cluster secret (mode 600); without it the cluster "
+        "is open to any host that can reach it.",
+    ],
+    *TLS_PARAMETERS,
+]
+
+
+def load_security(config: usage.Options, role: str) -> tuple[Any, Any]:
+    """The cluster secret and TLS config named by C{config}; exit on a bad file."""
+    try:
+        secret = load_secret(config["secret-file"]) if config["secret-file"] else None
+        tls = TLSConfig.fromOptions(config)
+    except (SecretFileError, TLSFileError) as e:
+        raise SystemExit(f"{role}: {e}") from None
+    return secret, tls
+
+
+def connection_limits(config: usage.Options) -> ConnectionLimits:
+    """The L{LIMIT_PARAMETERS} of C{config}, checked; UsageError if out of range."""
+    if config["idle-timeout"] <= 0:
+        raise usage.UsageError("--idle-timeout must be positive")
+    if config["max-connections"] < 1 or config["max-per-peer"] < 1:
+        raise usage.UsageError("--max-connections and --max-per-peer must be 1 or more")
+    return ConnectionLimits(config["max-connections"], config["max-per-peer"])
 
 
 def check_server_endpoint(description: str) -> str:

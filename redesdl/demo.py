@@ -46,12 +46,13 @@ def make_samples(cluster: LocalCluster) -> dict[str, str]:
 def run(root: Path) -> int:
     if root.exists():
         shutil.rmtree(root)
-    cluster = LocalCluster(root)
+    cluster = LocalCluster(root, secret=True, secondary_args=["--require-tickets"])
     digests = make_samples(cluster)
     started = time.monotonic()
     with cluster:
         say(
-            f"central listening on {cluster.central_address}; secondaries s1, s2, s3 up"
+            f"central listening on {cluster.central_address}; secondaries s1, s2, s3 "
+            f"up, joined with the cluster secret in {root / 'cluster.secret'}"
         )
         for name in digests:
             cluster.wait_for_sources(name, 3, timeout=60)

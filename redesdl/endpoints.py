@@ -2,6 +2,7 @@
 
 Users type ``HOST:PORT``; operators may give any Twisted client endpoint
 string instead (``tls:...``, ``unix:path=...``), recognised by its ``=``.
+With a L{TLSConfig}, ``HOST:PORT`` is reached over mutual TLS.
 """
 
 from __future__ import annotations
@@ -14,18 +15,25 @@ from twisted.internet.interfaces import IProtocol, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 
 from redesdl.protocol.sources import parse_host_port
+from redesdl.tls import TLSConfig
 
 
 def central_endpoint(
-    reactor: Any, value: str, timeout: float = 10.0
+    reactor: Any, value: str, timeout: float = 10.0, tls: TLSConfig | None = None
 ) -> IStreamClientEndpoint:
-    """The endpoint for C{value}; ValueError if it is neither form."""
+    """The endpoint for C{value}; ValueError if it is neither form.
+
+    With C{tls}, a C{HOST:PORT} is reached over mutual TLS; an endpoint
+    string is taken as it is.
+    """
     if "=" in value:
         try:
             return clientFromString(reactor, value)
         except (KeyError, TypeError) as e:
             raise ValueError(f"{value!r} is not a client endpoint ({e})") from None
     host, port = parse_host_port(value)
+    if tls is not None:
+        return tls.clientEndpoint(reactor, host, port, timeout)
     return HostnameEndpoint(reactor, host, port, timeout=timeout)
 
 

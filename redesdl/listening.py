@@ -19,6 +19,8 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from redesdl.tls import TLSConfig
+
 
 class ListeningService(Service):
     """Listen on an endpoint description while the service runs."""
@@ -26,7 +28,12 @@ class ListeningService(Service):
     log = Logger()
 
     def __init__(
-        self, description: str, factory: Factory, role: str, reactor: Any = None
+        self,
+        description: str,
+        factory: Factory,
+        role: str,
+        reactor: Any = None,
+        tls: TLSConfig | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -34,6 +41,7 @@ class ListeningService(Service):
             reactor = default_reactor
         self.description = description
         self.factory = factory
+        self._tls = tls
         self._role = role
         self._reactor = reactor
         self.port: IListeningPort | None = None
@@ -63,7 +71,10 @@ class ListeningService(Service):
 
     def _listen(self) -> None:
         endpoint = serverFromString(self._reactor, self.description)
-        self._listening = endpoint.listen(self.factory)
+        factory = self.factory
+        if self._tls is not None:
+            factory = self._tls.serverFactory(factory)
+        self._listening = endpoint.listen(factory)
         self._listening.addBoth(self._listened)
 
     def _listened(self, outcome: IListeningPort | Failure) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -107,12 +108,20 @@ class LocalCluster:
         bin_dir: Path | None = None,
         central_args: Sequence[str] = (),
         secondary_args: Sequence[str] = (),
+        client_args: Sequence[str] = (),
+        secret: bool = False,
     ) -> None:
         self.root = root
         self.bin = bin_dir or Path(sys.executable).parent
         self.count = secondaries
         self._centralArgs = list(central_args)
         self._secondaryArgs = list(secondary_args)
+        self._clientArgs = list(client_args)
+        self._secretArgs: list[str] = []
+        if secret:
+            path = self.write_secret("cluster.secret")
+            self._secretArgs = ["--secret-file", str(path)]
+            self._centralArgs += self._secretArgs
         self.central: Daemon | None = None
         self.secondaries: dict[int, Daemon] = {}
 
@@ -120,6 +129,15 @@ class LocalCluster:
     def central_address(self) -> str:
         assert self.central is not None and self.central.port is not None
         return f"127.0.0.1:{self.central.port}"
+
+    def write_secret(self, name: str) -> Path:
+        """A fresh random secret file under root, readable by us alone."""
+        path = self.root / name
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as secret_file:
+            secret_file.write(secrets.token_urlsafe(32) + "\n")
+        return path
 
     def data(self, number: int) -> Path:
         folder = self.root / f"data{number}"
@@ -155,8 +173,14 @@ class LocalCluster:
         self.central.start()
         return self.central
 
-    def start_secondary(self, number: int, extra: Sequence[str] = ()) -> Daemon:
-        """Start secondary C{number}, again on its old port if it ran before."""
+    def start_secondary(
+        self, number: int, extra: Sequence[str] = (), with_secret: bool = True
+    ) -> Daemon:
+        """Start secondary C{number}, again on its old port if it ran before.
+
+        It gets the cluster secret, if there is one, unless C{with_secret}
+        is false.
+        """
         previous = self.secondaries.get(number)
         port = previous.port if previous is not None and previous.port else 0
         daemon = Daemon(
@@ -178,6 +202,7 @@ class LocalCluster:
                 f"s{number}",
                 "--rescan-interval",
                 "0.5",
+                *(self._secretArgs if with_secret else ()),
                 *self._secondaryArgs,
                 *extra,
             ],
@@ -192,7 +217,7 @@ class LocalCluster:
     ) -> subprocess.CompletedProcess[str]:
         """Run the ``redesdl`` script against this cluster."""
         return subprocess.run(
-            [str(self.bin / "redesdl"), "--central", self.central_address, *args],
+            self.client_argv(*args),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -203,12 +228,16 @@ class LocalCluster:
     def start_client(self, *args: str) -> subprocess.Popen[str]:
         """Start the ``redesdl`` script in the background, output captured."""
         return subprocess.Popen(
-            [str(self.bin / "redesdl"), "--central", self.central_address, *args],
+            self.client_argv(*args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=self.client_environment(),
         )
+
+    def client_argv(self, *args: str) -> list[str]:
+        program = str(self.bin / "redesdl")
+        return [program, "--central", self.central_address, *self._clientArgs, *args]
 
     def client_environment(self) -> dict[str, str]:
         """The environment for client processes: statistics stay under root."""

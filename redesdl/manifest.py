@@ -21,7 +21,7 @@ from redesdl.protocol.messages import count, digest, items, text
 MIN_CHUNK_SIZE = 256 * 1024
 MAX_CHUNK_SIZE = 16 * 1024 * 1024
 TARGET_CHUNKS = 64
-MAX_CHUNKS = 8192
+MAX_CHUNKS = 4096
 _READ_BLOCK = 1024 * 1024
 
 

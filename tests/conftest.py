@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,3 +37,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "allow_logged_errors: the test provokes logged errors on purpose"
     )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_client_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep client tokens and statistics of every test out of the user's home."""
+    saved = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("client-state"))
+    yield
+    if saved is None:
+        del os.environ["XDG_STATE_HOME"]
+    else:
+        os.environ["XDG_STATE_HOME"] = saved

@@ -76,14 +76,15 @@ def secondary(
     return peer
 
 
-def client(factory: CentralFactory) -> Peer:
+def client(factory: CentralFactory, name: str = "alice", token: str = "t1") -> Peer:
     peer = Peer(factory)
     peer.ask(
         {
             "type": "hello",
             "version": PROTOCOL_VERSION,
             "role": "client",
-            "name": "alice",
+            "name": name,
+            "token": token,
         }
     )
     return peer

@@ -45,7 +45,7 @@ def served(tmp_path: Path) -> tuple[Any, StringTransport, DataIndex]:
             Clock(),
         )
     )
-    protocol = ChunkServerFactory(index, "s1", stats).buildProtocol(None)
+    protocol = ChunkServerFactory(index, "s1", stats, clock=Clock()).buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)
     return protocol, transport, index
@@ -174,3 +174,20 @@ def test_a_garbage_frame_closes_only_that_connection(served: Any) -> None:
     assert transport.disconnecting
     protocol.dataReceived(encode_frame({"type": "hello"}))
     assert b"welcome" not in transport.value()
+
+
+def test_a_connection_that_stops_asking_or_reading_is_closed(served: Any) -> None:
+    protocol, transport, index = served
+    hello(protocol)
+    sha = index.entries["dir/file"].manifest.sha256
+    send(
+        protocol,
+        {"type": "get", "id": 2, "name": "dir/file", "sha256": sha, "index": 0},
+    )
+    clock = protocol.factory.clock
+    clock.advance(59)
+    transport.producer.resumeProducing()
+    clock.advance(59)
+    assert not transport.disconnected, "taking a block counts as activity"
+    clock.advance(2)
+    assert transport.disconnected

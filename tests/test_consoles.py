@@ -54,7 +54,8 @@ def test_client_console_with_the_original_commands(
             cluster.central_address,
             "--stats",
             str(stats),
-        ]
+        ],
+        env=cluster.client_environment(),
     )
     sessions.append(console)
     console.read_until("redesdl> ")
@@ -100,7 +101,8 @@ def test_typing_is_not_corrupted_by_a_finishing_download(
             cluster.central_address,
             "--stats",
             str(tmp_path / "s.json"),
-        ]
+        ],
+        env=cluster.client_environment(),
     )
     sessions.append(console)
     console.read_until("redesdl> ")
@@ -239,12 +241,13 @@ def test_get_shows_progress_only_on_a_terminal(
         "clip.bin",
         "-o",
     ]
-    shown = PtySession([*base, str(tmp_path / "a.bin")])
+    env = cluster.client_environment()
+    shown = PtySession([*base, str(tmp_path / "a.bin")], env=env)
     sessions.append(shown)
     shown.read_until("saved")
     assert shown.wait() == 0
     assert "clip.bin: " in shown.text()
-    quiet = PtySession([*base, str(tmp_path / "b.bin"), "--quiet"])
+    quiet = PtySession([*base, str(tmp_path / "b.bin"), "--quiet"], env=env)
     sessions.append(quiet)
     quiet.read_until("saved")
     assert quiet.wait() == 0

@@ -14,6 +14,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 
+from redesdl.client.access import ClusterAccess
 from redesdl.client.central import connect_central
 from redesdl.client.download import Download
 from redesdl.client.errors import (
@@ -374,7 +375,7 @@ async def test_a_reported_rotten_replica_is_set_aside_and_replaced(
     rot(rotten, every=MIN_CHUNK_SIZE)
     job = GetJob(
         reactor,
-        central_endpoint(reactor, cluster.central_address),
+        ClusterAccess(central_endpoint(reactor, cluster.central_address)),
         "tester",
         "decay.bin",
         str(tmp_path / "decay.bin"),

@@ -8,12 +8,14 @@ alone (files are never overwritten); a failed copy is retried after a delay.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from redesdl.central.registry import Registry, SecondaryRecord
+from redesdl.protocol.tickets import REPLICATION_TICKET_LIFETIME
 
 
 class ReplicationPlanner:
@@ -27,8 +29,12 @@ class ReplicationPlanner:
         clock: Any,
         perSecondary: int = 2,
         retryDelay: float = 10.0,
+        ticketFor: Callable[[str, str, int], dict[str, Any] | None] = (
+            lambda sha256, holder, lifetime: None
+        ),
     ) -> None:
         self._registry = registry
+        self._ticketFor = ticketFor
         self._clock = clock
         self._perSecondary = perSecondary
         self._retryDelay = retryDelay
@@ -73,13 +79,15 @@ class ReplicationPlanner:
             name=info.name,
             sources=", ".join(h.name for h in holders),
         )
-        record.connection.sendMessage(
-            {
-                "type": "replicate",
-                "file": info.to_wire(),
-                "sources": [h.address.to_wire() for h in holders],
-            }
-        )
+        order: dict[str, Any] = {
+            "type": "replicate",
+            "file": info.to_wire(),
+            "sources": [h.address.to_wire() for h in holders],
+        }
+        ticket = self._ticketFor(info.sha256, record.name, REPLICATION_TICKET_LIFETIME)
+        if ticket is not None:
+            order["ticket"] = ticket
+        record.connection.sendMessage(order)
 
     def finished(
         self, record: SecondaryRecord, name: str, ok: bool, reason: str

@@ -9,8 +9,10 @@ module only parses and checks messages; the registry and planner decide.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
@@ -20,6 +22,8 @@ from redesdl.central.registry import Registry, SecondaryRecord
 from redesdl.central.stats import CentralStats
 from redesdl.manifest import FileInfo
 from redesdl.names import validate_name
+from redesdl.protocol.auth import ClusterSecret, is_nonce, new_nonce
+from redesdl.protocol.complaints import COMPLAINTS, peer_host
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.messages import (
     MAX_FILES_PER_MESSAGE,
@@ -32,7 +36,15 @@ from redesdl.protocol.messages import (
     text,
 )
 from redesdl.protocol.sources import parse_host_port
-from redesdl.protocol.tracking import TrackingFactory
+from redesdl.protocol.tickets import TICKET_LIFETIME, Tickets
+from redesdl.protocol.tracking import (
+    DEFAULT_LIMITS,
+    ConnectionLimits,
+    TrackingFactory,
+)
+
+#: Bytes of entries per ``catalog`` page, so a reply stays a small frame.
+LIST_PAGE_BYTES = 128 * 1024
 
 
 class CentralProtocol(MessageProtocol, TimeoutMixin):
@@ -40,7 +52,10 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
 
     A registered secondary must send something (at least its ``ping``)
     every ``heartbeatTimeout`` seconds, or it is taken for hung and dropped:
-    a frozen process keeps its TCP connection open but stops talking.
+    a frozen process keeps its TCP connection open but stops talking. Any
+    other connection silent for ``idleTimeout`` seconds is closed, except a
+    client waiting in the admission queue (a downloading client asks for
+    sources every few seconds, so it is never silent that long).
     """
 
     maxFrameLength = 256 * 1024
@@ -54,6 +69,10 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
         self.record: SecondaryRecord | None = None
         #: The file this client asked a download slot for, until it reports.
         self.admission: str | None = None
+        self.clientToken = ""
+        #: (hello, name, their nonce, our nonce) while a secondary authenticates.
+        self._challenge: tuple[dict[str, Any], str, str, str] | None = None
+        self.setTimeout(self.factory.idleTimeout)
 
     def _require(self, *roles: str) -> None:
         if self.role is None:
@@ -62,7 +81,7 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
             raise ProtocolError("forbidden", f"a {self.role} may not do this")
 
     def msg_hello(self, message: dict[str, Any]) -> None:
-        if self.role is not None:
+        if self.role is not None or self._challenge is not None:
             raise ProtocolError("bad_request", "hello was already said")
         if message.get("version") != PROTOCOL_VERSION:
             raise ProtocolError(
@@ -71,13 +90,75 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
         role = text(message, "role", max_length=16)
         name = text(message, "name", max_length=256)
         if role == "secondary":
+            if self.factory.secret is not None:
+                self._challengeSecondary(message, name)
+                return
             self._registerSecondary(message, name)
-        elif role != "client":
+        elif role == "client":
+            self._checkClientToken(name, text(message, "token", max_length=128))
+        else:
             raise ProtocolError("bad_request", f"unknown role {role!r}")
         self.role, self.peerName = role, name
         self.sendMessage(
             {"type": "welcome", "id": message.get("id"), "version": PROTOCOL_VERSION}
         )
+
+    def _checkClientToken(self, name: str, token: str) -> None:
+        if not self.factory.stats.mayUseClientName(name, token):
+            raise ProtocolError(
+                "client_name_taken",
+                f"the client name {name!r} belongs to another client; "
+                "choose another with --name",
+            )
+        self.clientToken = token
+
+    def _challengeSecondary(self, message: dict[str, Any], name: str) -> None:
+        """Ask a would-be secondary to prove it holds the cluster secret."""
+        theirs = message.get("nonce")
+        if not is_nonce(theirs):
+            self._refuseSecondary(
+                message, name, "it has no cluster secret (--secret-file)"
+            )
+            return
+        ours = new_nonce()
+        self._challenge = (message, name, theirs, ours)
+        self.sendMessage({"type": "challenge", "id": message.get("id"), "nonce": ours})
+
+    def msg_auth(self, message: dict[str, Any]) -> None:
+        """A secondary's answer to our challenge: register it, or hang up."""
+        if self._challenge is None or self.role is not None:
+            raise ProtocolError("bad_request", "no challenge is waiting for an answer")
+        hello, name, theirs, ours = self._challenge
+        secret = self.factory.secret
+        assert secret is not None
+        secondary_id = text(hello, "secondary_id", max_length=64)
+        if not secret.verify(
+            message.get("proof"), "secondary", ours, theirs, secondary_id
+        ):
+            self._refuseSecondary(message, name, "wrong cluster secret")
+            return
+        self._registerSecondary(hello, name)
+        self.role, self.peerName = "secondary", name
+        self.sendMessage(
+            {
+                "type": "welcome",
+                "id": message.get("id"),
+                "version": PROTOCOL_VERSION,
+                "proof": secret.mac("central", theirs, ours),
+            }
+        )
+
+    def _refuseSecondary(self, request: dict[str, Any], name: str, why: str) -> None:
+        """Say why C{name} may not join, log it, and hang up."""
+        COMPLAINTS.complain(
+            peer_host(self.transport),
+            "refused secondary {name} from {peer}: {why}",
+            name=name[:64],
+            why=why,
+        )
+        request_id = request.get("id") if type(request.get("id")) is int else None
+        self.sendMessage(ProtocolError("unauthenticated", why).to_message(request_id))
+        self.transport.loseConnection()
 
     def _registerSecondary(self, message: dict[str, Any], name: str) -> None:
         secondary_id = text(message, "secondary_id", max_length=64)
@@ -106,13 +187,25 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
         self.setTimeout(self.factory.heartbeatTimeout)
 
     def msg_list(self, message: dict[str, Any]) -> None:
+        """One page of the catalog: the entries named after C{after}, in order."""
         self._require("client", "secondary")
+        after = message.get("after")
+        if after is not None:
+            after = text(message, "after")
+        request_id = count(message, "id")
+        page: list[dict[str, Any]] = []
+        size, more = 0, False
+        for entry in self.factory.registry.catalog():
+            if after is not None and entry.info.name <= after:
+                continue
+            wire = entry.to_wire()
+            size += len(json.dumps(wire))
+            if len(page) == MAX_FILES_PER_MESSAGE or size > LIST_PAGE_BYTES:
+                more = True
+                break
+            page.append(wire)
         self.sendMessage(
-            {
-                "type": "catalog",
-                "id": count(message, "id"),
-                "files": [e.to_wire() for e in self.factory.registry.catalog()],
-            }
+            {"type": "catalog", "id": request_id, "files": page, "more": more}
         )
 
     def msg_locate(self, message: dict[str, Any]) -> None:
@@ -127,14 +220,16 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
                 f"the central waits for {self.factory.minSecondaries} secondaries "
                 f"before serving downloads; {registered} registered so far",
             )
-        self.sendMessage(
-            {
-                "type": "located",
-                "id": request_id,
-                "file": entry.info.to_wire(),
-                "sources": [h.address.to_wire() for h in entry.holders],
-            }
-        )
+        located: dict[str, Any] = {
+            "type": "located",
+            "id": request_id,
+            "file": entry.info.to_wire(),
+            "sources": [h.address.to_wire() for h in entry.holders],
+        }
+        ticket = self.factory.ticketFor(entry.info.sha256, self.peerName)
+        if ticket is not None:
+            located["ticket"] = ticket
+        self.sendMessage(located)
 
     def msg_files_added(self, message: dict[str, Any]) -> None:
         self._require("secondary")
@@ -188,15 +283,19 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
         ticket = Ticket(
             self, self.peerName, name, factory.clock.seconds(), onPosition=position
         )
-        factory.admission.ask(ticket).addCallback(
-            lambda waited: self.sendMessage(
+        self.setTimeout(None)
+
+        def admitted(waited: float) -> None:
+            self.setTimeout(factory.idleTimeout)
+            self.sendMessage(
                 {
                     "type": "admitted",
                     "id": request_id,
                     "queued_seconds": round(waited, 3),
                 }
             )
-        )
+
+        factory.admission.ask(ticket).addCallback(admitted)
 
     def msg_report(self, message: dict[str, Any]) -> None:
         """A client says how its download ended; its slot frees."""
@@ -211,6 +310,7 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
         self.admission = None
         self.factory.stats.downloadEnded(
             self.peerName,
+            self.clientToken,
             name,
             ok,
             count(message, "size"),
@@ -291,12 +391,18 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
         super().dataReceived(data)
 
     def timeoutConnection(self) -> None:
-        assert self.record is not None
-        self.log.warn(
-            "secondary {name} said nothing for {seconds} s; taking it for hung",
-            name=self.record.name,
-            seconds=self.factory.heartbeatTimeout,
-        )
+        if self.record is None:
+            self.log.info(
+                "closing {peer}: silent for {seconds} s",
+                peer=self.peerDescription(),
+                seconds=self.factory.idleTimeout,
+            )
+        else:
+            self.log.warn(
+                "secondary {name} said nothing for {seconds} s; taking it for hung",
+                name=self.record.name,
+                seconds=self.factory.heartbeatTimeout,
+            )
         self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure) -> None:
@@ -313,6 +419,23 @@ class CentralFactory(TrackingFactory):
     """Shared state behind every central connection."""
 
     protocol = CentralProtocol
+    log = Logger()
+
+    def ticketFor(
+        self, sha256: str, holder: str, lifetime: int = TICKET_LIFETIME
+    ) -> dict[str, Any] | None:
+        """A download ticket for C{holder}, if this cluster has a secret."""
+        if self.tickets is None:
+            return None
+        expires = int(self.clock.seconds()) + lifetime
+        return self.tickets.issue(sha256, holder, expires)
+
+    def startFactory(self) -> None:
+        if self.secret is None:
+            self.log.warn(
+                "RUNNING OPEN: no --secret-file, so anyone who can reach this "
+                "central can register a secondary and be offered to clients"
+            )
 
     def __init__(
         self,
@@ -321,12 +444,20 @@ class CentralFactory(TrackingFactory):
         minSecondaries: int = 1,
         maxActive: int = 5,
         heartbeatTimeout: float = 15.0,
+        idleTimeout: float = 60.0,
+        limits: ConnectionLimits = DEFAULT_LIMITS,
+        secret: ClusterSecret | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(limits)
+        self.secret = secret
+        self.tickets = Tickets(secret) if secret is not None else None
         self.clock = clock
         self.heartbeatTimeout = heartbeatTimeout
+        self.idleTimeout = idleTimeout
         self.stats = stats
         self.registry = Registry()
-        self.planner = ReplicationPlanner(self.registry, clock)
+        self.planner = ReplicationPlanner(
+            self.registry, clock, ticketFor=self.ticketFor
+        )
         self.admission = AdmissionQueue(maxActive, clock)
         self.minSecondaries = minSecondaries

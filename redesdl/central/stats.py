@@ -7,6 +7,7 @@ central's L{StatsFile}; docs/stats.md describes every field.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -16,7 +17,17 @@ MAX_FAILURES_KEPT = 200
 
 
 def fresh_central_stats() -> dict[str, Any]:
-    return {"files": {}, "clients": {}, "failures": [], "secondaries": {}}
+    return {
+        "files": {},
+        "clients": {},
+        "failures": [],
+        "secondaries": {},
+        "client_tokens": {},
+    }
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class CentralStats:
@@ -26,9 +37,28 @@ class CentralStats:
         self.file = stats
         self.data = stats.data
 
+    def mayUseClientName(self, client: str, token: str) -> bool:
+        """False if C{client} is owned by a token other than C{token}.
+
+        A name is owned by the token of the first client whose download was
+        counted under it, so no client can add to another's statistics.
+        """
+        owner = self.data.setdefault("client_tokens", {}).get(client)
+        return owner is None or owner == token_digest(token)
+
     def downloadEnded(
-        self, client: str, name: str, ok: bool, size: int, fetched: int, reason: str
+        self,
+        client: str,
+        token: str,
+        name: str,
+        ok: bool,
+        size: int,
+        fetched: int,
+        reason: str,
     ) -> None:
+        self.data.setdefault("client_tokens", {}).setdefault(
+            client, token_digest(token)
+        )
         per_file = self.data["files"].setdefault(
             name, {"completed": 0, "failed": 0, "bytes": 0}
         )

@@ -12,8 +12,12 @@ from redesdl.central.protocol import CentralFactory
 from redesdl.central.stats import CentralStats, fresh_central_stats
 from redesdl.daemon import (
     CONSOLE_FLAGS,
+    LIMIT_PARAMETERS,
+    SECURITY_PARAMETERS,
     ConsoleService,
     check_server_endpoint,
+    connection_limits,
+    load_security,
     prepare_state_dir,
     wants_console,
 )
@@ -71,6 +75,8 @@ class Options(usage.Options):
             "Hold downloads back until this many secondaries are registered.",
             int,
         ],
+        *LIMIT_PARAMETERS,
+        *SECURITY_PARAMETERS,
     ]
 
     def postOptions(self) -> None:
@@ -83,6 +89,7 @@ class Options(usage.Options):
             raise usage.UsageError("--max-active must be 1 or more")
         if self["min-secondaries"] < 0:
             raise usage.UsageError("--min-secondaries must be 0 or more")
+        self.limits = connection_limits(self)
 
 
 def makeService(config: Options, reactor: Any = None) -> IService:
@@ -91,6 +98,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
 
         reactor = default_reactor
     state = prepare_state_dir(config["state-dir"], ROLE)
+    secret, tls = load_security(config, ROLE)
     stats = StatsFile(
         state.child("stats.json"),
         ROLE,
@@ -104,10 +112,13 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         minSecondaries=config["min-secondaries"],
         maxActive=config["max-active"],
         heartbeatTimeout=config["heartbeat-timeout"],
+        idleTimeout=config["idle-timeout"],
+        limits=config.limits,
+        secret=secret,
     )
     top = MultiService()
     stats.setServiceParent(top)
-    listener = ListeningService(config["listen"], factory, ROLE, reactor)
+    listener = ListeningService(config["listen"], factory, ROLE, reactor, tls)
     listener.setServiceParent(top)
     TRACER.enabled = bool(config["trace"])
     if wants_console(config):

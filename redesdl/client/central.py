@@ -9,14 +9,17 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 
+from redesdl.client.access import EPHEMERAL_TOKEN
 from redesdl.endpoints import connect_protocol
 from redesdl.manifest import FileInfo
 from redesdl.protocol.messages import (
+    MAX_FILES_PER_MESSAGE,
     PROTOCOL_VERSION,
     MessageProtocol,
     count,
     items,
     mapping,
+    text,
 )
 from redesdl.protocol.sources import SourceAddress
 
@@ -24,10 +27,13 @@ from redesdl.protocol.sources import SourceAddress
 class CentralConnection(MessageProtocol):
     """Requests a client sends the central, each answered by one reply."""
 
-    maxFrameLength = 16 * 1024 * 1024
+    maxFrameLength = 256 * 1024
 
-    def __init__(self, clientName: str) -> None:
+    def __init__(self, clientName: str, token: str = EPHEMERAL_TOKEN) -> None:
         self._clientName = clientName
+        self._token = token
+        #: The latest download ticket the central gave for each file content.
+        self.tickets: dict[str, dict[str, Any]] = {}
         self._positionListeners: dict[int, Callable[[int], None]] = {}
         self._closed: Deferred[None] = Deferred()
         self.welcomed: Deferred[dict[str, Any]] = Deferred()
@@ -40,20 +46,27 @@ class CentralConnection(MessageProtocol):
                 "version": PROTOCOL_VERSION,
                 "role": "client",
                 "name": self._clientName,
+                "token": self._token,
             }
         ).chainDeferred(self.welcomed)
 
     async def list(self) -> list[dict[str, Any]]:
-        reply = await self.request({"type": "list"})
-        return [
-            entry
-            for entry in items(reply, "files", max_items=10**6)
-            if isinstance(entry, dict)
-        ]
+        """The whole catalog, asked for page by page."""
+        entries: list[dict[str, Any]] = []
+        page: dict[str, Any] = {"type": "list"}
+        while True:
+            reply = await self.request(page)
+            files = items(reply, "files", max_items=MAX_FILES_PER_MESSAGE)
+            entries.extend(entry for entry in files if isinstance(entry, dict))
+            if reply.get("more") is not True or not entries:
+                return entries
+            page = {"type": "list", "after": text(entries[-1], "name")}
 
     async def locate(self, name: str) -> tuple[FileInfo, list[SourceAddress]]:
         reply = await self.request({"type": "locate", "name": name})
         info = FileInfo.from_wire(mapping(reply, "file"))
+        if isinstance(reply.get("ticket"), dict):
+            self.tickets[info.sha256] = reply["ticket"]
         sources = [
             SourceAddress.from_wire(value)
             for value in items(reply, "sources", max_items=1024)
@@ -121,9 +134,9 @@ class CentralConnection(MessageProtocol):
 
 
 async def connect_central(
-    endpoint: IStreamClientEndpoint, clientName: str
+    endpoint: IStreamClientEndpoint, clientName: str, token: str = EPHEMERAL_TOKEN
 ) -> CentralConnection:
     """Connect and say hello; fail if the central is unreachable or refuses."""
-    connection = await connect_protocol(endpoint, CentralConnection(clientName))
+    connection = await connect_protocol(endpoint, CentralConnection(clientName, token))
     await connection.welcomed
     return connection

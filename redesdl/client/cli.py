@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 from twisted.internet.defer import Deferred
@@ -22,6 +23,7 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 
 from redesdl import __version__
+from redesdl.client.access import ClusterAccess, load_client_token
 from redesdl.client.central import connect_central
 from redesdl.client.errors import UserError
 from redesdl.client.job import GetJob
@@ -36,6 +38,7 @@ from redesdl.client.reasons import (
 from redesdl.client.stats import ClientStats, default_stats_path, fresh_client_stats
 from redesdl.endpoints import central_endpoint
 from redesdl.stats import StatsFile
+from redesdl.tls import TLSConfig, TLSFileError, source_connector
 from redesdl.trace import TRACER
 
 DEFAULT_CENTRAL = "127.0.0.1:7000"
@@ -79,6 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show every protocol message sent and received",
     )
+    for flag, what in (
+        ("--tls-ca", "the CA certificate (PEM) every server must be signed by"),
+        ("--tls-cert", "this client's certificate (PEM), signed by that CA"),
+        ("--tls-key", "the private key (PEM) of --tls-cert"),
+    ):
+        parser.add_argument(
+            flag,
+            metavar="FILE",
+            help=f"{what}; all three turn on TLS for every connection "
+            "[default: plain TCP]",
+        )
     parser.add_argument("--version", action="version", version=f"redesdl {__version__}")
     commands = parser.add_subparsers(
         dest="command",
@@ -124,17 +138,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def state_folder(stats_path: str | None) -> Path:
+    """The folder of this client's statistics and token, created if missing."""
+    folder = (
+        Path(os.path.abspath(stats_path)).parent
+        if stats_path
+        else (default_stats_path().parent)
+    )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create {folder}: {e.strerror}") from None
+    return folder
+
+
 def open_client_stats(path: str | None, clock: Any) -> ClientStats:
     target = FilePath(os.path.abspath(path) if path else str(default_stats_path()))
-    try:
-        target.parent().makedirs(ignoreExistingDirectory=True)
-    except OSError as e:
-        raise UserError(f"cannot create {target.parent().path}: {e.strerror}") from None
+    state_folder(path)
     return ClientStats(StatsFile(target, "redesdl", fresh_client_stats, clock))
 
 
-async def run_list(endpoint: Any, args: argparse.Namespace) -> int:
-    central = await connect_central(endpoint, args.name)
+async def run_list(access: ClusterAccess, args: argparse.Namespace) -> int:
+    central = await connect_central(access.central, args.name, access.token)
     try:
         files = await central.list()
     finally:
@@ -146,11 +171,11 @@ async def run_list(endpoint: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def run_get(reactor: Any, endpoint: Any, args: argparse.Namespace) -> int:
+async def run_get(reactor: Any, access: ClusterAccess, args: argparse.Namespace) -> int:
     stats = open_client_stats(args.stats, reactor)
     job = GetJob(
         reactor,
-        endpoint,
+        access,
         args.name,
         args.file,
         args.output,
@@ -176,20 +201,41 @@ async def run_get(reactor: Any, endpoint: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def run(reactor: Any, args: argparse.Namespace, display: LogDisplay) -> int:
+def cluster_access(reactor: Any, args: argparse.Namespace) -> ClusterAccess:
+    """The central's endpoint, this client's token and TLS, from the options."""
     try:
-        endpoint = central_endpoint(reactor, args.central, timeout=args.timeout)
+        tls = TLSConfig.fromOptions(
+            {
+                "tls-ca": args.tls_ca,
+                "tls-cert": args.tls_cert,
+                "tls-key": args.tls_key,
+            }
+        )
+    except TLSFileError as e:
+        raise UserError(str(e)) from None
+    try:
+        endpoint = central_endpoint(reactor, args.central, args.timeout, tls)
     except ValueError as e:
         raise UserError(f"--central: {e}") from None
+    token_path = state_folder(None) / "client-token"
+    try:
+        token = load_client_token(token_path)
+    except OSError as e:
+        raise UserError(f"cannot keep {token_path}: {e.strerror}") from None
+    return ClusterAccess(endpoint, token, source_connector(tls))
+
+
+async def run(reactor: Any, args: argparse.Namespace, display: LogDisplay) -> int:
+    access = cluster_access(reactor, args)
     if args.command == "list":
-        return await run_list(endpoint, args)
+        return await run_list(access, args)
     if args.command == "get":
-        return await run_get(reactor, endpoint, args)
-    return await run_console(reactor, endpoint, args, display)
+        return await run_get(reactor, access, args)
+    return await run_console(reactor, access, args, display)
 
 
 async def run_console(
-    reactor: Any, endpoint: Any, args: argparse.Namespace, display: LogDisplay
+    reactor: Any, access: ClusterAccess, args: argparse.Namespace, display: LogDisplay
 ) -> int:
     """Run the interactive console until quit, Ctrl-D or Ctrl-C."""
     # Imported here: the one-shot commands need not pay for the line editor.
@@ -198,7 +244,7 @@ async def run_console(
 
     stats = open_client_stats(args.stats, reactor)
     stats.file.startService()
-    commands = ClientCommands(reactor, endpoint, args.central, args.name, stats)
+    commands = ClientCommands(reactor, access, args.central, args.name, stats)
     finished: Deferred[None] = Deferred()
 
     def leave() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
+from redesdl.client.access import ClusterAccess
 from redesdl.client.central import connect_central
 from redesdl.client.job import GetJob
 from redesdl.client.listing import describe_result, format_listing
@@ -35,14 +36,14 @@ class ClientCommands(CommandSet):
     def __init__(
         self,
         reactor: Any,
-        central: Any,
+        access: ClusterAccess,
         centralText: str,
         name: str,
         stats: ClientStats,
     ) -> None:
         super().__init__()
         self._reactor = reactor
-        self._central = central
+        self._access = access
         self._centralText = centralText
         self.name = name
         self._stats = stats
@@ -60,7 +61,9 @@ class ClientCommands(CommandSet):
         """List the files the cluster serves."""
 
         async def listing() -> list[str]:
-            central = await connect_central(self._central, self.name)
+            central = await connect_central(
+                self._access.central, self.name, self._access.token
+            )
             try:
                 return format_listing(await central.list())
             finally:
@@ -77,7 +80,7 @@ class ClientCommands(CommandSet):
             raise ConsoleUsageError("")
         job = GetJob(
             self._reactor,
-            self._central,
+            self._access,
             self.name,
             args[0],
             args[1] if len(args) == 2 else None,

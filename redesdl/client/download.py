@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -43,6 +43,7 @@ from redesdl.endpoints import connect_protocol
 from redesdl.manifest import MAX_CHUNK_SIZE, FileInfo, Manifest
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.sources import SourceAddress
+from redesdl.tls import plain_endpoint
 
 #: Most chunk events kept in a download's timeline.
 MAX_TIMELINE_EVENTS = 20000
@@ -98,6 +99,8 @@ class Download:
         retryFor: float = 0.0,
         refreshInterval: float = 3.0,
         onBadSource: Callable[[str], None] | None = None,
+        connectSource: Callable[..., IStreamClientEndpoint] = plain_endpoint,
+        ticket: Callable[[], dict[str, Any] | None] = lambda: None,
     ) -> None:
         self.info = info
         self.sources = list(sources)
@@ -108,6 +111,8 @@ class Download:
         self._pipeline = pipeline
         self._connectTimeout = connectTimeout
         self._progressTimeout = progressTimeout
+        self._connectSource = connectSource
+        self._ticket = ticket
         self._manifest: Manifest | None = None
         self._scheduler: ChunkScheduler | None = None
         self._part = PartFile(destination, self.partPath, overwrite)
@@ -376,14 +381,18 @@ class Download:
 
     async def _work(self, source: SourceAddress) -> None:
         """Connect to one source and keep its lanes busy until the end."""
-        endpoint = HostnameEndpoint(
-            self._reactor, source.host, source.port, timeout=self._connectTimeout
+        endpoint = self._connectSource(
+            self._reactor, source.host, source.port, self._connectTimeout
         )
         try:
             connection = await connect_protocol(
                 endpoint,
                 SourceConnection(
-                    self._clientName, self._reactor, self._progressTimeout, source.name
+                    self._clientName,
+                    self._reactor,
+                    self._progressTimeout,
+                    source.name,
+                    self._ticket,
                 ),
             )
         except Exception as e:

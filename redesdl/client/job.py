@@ -12,9 +12,9 @@ import time
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import deferLater
 
+from redesdl.client.access import ClusterAccess
 from redesdl.client.central import CentralConnection, connect_central
 from redesdl.client.download import Download, DownloadResult
 from redesdl.client.reasons import describe_error
@@ -40,7 +40,7 @@ class GetJob:
     def __init__(
         self,
         reactor: Any,
-        central: IStreamClientEndpoint,
+        access: ClusterAccess,
         clientName: str,
         name: str,
         output: str | None = None,
@@ -50,7 +50,7 @@ class GetJob:
         progressTimeout: float = 10.0,
     ) -> None:
         self._reactor = reactor
-        self._central = central
+        self._access = access
         self._clientName = clientName
         self.name = name
         self._output = output
@@ -77,7 +77,8 @@ class GetJob:
     async def run(self) -> DownloadResult:
         started = self._started = time.time()
         self.state = "locating"
-        central = await connect_central(self._central, self._clientName)
+        access = self._access
+        central = await connect_central(access.central, self._clientName, access.token)
         try:
             info, sources = await self._locate(central)
             self.queuedSeconds = await central.admit(info.name, self._queued)
@@ -103,6 +104,8 @@ class GetJob:
                 onBadSource=lambda source: central.reportBadReplica(
                     info.name, info.sha256, source
                 ),
+                connectSource=access.connectSource,
+                ticket=lambda: central.tickets.get(info.sha256),
             )
             try:
                 result = await self.download.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from OpenSSL.SSL import Error as TLSError
 from twisted.internet import error as net_error
 
 from redesdl.client.errors import (
@@ -25,7 +26,19 @@ def describe_error(error: BaseException) -> str:
         return "connection lost"
     if isinstance(error, RemoteError):
         return f"{error.code}: {error.message}"
+    if isinstance(error, TLSError):
+        return "TLS failed: " + describe_tls_error(error)
     return str(error).strip() or type(error).__name__
+
+
+def describe_tls_error(error: TLSError) -> str:
+    """The reasons OpenSSL gives, without its tuple dressing."""
+    reasons = [
+        entry[-1]
+        for entry in (error.args[0] if error.args else [])
+        if isinstance(entry, tuple) and entry
+    ]
+    return ", ".join(str(r) for r in reasons if r) or "handshake failed"
 
 
 def explain(error: BaseException, central: str, file: str | None) -> str:
@@ -36,7 +49,7 @@ def explain(error: BaseException, central: str, file: str | None) -> str:
         if error.code == "not_found" and file is not None:
             return f"no file named {file!r} on the central (see 'redesdl list')"
         return error.message
-    if isinstance(error, net_error.ConnectError | net_error.DNSLookupError):
+    if isinstance(error, net_error.ConnectError | net_error.DNSLookupError | TLSError):
         return f"cannot reach the central at {central}: {describe_error(error)}"
     if isinstance(error, net_error.ConnectionDone | net_error.ConnectionLost):
         return f"lost the connection to the central at {central}"
@@ -65,6 +78,7 @@ def exit_status(error: BaseException) -> int:
         error,
         net_error.ConnectError
         | net_error.DNSLookupError
+        | TLSError
         | net_error.ConnectionDone
         | net_error.ConnectionLost,
     ):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
@@ -96,7 +97,8 @@ class MemorySink:
 class SourceConnection(MessageProtocol, TimeoutMixin):
     """The client end of a conversation with one secondary."""
 
-    maxFrameLength = 1024 * 1024
+    #: A manifest of L{MAX_CHUNKS} chunk hashes is the largest frame.
+    maxFrameLength = 384 * 1024
 
     def __init__(
         self,
@@ -104,8 +106,10 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         reactor: Any,
         progressTimeout: float = 10.0,
         sourceName: str = "",
+        ticket: Callable[[], dict[str, Any] | None] = lambda: None,
     ) -> None:
         self._clientName = clientName
+        self._ticket = ticket
         self.sourceName = sourceName
         self._reactor = reactor
         self.callLater = reactor.callLater
@@ -139,6 +143,9 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
     ) -> Deferred[dict[str, Any]]:
         if self.lost:
             return fail(ConnectionLost("the source is disconnected"))
+        ticket = self._ticket()
+        if ticket is not None and message["type"] != "hello":
+            message = {**message, "ticket": ticket}
         self.setTimeout(self._progressTimeout)
         waiting = self.request(message, request_id)
         waiting.addBoth(self._maybeIdle)

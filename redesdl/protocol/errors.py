@@ -24,7 +24,12 @@ ERROR_CODES = {
     "not_ready": "fewer secondaries are registered than the central requires",
     "name_taken": "another secondary already registered this name",
     "not_registered": "the central does not know this secondary: register again",
-    "busy": "too many requests are queued on this connection",
+    "busy": "too many requests queued on this connection, or too many connections",
+    "unauthenticated": "the peer did not prove it holds the cluster secret",
+    "client_name_taken": "another client's token owns this client name",
+    "ticket_required": "this secondary serves only clients with a download ticket",
+    "ticket_invalid": "the ticket was not issued for this file and client",
+    "ticket_expired": "the ticket has expired: locate the file again for a new one",
     "internal": "the receiver failed to handle the request (it logged why)",
 }
 

@@ -20,6 +20,7 @@ from typing import Any
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
+from redesdl.protocol.complaints import COMPLAINTS, peer_host
 from redesdl.protocol.errors import ProtocolError
 from redesdl.trace import TRACER
 
@@ -135,9 +136,9 @@ class FrameProtocol(Protocol):
     def protocolViolation(self, error: ProtocolError) -> None:
         """The peer broke the framing: tell it why, then hang up."""
         self._broken = True
-        self.log.warn(
+        COMPLAINTS.complain(
+            peer_host(self.transport),
             "closing connection to {peer}: {code}: {reason}",
-            peer=self.transport.getPeer(),
             code=error.code,
             reason=error.message,
         )

@@ -16,6 +16,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from redesdl.protocol.complaints import COMPLAINTS, peer_host
 from redesdl.protocol.errors import ProtocolError, RemoteError
 from redesdl.protocol.framing import FrameProtocol
 from redesdl.protocol.tracking import TrackingFactory
@@ -24,6 +25,10 @@ PROTOCOL_VERSION = 1
 MAX_STRING = 4096
 #: Most file entries or names one ``files_added``/``files_removed`` may carry.
 MAX_FILES_PER_MESSAGE = 256
+#: Requests refused on one connection before the peer is taken for broken.
+MAX_REFUSALS = 32
+#: Refusals a well-behaved peer meets in normal operation.
+ROUTINE_REFUSALS = frozenset({"not_found", "no_source", "not_ready", "busy"})
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -77,6 +82,7 @@ class MessageProtocol(FrameProtocol):
     """Dispatch messages to ``msg_<type>`` methods; match replies to requests."""
 
     factory: Any = None
+    _refusals = 0
 
     def connectionMade(self) -> None:
         self._pending: dict[int, Deferred[dict[str, Any]]] = {}
@@ -110,27 +116,25 @@ class MessageProtocol(FrameProtocol):
         if kind == "error" and request_id in self._pending:
             self._resolve(request_id, message)
             return
+        if kind == "error" and handler is None:
+            # Never answer an error with an error: two peers could ping-pong.
+            return
         if handler is None:
             if request_id in self._pending:
                 self._resolve(request_id, message)
             else:
-                self.sendMessage(
+                self.refuse(
+                    kind,
                     ProtocolError(
-                        "unknown_type", f"unknown message type {kind!r}"
-                    ).to_message(request_id)
+                        "unknown_type", f"unknown message type {kind[:64]!r}"
+                    ),
+                    request_id,
                 )
             return
         try:
             handler(message)
         except ProtocolError as e:
-            self.log.info(
-                "refused {kind} from {peer}: {code}: {reason}",
-                kind=kind,
-                peer=self.transport.getPeer(),
-                code=e.code,
-                reason=e.message,
-            )
-            self.sendMessage(e.to_message(request_id))
+            self.refuse(kind, e, request_id)
         except Exception:
             self.log.failure(
                 "failed to handle {kind} from {peer}",
@@ -142,6 +146,28 @@ class MessageProtocol(FrameProtocol):
                     request_id
                 )
             )
+
+    def refuse(self, kind: str, error: ProtocolError, request_id: int | None) -> None:
+        """Answer a request we will not act on; hang up on a peer that keeps at it.
+
+        Codes that are part of normal life (a file not found, a queue that
+        is full) are the peer's business and not logged.
+        """
+        if error.code not in ROUTINE_REFUSALS:
+            self._refusals += 1
+            if self._refusals > MAX_REFUSALS:
+                self.protocolViolation(
+                    ProtocolError("bad_request", f"{MAX_REFUSALS} requests refused")
+                )
+                return
+            COMPLAINTS.complain(
+                peer_host(self.transport),
+                "refused {kind} from {peer}: {code}: {reason}",
+                kind=kind[:64],
+                code=error.code,
+                reason=error.message,
+            )
+        self.sendMessage(error.to_message(request_id))
 
     def takePending(self, request_id: Any) -> Deferred[dict[str, Any]] | None:
         """Remove and return the Deferred waiting for C{request_id}, if any."""

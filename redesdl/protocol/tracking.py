@@ -1,14 +1,53 @@
-"""A server factory that knows its open connections, to close them on stop.
+"""A server factory that knows its open connections and caps them.
 
 Stopping a listening port leaves accepted connections open; a daemon that is
 shutting down (or a test tearing down) closes them with L{disconnectAll}.
+The same bookkeeping bounds how many connections one peer address, and all
+peers together, may hold: a connection over either cap is answered with a
+typed ``busy`` error and closed, so hundreds of idle sockets from one host
+cannot starve everyone else.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, Protocol
+
+from redesdl.protocol.complaints import COMPLAINTS, peer_host
+from redesdl.protocol.errors import ProtocolError
+from redesdl.protocol.framing import encode_frame
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How many connections a server accepts in all and from one address."""
+
+    total: int = 1024
+    perPeer: int = 64
+
+
+DEFAULT_LIMITS = ConnectionLimits()
+
+
+class OverCapacity(Protocol):
+    """Say why the connection is refused, then hang up."""
+
+    def __init__(self, why: str) -> None:
+        self._why = why
+
+    def connectionMade(self) -> None:
+        COMPLAINTS.complain(
+            peer_host(self.transport),
+            "refused a connection from {peer}: {why}",
+            why=self._why,
+        )
+        self.transport.write(
+            encode_frame(ProtocolError("busy", self._why).to_message())
+        )
+        self.transport.loseConnection()
 
 
 class TrackingFactory(Factory):
@@ -16,14 +55,32 @@ class TrackingFactory(Factory):
 
     noisy = False
 
-    def __init__(self) -> None:
+    def __init__(self, limits: ConnectionLimits = DEFAULT_LIMITS) -> None:
         self.connections: set[Any] = set()
+        self.limits = limits
+        self._perPeer: Counter[str] = Counter()
+
+    def buildProtocol(self, addr: Any) -> Protocol | None:
+        host = str(getattr(addr, "host", addr))
+        if len(self.connections) >= self.limits.total:
+            return OverCapacity(f"the server holds {self.limits.total} connections")
+        if self._perPeer[host] >= self.limits.perPeer:
+            return OverCapacity(
+                f"{host} already holds {self.limits.perPeer} connections to this server"
+            )
+        return super().buildProtocol(addr)
 
     def connected(self, protocol: Any) -> None:
         self.connections.add(protocol)
+        protocol.trackedHost = peer_host(protocol.transport)
+        self._perPeer[protocol.trackedHost] += 1
 
     def disconnected(self, protocol: Any) -> None:
-        self.connections.discard(protocol)
+        if protocol in self.connections:
+            self.connections.discard(protocol)
+            self._perPeer[protocol.trackedHost] -= 1
+            if not self._perPeer[protocol.trackedHost]:
+                del self._perPeer[protocol.trackedHost]
 
     def disconnectAll(self) -> None:
         for protocol in list(self.connections):

@@ -1,9 +1,11 @@
 """The secondary's long-lived connection to the central.
 
 On every (re)connection the secondary says ``hello`` with its id, name and
-port, then reports its whole catalog in batches; afterwards it reports index
-changes as they happen and receives ``replicate`` requests. ClientService
-reconnects with backoff, so a central restart needs nothing from an operator.
+port, proves it holds the cluster secret if the cluster has one (and checks
+that the central does too), then reports its whole catalog in batches;
+afterwards it reports index changes as they happen and receives ``replicate``
+requests. ClientService reconnects with backoff, so a central restart needs
+nothing from an operator.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from zope.interface import implementer
 from redesdl.client.reasons import describe_error
 from redesdl.manifest import FileInfo, Manifest
 from redesdl.names import validate_name
+from redesdl.protocol.auth import is_nonce, new_nonce
 from redesdl.protocol.errors import RemoteError
 from redesdl.protocol.messages import (
     MAX_FILES_PER_MESSAGE,
@@ -77,9 +80,52 @@ class CentralLinkProtocol(MessageProtocol, TimeoutMixin):
         }
         if self._secondary.advertise:
             hello["advertise"] = self._secondary.advertise
-        self.request(hello).addCallbacks(self._welcomed, self._refused)
+        if self._secondary.secret is not None:
+            hello["nonce"] = self._nonce = new_nonce()
+        self.request(hello).addCallbacks(self._answered, self._refused)
 
-    def _welcomed(self, _: dict[str, Any]) -> None:
+    def _answered(self, reply: dict[str, Any]) -> None:
+        """Answer the central's challenge, or refuse a central that has none."""
+        secret = self._secondary.secret
+        if reply["type"] == "challenge":
+            if secret is None:
+                self._leave(
+                    "the central requires the cluster secret; start this "
+                    "secondary with --secret-file"
+                )
+                return
+            theirs = reply.get("nonce")
+            if not is_nonce(theirs):
+                self._leave("the central's challenge is malformed")
+                return
+            proof = secret.mac(
+                "secondary", theirs, self._nonce, self._secondary.secondaryId
+            )
+            self.request({"type": "auth", "proof": proof}).addCallbacks(
+                lambda welcome: self._checkCentral(welcome, theirs), self._refused
+            )
+        elif secret is not None:
+            self._leave(
+                "the central runs without a cluster secret; refusing to join an "
+                "open cluster (drop --secret-file to join it anyway)"
+            )
+        else:
+            self._welcomed()
+
+    def _checkCentral(self, welcome: dict[str, Any], theirs: str) -> None:
+        secret = self._secondary.secret
+        assert secret is not None
+        if not secret.verify(welcome.get("proof"), "central", self._nonce, theirs):
+            self._leave("the central could not prove it holds the cluster secret")
+            return
+        self._welcomed()
+
+    def _leave(self, why: str) -> None:
+        self.log.error("not registering with the central: {why}", why=why)
+        self.transport.loseConnection()
+        self._secondary.centralRefused()
+
+    def _welcomed(self) -> None:
         self.registered = True
         self.log.info(
             "registered with the central as {name}", name=self._secondary.name
@@ -116,6 +162,7 @@ class CentralLinkProtocol(MessageProtocol, TimeoutMixin):
                 error=reason.value.message,
             )
             self.transport.loseConnection()
+            self._secondary.centralRefused()
 
     def sendChanges(self, changes: IndexChanges) -> None:
         if changes.removed:
@@ -140,7 +187,10 @@ class CentralLinkProtocol(MessageProtocol, TimeoutMixin):
             SourceAddress.from_wire(value)
             for value in items(message, "sources", max_items=1024)
         ]
-        self._secondary.replicator.replicate(info, sources)
+        ticket = message.get("ticket")
+        self._secondary.replicator.replicate(
+            info, sources, ticket if isinstance(ticket, dict) else None
+        )
 
     def msg_verify(self, message: dict[str, Any]) -> None:
         """The central asks us to check our copy of a file a client doubted."""

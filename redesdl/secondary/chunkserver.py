@@ -16,6 +16,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IDelayedCall, IPullProducer
+from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 from redesdl.protocol.errors import ProtocolError
@@ -26,7 +27,12 @@ from redesdl.protocol.messages import (
     digest,
     text,
 )
-from redesdl.protocol.tracking import TrackingFactory
+from redesdl.protocol.tickets import Tickets
+from redesdl.protocol.tracking import (
+    DEFAULT_LIMITS,
+    ConnectionLimits,
+    TrackingFactory,
+)
 from redesdl.secondary.index import DataIndex, IndexEntry
 from redesdl.secondary.ratelimit import TokenBucket
 from redesdl.secondary.stats import SecondaryStats
@@ -54,8 +60,10 @@ class RangeProducer:
         consumer: IConsumer,
         limiter: TokenBucket | None = None,
         clock: Any = None,
+        onBlock: Any = None,
     ) -> None:
         self._fd = fd
+        self._onBlock = onBlock
         self._offset = offset
         self._remaining = length
         self._consumer = consumer
@@ -92,6 +100,8 @@ class RangeProducer:
     def _write(self, block: bytes) -> None:
         self._delayed = None
         self._consumer.write(block)
+        if self._onBlock is not None:
+            self._onBlock()
         if not self._remaining:
             self._finish(None)
 
@@ -119,14 +129,21 @@ class ChunkRequest:
     index: int
 
 
-class ChunkServerProtocol(MessageProtocol):
-    """Answer one client's or peer's manifest and chunk requests, in order."""
+class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
+    """Answer one client's or peer's manifest and chunk requests, in order.
+
+    A connection that neither sends a request nor takes a block of a chunk
+    for C{factory.idleTimeout} seconds is closed: a client that stopped
+    reading must not hold a file descriptor and a slot forever.
+    """
 
     maxFrameLength = 16 * 1024
     factory: ChunkServerFactory
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self.callLater = self.factory.clock.callLater
+        self.setTimeout(self.factory.idleTimeout)
         self.peerName: str | None = None
         self.servingFiles: set[str] = set()
         self._queue: deque[dict[str, Any] | ChunkRequest] = deque()
@@ -173,11 +190,23 @@ class ChunkServerProtocol(MessageProtocol):
             }
         )
 
-    def msg_manifest(self, message: dict[str, Any]) -> None:
+    def _lookup(self, message: dict[str, Any]) -> IndexEntry:
+        """The indexed file a request names, if this peer may have it."""
         self._requireHello()
-        entry = self.factory.index.lookup(
-            text(message, "name"), digest(message, "sha256")
-        )
+        sha256 = digest(message, "sha256")
+        tickets = self.factory.tickets
+        if tickets is not None:
+            assert self.peerName is not None
+            tickets.check(
+                message.get("ticket"),
+                sha256,
+                self.peerName,
+                self.factory.clock.seconds(),
+            )
+        return self.factory.index.lookup(text(message, "name"), sha256)
+
+    def msg_manifest(self, message: dict[str, Any]) -> None:
+        entry = self._lookup(message)
         self._enqueue(
             {
                 "type": "manifest",
@@ -187,11 +216,8 @@ class ChunkServerProtocol(MessageProtocol):
         )
 
     def msg_get(self, message: dict[str, Any]) -> None:
-        self._requireHello()
         request_id = count(message, "id")
-        entry = self.factory.index.lookup(
-            text(message, "name"), digest(message, "sha256")
-        )
+        entry = self._lookup(message)
         index = count(message, "index")
         if index >= len(entry.manifest.chunk_hashes):
             raise ProtocolError("bad_request", f"chunk {index} is past the end")
@@ -229,12 +255,29 @@ class ChunkServerProtocol(MessageProtocol):
             self.transport,
             self.factory.limiter,
             self.factory.clock,
+            self.resetTimeout,
         ).start().addCallbacks(
             self._chunkSent,
             self._chunkFailed,
             callbackArgs=(request, length),
             errbackArgs=(request,),
         )
+
+    def dataReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        super().dataReceived(data)
+
+    def timeoutConnection(self) -> None:
+        self.log.info(
+            "closing {peer}: idle for {seconds} s",
+            peer=self.peerDescription(),
+            seconds=self.factory.idleTimeout,
+        )
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason: Any) -> None:
+        self.setTimeout(None)
+        super().connectionLost(reason)
 
     def _chunkSent(self, _: None, request: ChunkRequest, length: int) -> None:
         self._producing = False
@@ -275,8 +318,14 @@ class ChunkServerFactory(TrackingFactory):
         stats: SecondaryStats,
         limiter: TokenBucket | None = None,
         clock: Any = None,
+        idleTimeout: float = 60.0,
+        limits: ConnectionLimits = DEFAULT_LIMITS,
+        tickets: Tickets | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(limits)
+        self.idleTimeout = idleTimeout
+        #: With tickets, only clients the central gave one are served.
+        self.tickets = tickets
         self.index = index
         self.name = name
         self.stats = stats

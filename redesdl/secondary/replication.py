@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
@@ -23,6 +24,7 @@ from redesdl.fsutil import rename_no_replace
 from redesdl.manifest import FileInfo
 from redesdl.protocol.sources import SourceAddress
 from redesdl.secondary.index import DataIndex
+from redesdl.tls import plain_endpoint
 
 STAGING_FOLDER = ".redesdl-incoming"
 
@@ -36,15 +38,26 @@ class Replicator:
     log = Logger()
 
     def __init__(
-        self, index: DataIndex, name: str, reactor: Any, report: Report
+        self,
+        index: DataIndex,
+        name: str,
+        reactor: Any,
+        report: Report,
+        connectSource: Callable[..., IStreamClientEndpoint] = plain_endpoint,
     ) -> None:
+        self._connectSource = connectSource
         self._index = index
         self._name = name
         self._reactor = reactor
         self._report = report
         self.active: dict[str, Download] = {}
 
-    def replicate(self, info: FileInfo, sources: list[SourceAddress]) -> None:
+    def replicate(
+        self,
+        info: FileInfo,
+        sources: list[SourceAddress],
+        ticket: dict[str, Any] | None = None,
+    ) -> None:
         if info.name in self.active:
             return
         target = self._index.data.descendant(info.name.split("/"))
@@ -72,6 +85,8 @@ class Replicator:
             reactor=self._reactor,
             clientName=self._name,
             overwrite=True,
+            connectSource=self._connectSource,
+            ticket=lambda: ticket,
         )
         self.active[info.name] = download
         self.log.info(

@@ -16,6 +16,9 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
 
 from redesdl.listening import ListeningService
+from redesdl.protocol.auth import ClusterSecret
+from redesdl.protocol.tickets import Tickets
+from redesdl.protocol.tracking import DEFAULT_LIMITS, ConnectionLimits
 from redesdl.secondary.centrallink import (
     CentralLinkFactory,
     CentralLinkProtocol,
@@ -27,8 +30,12 @@ from redesdl.secondary.index import DataIndex, IndexChanges
 from redesdl.secondary.ratelimit import TokenBucket
 from redesdl.secondary.replication import Replicator
 from redesdl.secondary.stats import SecondaryStats
+from redesdl.tls import TLSConfig, source_connector
 
 ROLE = "redesdl-secondary"
+
+#: Seconds to wait before asking again a central that refused us.
+REFUSED_RETRY_DELAY = 30.0
 
 #: Seconds between reports of served chunks to the central.
 ACTIVITY_INTERVAL = 5.0
@@ -54,6 +61,11 @@ class SecondaryService(MultiService):
         rateLimit: int | None = None,
         heartbeatInterval: float = 5.0,
         heartbeatTimeout: float = 15.0,
+        idleTimeout: float = 60.0,
+        limits: ConnectionLimits = DEFAULT_LIMITS,
+        secret: ClusterSecret | None = None,
+        tls: TLSConfig | None = None,
+        requireTickets: bool = False,
     ) -> None:
         super().__init__()
         self.reactor = reactor
@@ -66,12 +78,18 @@ class SecondaryService(MultiService):
         self.heartbeatInterval = heartbeatInterval
         self.heartbeatTimeout = heartbeatTimeout
         self.stats = stats
+        self.secret = secret
         stats.file.setServiceParent(self)
         self.link: CentralLinkProtocol | None = None
-        self.replicator = Replicator(index, name, reactor, self._reportReplicated)
+        self.replicator = Replicator(
+            index, name, reactor, self._reportReplicated, source_connector(tls)
+        )
         limiter = TokenBucket(rateLimit, reactor) if rateLimit else None
-        self.chunkServer = ChunkServerFactory(index, name, stats, limiter, reactor)
-        self.listener = ListeningService(listen, self.chunkServer, ROLE, reactor)
+        tickets = Tickets(secret) if requireTickets and secret is not None else None
+        self.chunkServer = ChunkServerFactory(
+            index, name, stats, limiter, reactor, idleTimeout, limits, tickets
+        )
+        self.listener = ListeningService(listen, self.chunkServer, ROLE, reactor, tls)
         self.listener.setServiceParent(self)
         self._centralService = ClientService(
             ReportingEndpoint(central, centralDescription),
@@ -116,6 +134,20 @@ class SecondaryService(MultiService):
         if self._centralService.running:
             stopping.append(self._centralService.stopService())
         return gatherResults([d for d in stopping if d is not None])
+
+    def centralRefused(self) -> None:
+        """The central would not have us: ask again only after a long pause.
+
+        A refusal (wrong secret, other version) will not go away in a second,
+        and retrying at ClientService's pace would fill both logs.
+        """
+        if self._centralService.running:
+            self._centralService.stopService()
+            self.reactor.callLater(REFUSED_RETRY_DELAY, self._retryCentral)
+
+    def _retryCentral(self) -> None:
+        if self.running and not self._centralService.running:
+            self._centralService.startService()
 
     def linkUp(self, link: CentralLinkProtocol) -> None:
         self.link = link

@@ -11,8 +11,12 @@ from twisted.python.filepath import FilePath
 
 from redesdl.daemon import (
     CONSOLE_FLAGS,
+    LIMIT_PARAMETERS,
+    SECURITY_PARAMETERS,
     ConsoleService,
     check_server_endpoint,
+    connection_limits,
+    load_security,
     prepare_state_dir,
     wants_console,
 )
@@ -31,7 +35,15 @@ from redesdl.trace import TRACER
 class Options(usage.Options):
     """Command-line options of ``twistd redesdl-secondary``."""
 
-    optFlags = CONSOLE_FLAGS
+    optFlags = [
+        *CONSOLE_FLAGS,
+        [
+            "require-tickets",
+            None,
+            "Serve files only to clients holding a download ticket from the "
+            "central (needs --secret-file).",
+        ],
+    ]
 
     optParameters = [
         [
@@ -101,6 +113,8 @@ class Options(usage.Options):
             "Seconds between scans of the data folder for changes.",
             float,
         ],
+        *LIMIT_PARAMETERS,
+        *SECURITY_PARAMETERS,
     ]
 
     def postOptions(self) -> None:
@@ -128,6 +142,9 @@ class Options(usage.Options):
             raise usage.UsageError(str(e)) from None
         if self["rescan-interval"] <= 0:
             raise usage.UsageError("--rescan-interval must be positive")
+        self.limits = connection_limits(self)
+        if self["require-tickets"] and not self["secret-file"]:
+            raise usage.UsageError("--require-tickets needs --secret-file")
 
 
 def makeService(config: Options, reactor: Any = None) -> IService:
@@ -141,12 +158,13 @@ def makeService(config: Options, reactor: Any = None) -> IService:
             f"{ROLE}: data folder {data.path} does not exist or cannot be read"
         )
     state = prepare_state_dir(config["state-dir"], ROLE)
+    secret, tls = load_security(config, ROLE)
     secondary_id, boot = load_identity(state)
     TRACER.enabled = bool(config["trace"])
     secondary = SecondaryService(
         reactor=reactor,
         listen=config["listen"],
-        central=central_endpoint(reactor, config["central"]),
+        central=central_endpoint(reactor, config["central"], tls=tls),
         centralDescription=config["central"],
         index=DataIndex(data, state.child("index.json")),
         name=config["name"] or default_name(secondary_id),
@@ -166,6 +184,11 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         rateLimit=config["rate-limit"],
         heartbeatInterval=config["heartbeat-interval"],
         heartbeatTimeout=config["heartbeat-timeout"],
+        idleTimeout=config["idle-timeout"],
+        limits=config.limits,
+        secret=secret,
+        tls=tls,
+        requireTickets=bool(config["require-tickets"]),
     )
     if wants_console(config):
         ConsoleService(

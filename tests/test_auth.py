@@ -1,0 +1,149 @@
+"""Who may join and what a client may claim: the cluster secret, tokens, tickets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet.task import Clock
+
+from redesdl.protocol.auth import ClusterSecret, SecretFileError, load_secret
+from redesdl.protocol.errors import ProtocolError
+from redesdl.protocol.messages import PROTOCOL_VERSION
+from redesdl.protocol.tickets import Tickets
+
+from .test_central import A, Peer, client, make_factory
+
+SECRET = ClusterSecret(b"s" * 32)
+
+
+def hello(peer: Peer, nonce: str | None = "0" * 32, sid: str = "id-s1") -> Any:
+    message = {
+        "type": "hello",
+        "version": PROTOCOL_VERSION,
+        "role": "secondary",
+        "name": "s1",
+        "secondary_id": sid,
+        "port": 7101,
+    }
+    if nonce is not None:
+        message["nonce"] = nonce
+    return peer.ask(message)
+
+
+def join(peer: Peer, secret: ClusterSecret, theirs: str = "0" * 32) -> Any:
+    challenge = hello(peer, theirs)
+    assert challenge["type"] == "challenge"
+    proof = secret.mac("secondary", challenge["nonce"], theirs, "id-s1")
+    return challenge, peer.ask({"type": "auth", "proof": proof})
+
+
+def test_a_secondary_with_the_secret_joins_and_the_central_proves_itself(
+    tmp_path: Path,
+) -> None:
+    factory = make_factory(tmp_path, Clock(), secret=SECRET)
+    peer = Peer(factory)
+    challenge, welcome = join(peer, SECRET)
+    assert welcome["type"] == "welcome"
+    assert SECRET.verify(welcome["proof"], "central", "0" * 32, challenge["nonce"])
+    assert [r.name for r in factory.registry.secondaries.values()] == ["s1"]
+
+
+def test_wrong_or_missing_secret_is_refused_and_never_listed(tmp_path: Path) -> None:
+    factory = make_factory(tmp_path, Clock(), secret=SECRET)
+    wrong = Peer(factory)
+    _, reply = join(wrong, ClusterSecret(b"x" * 32))
+    assert reply["code"] == "unauthenticated"
+    assert "wrong cluster secret" in reply["message"]
+    assert wrong.transport.disconnecting
+    none = Peer(factory)
+    reply = hello(none, nonce=None)
+    assert reply["code"] == "unauthenticated" and "--secret-file" in reply["message"]
+    assert factory.registry.secondaries == {}
+    assert client(factory).ask({"type": "list"})["files"] == []
+
+
+def test_a_recorded_answer_fails_on_a_new_connection(tmp_path: Path) -> None:
+    factory = make_factory(tmp_path, Clock(), secret=SECRET)
+    first = Peer(factory)
+    challenge, _ = join(first, SECRET)
+    replayed_proof = SECRET.mac("secondary", challenge["nonce"], "0" * 32, "id-s1")
+    second = Peer(factory, host="10.0.0.2")
+    assert hello(second)["nonce"] != challenge["nonce"]
+    reply = second.ask({"type": "auth", "proof": replayed_proof})
+    assert reply["code"] == "unauthenticated"
+
+
+def test_an_unauthenticated_secondary_may_not_report(tmp_path: Path) -> None:
+    factory = make_factory(tmp_path, Clock(), secret=SECRET)
+    peer = Peer(factory)
+    hello(peer)
+    reply = peer.ask({"type": "files_added", "files": [A]})
+    assert reply["code"] == "hello_first"
+    assert factory.registry.secondaries == {}
+
+
+def test_a_client_cannot_report_under_another_clients_name(tmp_path: Path) -> None:
+    factory = make_factory(tmp_path, Clock(), maxActive=5)
+    from .test_central import secondary
+
+    secondary(factory, "s1", [A])
+    alice = client(factory, "alice", token="alice-token")
+    alice.send({"type": "admit", "name": "a.bin"})
+    alice.send(
+        {"type": "report", "name": "a.bin", "ok": True, "size": 10, "bytes_fetched": 10}
+    )
+    impostor = Peer(factory)
+    reply = impostor.ask(
+        {
+            "type": "hello",
+            "version": PROTOCOL_VERSION,
+            "role": "client",
+            "name": "alice",
+            "token": "mallory-token",
+        }
+    )
+    assert reply["code"] == "client_name_taken"
+    assert factory.stats.data["clients"]["alice"]["completed"] == 1
+    assert client(factory, "alice", token="alice-token").replies() == []
+
+
+def test_tickets_name_one_file_one_holder_and_expire() -> None:
+    tickets = Tickets(SECRET)
+    ticket = tickets.issue("a" * 64, "alice", 100)
+    tickets.check(ticket, "a" * 64, "alice", 99)
+    for sha, holder, now, code in [
+        ("b" * 64, "alice", 99, "ticket_invalid"),
+        ("a" * 64, "bob", 99, "ticket_invalid"),
+        ("a" * 64, "alice", 100, "ticket_expired"),
+    ]:
+        with pytest.raises(ProtocolError) as caught:
+            tickets.check(ticket, sha, holder, now)
+        assert caught.value.code == code
+    with pytest.raises(ProtocolError) as caught:
+        tickets.check(None, "a" * 64, "alice", 0)
+    assert caught.value.code == "ticket_required"
+    forged = {**ticket, "expires": 10**9}
+    with pytest.raises(ProtocolError) as caught:
+        tickets.check(forged, "a" * 64, "alice", 99)
+    assert caught.value.code == "ticket_invalid"
+    other = Tickets(ClusterSecret(b"o" * 32)).issue("a" * 64, "alice", 100)
+    with pytest.raises(ProtocolError):
+        tickets.check(other, "a" * 64, "alice", 99)
+
+
+def test_a_secret_file_must_be_private_and_long_enough(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text("x" * 40 + "\n")
+    os.chmod(path, 0o644)
+    with pytest.raises(SecretFileError, match="chmod 600"):
+        load_secret(str(path))
+    os.chmod(path, 0o600)
+    assert load_secret(str(path)).mac("p") == ClusterSecret(b"x" * 40).mac("p")
+    path.write_text("short")
+    with pytest.raises(SecretFileError, match="fewer than 16 bytes"):
+        load_secret(str(path))
+    with pytest.raises(SecretFileError, match="cannot read"):
+        load_secret(str(tmp_path / "missing"))
