@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
@@ -392,9 +392,10 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
 
     def timeoutConnection(self) -> None:
         if self.record is None:
-            self.log.info(
+            COMPLAINTS.complain(
+                peer_host(self.transport),
                 "closing {peer}: silent for {seconds} s",
-                peer=self.peerDescription(),
+                LogLevel.info,
                 seconds=self.factory.idleTimeout,
             )
         else:

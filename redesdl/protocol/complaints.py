@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 #: Addresses remembered at most; beyond this, stale entries are forgotten.
 MAX_TRACKED_PEERS = 4096
@@ -42,7 +42,9 @@ class Complaints:
         self.window = window
         self._windows: dict[str, _Window] = {}
 
-    def complain(self, peer: str, format: str, **fields: Any) -> None:
+    def complain(
+        self, peer: str, format: str, level: LogLevel = LogLevel.warn, **fields: Any
+    ) -> None:
         """Log C{format} about C{peer} (an address) unless it said enough lately."""
         now = self._clock()
         window = self._windows.get(peer)
@@ -58,7 +60,7 @@ class Complaints:
             window = self._windows[peer] = _Window(now)
         if window.logged < self.perPeer:
             window.logged += 1
-            self.log.warn(format, peer=peer, **fields)
+            self.log.emit(level, format, peer=peer, **fields)
         else:
             window.suppressed += 1
 

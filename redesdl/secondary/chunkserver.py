@@ -16,9 +16,11 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IDelayedCall, IPullProducer
+from twisted.logger import LogLevel
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from redesdl.protocol.complaints import COMPLAINTS, peer_host
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.messages import (
     PROTOCOL_VERSION,
@@ -268,9 +270,10 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         super().dataReceived(data)
 
     def timeoutConnection(self) -> None:
-        self.log.info(
+        COMPLAINTS.complain(
+            peer_host(self.transport),
             "closing {peer}: idle for {seconds} s",
-            peer=self.peerDescription(),
+            LogLevel.info,
             seconds=self.factory.idleTimeout,
         )
         self.transport.abortConnection()
