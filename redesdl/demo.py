@@ -52,7 +52,8 @@ def run(root: Path) -> int:
     with cluster:
         say(
             f"central listening on {cluster.central_address}; secondaries s1, s2, s3 "
-            f"up, joined with the cluster secret in {root / 'cluster.secret'}"
+            f"up, joined with the cluster secret in {root / 'cluster.secret'}; "
+            "they serve only clients holding a download ticket"
         )
         for name in digests:
             cluster.wait_for_sources(name, 3, timeout=60)

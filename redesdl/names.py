@@ -3,7 +3,8 @@
 A name is a relative path with ``/`` between components, as a secondary found
 it under its data folder. Names arrive from the network, so nothing joins one
 onto a path before L{validate_name} accepted it: no absolute paths, no ``..``,
-no hidden components (they hold our staging area), no control characters.
+no hidden components (they hold our staging area), no control characters
+(C0, DEL or C1, so a name printed on a terminal cannot carry an escape).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ def name_problem(name: str) -> str | None:
     """Say why C{name} is not a valid file name, or return None if it is."""
     if not name or len(name) > MAX_NAME_LENGTH:
         return f"a name must have 1 to {MAX_NAME_LENGTH} characters"
-    if any(ord(c) < 32 or c in "\\\x7f" for c in name):
+    if any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F or c == "\\" for c in name):
         return "a name may not contain control characters or backslashes"
     try:
         name.encode("utf-8")

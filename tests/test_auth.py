@@ -90,7 +90,7 @@ def test_a_client_cannot_report_under_another_clients_name(tmp_path: Path) -> No
     from .test_central import secondary
 
     secondary(factory, "s1", [A])
-    alice = client(factory, "alice", token="alice-token")
+    alice = client(factory, "alice", token="alice-token-0123456789")
     alice.send({"type": "admit", "name": "a.bin"})
     alice.send(
         {"type": "report", "name": "a.bin", "ok": True, "size": 10, "bytes_fetched": 10}
@@ -102,12 +102,12 @@ def test_a_client_cannot_report_under_another_clients_name(tmp_path: Path) -> No
             "version": PROTOCOL_VERSION,
             "role": "client",
             "name": "alice",
-            "token": "mallory-token",
+            "token": "mallory-token-0123456789",
         }
     )
     assert reply["code"] == "client_name_taken"
     assert factory.stats.data["clients"]["alice"]["completed"] == 1
-    assert client(factory, "alice", token="alice-token").replies() == []
+    assert client(factory, "alice", token="alice-token-0123456789").replies() == []
 
 
 def test_tickets_name_one_file_one_holder_and_expire() -> None:

@@ -131,3 +131,21 @@ def test_complaints_about_one_peer_are_rate_limited() -> None:
     complaints.complain("10.0.0.1", "bad frame from {peer}")
     assert logged[-2]["count"] == 97
     assert len(logged) == 6
+
+
+def test_the_client_drops_catalog_names_a_terminal_would_obey() -> None:
+    from twisted.internet.defer import Deferred
+
+    from redesdl.client.central import CentralConnection
+
+    connection = CentralConnection("c")
+    transport = StringTransport()
+    connection.makeConnection(transport)
+    listing = Deferred.fromCoroutine(connection.list())
+    good = {**A, "sources": 1}
+    hostile = {**A, "name": "\x1b]0;owned\x07x.bin", "sources": 1}
+    [_, request] = frames(transport.value())
+    connection.dataReceived(
+        encode_frame({"type": "catalog", "id": request["id"], "files": [hostile, good]})
+    )
+    assert [entry["name"] for entry in listing.result] == ["a.bin"]

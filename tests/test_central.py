@@ -76,7 +76,9 @@ def secondary(
     return peer
 
 
-def client(factory: CentralFactory, name: str = "alice", token: str = "t1") -> Peer:
+def client(
+    factory: CentralFactory, name: str = "alice", token: str = "token-of-alice-00"
+) -> Peer:
     peer = Peer(factory)
     peer.ask(
         {

@@ -105,6 +105,10 @@ def test_an_error_never_interleaves_with_chunk_bytes(served: Any) -> None:
         ({"type": "get", "id": 2, "name": "dir/file", "index": 0}, "bad_request"),
         (
             {"type": "manifest", "id": 2, "name": "/etc/passwd", "sha256": "0" * 64},
+            "bad_request",
+        ),
+        (
+            {"type": "manifest", "id": 2, "name": "not/here", "sha256": "0" * 64},
             "not_found",
         ),
         ({"type": "frobnicate", "id": 2}, "unknown_type"),

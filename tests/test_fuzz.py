@@ -80,7 +80,7 @@ PLAUSIBLE = st.fixed_dictionaries(
         "role": st.sampled_from(["client", "secondary"]),
         "name": st.sampled_from(["a.bin", "s1", "../x", ""]),
         "sha256": st.sampled_from([A["sha256"], "0" * 64]),
-        "token": st.just("t"),
+        "token": st.just("t" * 16),
         "id": st.integers(0, 3),
     },
 )
@@ -104,7 +104,7 @@ VALID_FROM_CLIENT = [
         "version": PROTOCOL_VERSION,
         "role": "client",
         "name": "c",
-        "token": "t",
+        "token": "t" * 16,
     },
     {"type": "list", "id": 1, "after": "a"},
     {"type": "locate", "id": 2, "name": "a.bin"},

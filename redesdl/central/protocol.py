@@ -43,6 +43,8 @@ from redesdl.protocol.tracking import (
     TrackingFactory,
 )
 
+#: Shortest client token accepted; clients make theirs of 64 hex digits.
+MIN_TOKEN_LENGTH = 16
 #: Bytes of entries per ``catalog`` page, so a reply stays a small frame.
 LIST_PAGE_BYTES = 128 * 1024
 
@@ -95,7 +97,13 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
                 return
             self._registerSecondary(message, name)
         elif role == "client":
-            self._checkClientToken(name, text(message, "token", max_length=128))
+            token = text(message, "token", max_length=128)
+            if len(token) < MIN_TOKEN_LENGTH:
+                raise ProtocolError(
+                    "bad_request",
+                    f"a client token has at least {MIN_TOKEN_LENGTH} characters",
+                )
+            self._checkClientToken(name, token)
         else:
             raise ProtocolError("bad_request", f"unknown role {role!r}")
         self.role, self.peerName = role, name

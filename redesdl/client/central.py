@@ -12,6 +12,7 @@ from twisted.python.failure import Failure
 from redesdl.client.access import EPHEMERAL_TOKEN
 from redesdl.endpoints import connect_protocol
 from redesdl.manifest import FileInfo
+from redesdl.names import name_problem
 from redesdl.protocol.messages import (
     MAX_FILES_PER_MESSAGE,
     PROTOCOL_VERSION,
@@ -57,7 +58,14 @@ class CentralConnection(MessageProtocol):
         while True:
             reply = await self.request(page)
             files = items(reply, "files", max_items=MAX_FILES_PER_MESSAGE)
-            entries.extend(entry for entry in files if isinstance(entry, dict))
+            # A hostile central must not print escapes on our terminal.
+            entries.extend(
+                entry
+                for entry in files
+                if isinstance(entry, dict)
+                and isinstance(entry.get("name"), str)
+                and name_problem(entry["name"]) is None
+            )
             if reply.get("more") is not True or not entries:
                 return entries
             page = {"type": "list", "after": text(entries[-1], "name")}

@@ -20,6 +20,7 @@ from twisted.logger import LogLevel
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from redesdl.names import validate_name
 from redesdl.protocol.complaints import COMPLAINTS, peer_host
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.messages import (
@@ -205,7 +206,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
                 self.peerName,
                 self.factory.clock.seconds(),
             )
-        return self.factory.index.lookup(text(message, "name"), sha256)
+        return self.factory.index.lookup(validate_name(text(message, "name")), sha256)
 
     def msg_manifest(self, message: dict[str, Any]) -> None:
         entry = self._lookup(message)
