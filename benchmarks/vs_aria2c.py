@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from redesdl.devca import TestAuthority
 from redesdl.localcluster import LocalCluster, wait_until
 from redesdl.manifest import file_sha256
 
@@ -144,6 +145,12 @@ def main() -> None:
         "a tmpfs such as /dev/shm takes the disk out of the measure",
     )
     parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="run redesdl with a cluster secret, --require-tickets and mutual "
+        "TLS on every hop (aria2c stays on plain HTTP)",
+    )
+    parser.add_argument(
         "--sparse",
         action="store_true",
         help="use a sparse file of zeros (for 4 GiB RSS checks)",
@@ -154,7 +161,19 @@ def main() -> None:
     work.chmod(0o755)  # nginx workers run as an unprivileged user
     nginxes: list[subprocess.Popen[bytes]] = []
     try:
-        cluster = LocalCluster(work / "cluster")
+        client_tls: list[str] = []
+        if args.secure:
+            authority = TestAuthority(work / "pki")
+            client_tls = authority.issue("client")
+            cluster = LocalCluster(
+                work / "cluster",
+                secret=True,
+                central_args=authority.issue("central"),
+                secondary_args=[*authority.issue("secondary"), "--require-tickets"],
+                client_args=client_tls,
+            )
+        else:
+            cluster = LocalCluster(work / "cluster")
         original = work / "source.bin"
         size = args.size_mib * 1024 * 1024
         if args.sparse:
@@ -182,6 +201,7 @@ def main() -> None:
                 cluster.central_address,
                 "--stats",
                 str(work / "client-stats.json"),
+                *client_tls,
                 "get",
                 "big.bin",
                 "-o",

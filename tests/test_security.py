@@ -13,12 +13,11 @@ from typing import Any
 
 import pytest
 
+from redesdl.devca import TestAuthority
 from redesdl.localcluster import LocalCluster, wait_until
 from redesdl.manifest import file_sha256 as sha256_file
 from redesdl.protocol.framing import encode_frame
 from redesdl.protocol.messages import PROTOCOL_VERSION
-
-from .certs import TestAuthority
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent

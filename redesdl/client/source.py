@@ -128,6 +128,10 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         # Read up to 1 MiB per recv (Twisted's default is 64 KiB): four times
         # fewer system calls and Python round trips per byte received.
         self.transport.bufferSize = RECEIVE_BUFFER
+        # Under TLS the socket is the wrapper's own transport.
+        wrapped = getattr(self.transport, "transport", None)
+        if wrapped is not None:
+            wrapped.bufferSize = RECEIVE_BUFFER
         self._worker.stopped.chainDeferred(self.writesDone)
         self._send(
             {

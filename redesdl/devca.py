@@ -1,9 +1,17 @@
-"""A throwaway certificate authority for TLS tests, made with cryptography."""
+"""A throwaway certificate authority, to try TLS without a real PKI.
+
+``python -m redesdl.devca FOLDER NAME...`` writes ``ca.pem`` and, for each
+NAME, ``NAME.pem`` and ``NAME.key`` (valid for a day, for 127.0.0.1 and
+localhost) and prints the ``--tls-*`` options that use them. The tests and
+the benchmark build their clusters' certificates the same way. For real
+deployments, use certificates from your own CA that name each host.
+"""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import sys
 from pathlib import Path
 
 from cryptography import x509
@@ -30,7 +38,7 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
 class TestAuthority:
     """A CA that signs certificates for 127.0.0.1, written as PEM files."""
 
-    __test__ = False
+    __test__ = False  # not a test class, whatever pytest thinks of its name
 
     def __init__(self, folder: Path, name: str = "redesdl test CA") -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -92,3 +100,16 @@ class TestAuthority:
             "--tls-key",
             str(key_path),
         ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 2:
+        raise SystemExit("usage: python -m redesdl.devca FOLDER NAME...")
+    authority = TestAuthority(Path(args[0]))
+    for who in args[1:]:
+        print(f"{who}: {' '.join(authority.issue(who))}")
+
+
+if __name__ == "__main__":
+    main()
