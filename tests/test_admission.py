@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.internet.task import Clock
 
-from redesdl.central.admission import AdmissionQueue, Ticket
+from redesdl.central.admission import AdmissionQueue, SlotRequest
 
 
 class Holder:
@@ -17,8 +17,8 @@ class Holder:
 HOLDERS = {name: Holder(name) for name in "abcd"}
 
 
-def ask(queue: AdmissionQueue, clock: Clock, name: str, log: list) -> Ticket:
-    entry = Ticket(
+def ask(queue: AdmissionQueue, clock: Clock, name: str, log: list) -> SlotRequest:
+    entry = SlotRequest(
         HOLDERS[name],
         name,
         "f",
@@ -29,7 +29,7 @@ def ask(queue: AdmissionQueue, clock: Clock, name: str, log: list) -> Ticket:
     return entry
 
 
-def clients(tickets: list[Ticket]) -> list[str]:
+def clients(tickets: list[SlotRequest]) -> list[str]:
     return [t.client for t in tickets]
 
 

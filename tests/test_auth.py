@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from redesdl.protocol.auth import ClusterSecret, SecretFileError, load_secret
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.messages import PROTOCOL_VERSION
 from redesdl.protocol.tickets import Tickets
+from redesdl.secondary.centrallink import CentralLinkProtocol
 
 from .test_central import A, Peer, client, make_factory
+from .wire import frames, send
 
 SECRET = ClusterSecret(b"s" * 32)
 
@@ -147,3 +153,71 @@ def test_a_secret_file_must_be_private_and_long_enough(tmp_path: Path) -> None:
         load_secret(str(path))
     with pytest.raises(SecretFileError, match="cannot read"):
         load_secret(str(tmp_path / "missing"))
+
+
+class FakeSecondary:
+    """What the central link needs of its secondary, and what it told it."""
+
+    def __init__(self, secret: ClusterSecret | None) -> None:
+        self.reactor = Clock()
+        self.secret = secret
+        self.name, self.secondaryId, self.boot, self.advertise = "s1", "id-s1", 1, None
+        self.heartbeatInterval, self.heartbeatTimeout = 5.0, 15.0
+        self.index = SimpleNamespace(manifests=lambda: [])
+        self.refusals = 0
+        self.up: list[Any] = []
+
+    def listeningPort(self) -> int:
+        return 7101
+
+    def linkUp(self, link: Any) -> None:
+        self.up.append(link)
+
+    def linkDown(self, link: Any) -> None:
+        pass
+
+    def centralRefused(self) -> None:
+        self.refusals += 1
+
+
+def link_to(secret: ClusterSecret | None) -> tuple[Any, StringTransport, FakeSecondary]:
+    secondary = FakeSecondary(secret)
+    link = CentralLinkProtocol(secondary)  # type: ignore[arg-type]
+    transport = StringTransport()
+    link.makeConnection(transport)
+    return link, transport, secondary
+
+
+def test_a_secondary_refuses_a_central_that_cannot_prove_the_secret() -> None:
+    link, transport, secondary = link_to(SECRET)
+    [hello_sent] = frames(transport.value())
+    transport.clear()
+    send(link, {"type": "challenge", "id": hello_sent["id"], "nonce": "1" * 32})
+    [auth] = frames(transport.value())
+    assert SECRET.verify(
+        auth["proof"], "secondary", "1" * 32, hello_sent["nonce"], "id-s1"
+    )
+    forged = ClusterSecret(b"f" * 32).mac("central", hello_sent["nonce"], "1" * 32)
+    send(link, {"type": "welcome", "id": auth["id"], "version": 1, "proof": forged})
+    assert transport.disconnecting and secondary.refusals == 1
+    assert not link.registered and secondary.up == []
+
+
+def test_a_secondary_joins_a_central_that_proves_the_secret() -> None:
+    link, transport, secondary = link_to(SECRET)
+    [hello_sent] = frames(transport.value())
+    transport.clear()
+    send(link, {"type": "challenge", "id": hello_sent["id"], "nonce": "1" * 32})
+    [auth] = frames(transport.value())
+    proof = SECRET.mac("central", hello_sent["nonce"], "1" * 32)
+    send(link, {"type": "welcome", "id": auth["id"], "version": 1, "proof": proof})
+    assert link.registered and secondary.up == [link]
+    link.connectionLost(Failure(ConnectionDone()))
+
+
+def test_a_secondary_with_a_secret_refuses_an_open_central() -> None:
+    link, transport, secondary = link_to(SECRET)
+    [hello_sent] = frames(transport.value())
+    send(link, {"type": "welcome", "id": hello_sent["id"], "version": 1})
+    assert transport.disconnecting and secondary.refusals == 1
+    assert not link.registered

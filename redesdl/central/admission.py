@@ -17,7 +17,7 @@ from twisted.logger import Logger
 
 
 @dataclass
-class Ticket:
+class SlotRequest:
     """One client's place: waiting, then active until released."""
 
     holder: Any
@@ -36,14 +36,14 @@ class AdmissionQueue:
     def __init__(self, maxActive: int, clock: Any) -> None:
         self.maxActive = maxActive
         self._clock = clock
-        self.active: list[Ticket] = []
-        self.waiting: list[Ticket] = []
+        self.active: list[SlotRequest] = []
+        self.waiting: list[SlotRequest] = []
 
-    def ask(self, ticket: Ticket) -> Deferred[float]:
-        """Fire C{ticket.admitted} with the seconds waited once a slot is free."""
-        self.waiting.append(ticket)
+    def ask(self, request: SlotRequest) -> Deferred[float]:
+        """Fire C{request.admitted} with the seconds waited once a slot is free."""
+        self.waiting.append(request)
         self._advance()
-        return ticket.admitted
+        return request.admitted
 
     def release(self, holder: Any) -> None:
         """Free every slot or place C{holder} has (its download ended or it left)."""
@@ -53,19 +53,19 @@ class AdmissionQueue:
 
     def _advance(self) -> None:
         while self.waiting and len(self.active) < self.maxActive:
-            ticket = self.waiting.pop(0)
-            self.active.append(ticket)
-            waited = self._clock.seconds() - ticket.asked
+            request = self.waiting.pop(0)
+            self.active.append(request)
+            waited = self._clock.seconds() - request.asked
             self.log.info(
                 "admitted {client} for {file} after {waited:.1f} s; "
                 "{active} of {most} slots in use",
-                client=ticket.client,
-                file=ticket.file,
+                client=request.client,
+                file=request.file,
                 waited=waited,
                 active=len(self.active),
                 most=self.maxActive,
             )
-            ticket.admitted.callback(waited)
-        for position, ticket in enumerate(self.waiting, start=1):
-            if ticket.onPosition is not None:
-                ticket.onPosition(position)
+            request.admitted.callback(waited)
+        for position, request in enumerate(self.waiting, start=1):
+            if request.onPosition is not None:
+                request.onPosition(position)

@@ -16,7 +16,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from redesdl.central.admission import AdmissionQueue, Ticket
+from redesdl.central.admission import AdmissionQueue, SlotRequest
 from redesdl.central.planner import ReplicationPlanner
 from redesdl.central.registry import Registry, SecondaryRecord
 from redesdl.central.stats import CentralStats
@@ -288,7 +288,7 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
         def position(place: int) -> None:
             self.sendMessage({"type": "queued", "id": request_id, "position": place})
 
-        ticket = Ticket(
+        request = SlotRequest(
             self, self.peerName, name, factory.clock.seconds(), onPosition=position
         )
         self.setTimeout(None)
@@ -303,7 +303,7 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
                 }
             )
 
-        factory.admission.ask(ticket).addCallback(admitted)
+        factory.admission.ask(request).addCallback(admitted)
 
     def msg_report(self, message: dict[str, Any]) -> None:
         """A client says how its download ended; its slot frees."""
