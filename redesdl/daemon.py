@@ -16,6 +16,8 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
+import twisted
+from redesdl import __version__
 from redesdl.console import CommandSet, attach_console
 from redesdl.protocol.auth import SecretFileError, load_secret
 from redesdl.protocol.tracking import ConnectionLimits
@@ -53,8 +55,8 @@ SECURITY_PARAMETERS = [
         "secret-file",
         None,
         None,
-        "File holding the cluster secret (mode 600); without it the cluster "
-        "is open to any host that can reach it.",
+        "File holding the cluster secret (mode 600) [default: none, so the "
+        "cluster is open to any host that can reach it].",
     ],
     *TLS_PARAMETERS,
 ]
@@ -70,6 +72,17 @@ def load_security(config: usage.Options, role: str) -> tuple[Any, Any]:
     return secret, tls
 
 
+class DaemonOptions(usage.Options):
+    """Options both daemons share the handling of; subclasses set C{role}."""
+
+    role = "redesdl"
+
+    def opt_version(self) -> None:
+        """Print the versions of redesdl and Twisted, then exit."""
+        print(f"{self.role} {__version__} (Twisted {twisted.__version__})")
+        raise SystemExit(0)
+
+
 def connection_limits(config: usage.Options) -> ConnectionLimits:
     """The L{LIMIT_PARAMETERS} of C{config}, checked; UsageError if out of range."""
     if config["idle-timeout"] <= 0:
@@ -79,7 +92,7 @@ def connection_limits(config: usage.Options) -> ConnectionLimits:
     return ConnectionLimits(config["max-connections"], config["max-per-peer"])
 
 
-def check_server_endpoint(description: str) -> str:
+def check_server_endpoint(description: str, option: str = "--listen") -> str:
     """Raise UsageError unless C{description} is a server endpoint string."""
     from twisted.internet import reactor
 
@@ -87,7 +100,7 @@ def check_server_endpoint(description: str) -> str:
         serverFromString(reactor, description)
     except (ValueError, KeyError, TypeError) as e:
         raise usage.UsageError(
-            f"--listen {description!r} is not a valid endpoint description ({e})"
+            f"{option} {description!r} is not a valid endpoint description ({e})"
         ) from None
     return description
 

@@ -12,7 +12,9 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-_LISTENING = re.compile(r"listening on [^\s:]+:(\d+)")
+_LISTENING = re.compile(r"redesdl-(?:central|secondary) listening on [^\s:]+:(\d+)")
 
 
 class ClusterError(Exception):
@@ -41,13 +43,30 @@ def wait_until(
         time.sleep(interval)
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 class Daemon:
     """One twistd process and its log file."""
 
-    def __init__(self, name: str, argv: list[str], log: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log: Path,
+        wrapper: Sequence[str] = (),
+        knock: int | None = None,
+    ) -> None:
         self.name = name
         self.argv = argv
         self.log = log
+        #: A program that runs twistd, such as systemd-socket-activate.
+        self.wrapper = list(wrapper)
+        #: A port to connect to once, to start a socket-activated daemon.
+        self._knock = knock
         self.process: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
 
@@ -56,15 +75,24 @@ class Daemon:
         self.log.write_bytes(b"")
         with open(self.log.with_suffix(".stderr"), "wb") as stderr:
             self.process = subprocess.Popen(
-                [*self.argv[:1], f"--logfile={self.log}", *self.argv[1:]],
+                [*self.wrapper, self.argv[0], f"--logfile={self.log}", *self.argv[1:]],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
             )
+        if self._knock is not None:
+            wait_until(self._knocked, timeout, f"{self.name}'s socket to answer")
         self.port = int(
             wait_until(self._listeningPort, timeout, f"{self.name} to listen")
         )
         return self.port
+
+    def _knocked(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self._knock), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def _listeningPort(self) -> str | None:
         assert self.process is not None
@@ -110,13 +138,18 @@ class LocalCluster:
         secondary_args: Sequence[str] = (),
         client_args: Sequence[str] = (),
         secret: bool = False,
+        socket_activated: str | None = None,
     ) -> None:
+        """With C{socket_activated} (a ``systemd:`` endpoint string), the
+        central runs under systemd-socket-activate, which holds its port and
+        starts it on the first connection, as systemd would."""
         self.root = root
         self.bin = bin_dir or Path(sys.executable).parent
         self.count = secondaries
         self._centralArgs = list(central_args)
         self._secondaryArgs = list(secondary_args)
         self._clientArgs = list(client_args)
+        self._socketActivated = socket_activated
         self._secretArgs: list[str] = []
         if secret:
             path = self.write_secret("cluster.secret")
@@ -155,6 +188,16 @@ class LocalCluster:
         port = (
             self.central.port if self.central is not None and self.central.port else 0
         )
+        listen = f"tcp:{port}:interface=127.0.0.1"
+        wrapper: list[str] = []
+        if self._socketActivated:
+            port = port or _free_port()
+            listen = self._socketActivated
+            wrapper = [
+                shutil.which("systemd-socket-activate") or "systemd-socket-activate",
+                f"--listen=127.0.0.1:{port}",
+                "--fdname=redesdl-central",
+            ]
         self.central = Daemon(
             "central",
             [
@@ -163,12 +206,14 @@ class LocalCluster:
                 "-n",
                 "redesdl-central",
                 "--listen",
-                f"tcp:{port}:interface=127.0.0.1",
+                listen,
                 "--state-dir",
                 str(self.root / "central"),
                 *self._centralArgs,
             ],
             self.root / "logs" / "central.log",
+            wrapper,
+            knock=port if wrapper else None,
         )
         self.central.start()
         return self.central

@@ -25,7 +25,12 @@ from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClie
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 TLS_PARAMETERS = [
-    ["tls-ca", None, None, "CA certificate (PEM) every peer must be signed by."],
+    [
+        "tls-ca",
+        None,
+        None,
+        "CA certificate (PEM) every peer must be signed by [default: none, plain TCP].",
+    ],
     ["tls-cert", None, None, "This program's certificate (PEM), signed by the CA."],
     ["tls-key", None, None, "The private key (PEM) of --tls-cert."],
 ]

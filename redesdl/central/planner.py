@@ -69,6 +69,17 @@ class ReplicationPlanner:
                 self._ask(record, entry.info, entry.holders)
                 busy += 1
 
+    def backlog(self) -> int:
+        """Copies still needed: (secondary, file) pairs a live holder could fill."""
+        entries = [e for e in self._registry.catalog() if e.holders]
+        return sum(
+            1
+            for record in self._registry.secondaries.values()
+            if record.catalogComplete
+            for entry in entries
+            if entry.info.name not in record.files
+        )
+
     def _ask(
         self, record: SecondaryRecord, info: Any, holders: list[SecondaryRecord]
     ) -> None:

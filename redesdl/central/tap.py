@@ -8,6 +8,7 @@ from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from redesdl.central.console import CentralCommands
+from redesdl.central.metrics import central_metrics
 from redesdl.central.protocol import CentralFactory
 from redesdl.central.stats import CentralStats, fresh_central_stats
 from redesdl.daemon import (
@@ -15,6 +16,7 @@ from redesdl.daemon import (
     LIMIT_PARAMETERS,
     SECURITY_PARAMETERS,
     ConsoleService,
+    DaemonOptions,
     check_server_endpoint,
     connection_limits,
     load_security,
@@ -22,15 +24,17 @@ from redesdl.daemon import (
     wants_console,
 )
 from redesdl.listening import ListeningService
+from redesdl.metrics import METRICS_PARAMETER, metrics_site
 from redesdl.stats import StatsFile
 from redesdl.trace import TRACER
 
 ROLE = "redesdl-central"
 
 
-class Options(usage.Options):
+class Options(DaemonOptions):
     """Command-line options of ``twistd redesdl-central``."""
 
+    role = ROLE
     optFlags = CONSOLE_FLAGS
 
     optParameters = [
@@ -77,6 +81,7 @@ class Options(usage.Options):
         ],
         *LIMIT_PARAMETERS,
         *SECURITY_PARAMETERS,
+        METRICS_PARAMETER,
     ]
 
     def postOptions(self) -> None:
@@ -90,6 +95,8 @@ class Options(usage.Options):
         if self["min-secondaries"] < 0:
             raise usage.UsageError("--min-secondaries must be 0 or more")
         self.limits = connection_limits(self)
+        if self["metrics"] is not None:
+            check_server_endpoint(self["metrics"], "--metrics")
 
 
 def makeService(config: Options, reactor: Any = None) -> IService:
@@ -120,6 +127,13 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     stats.setServiceParent(top)
     listener = ListeningService(config["listen"], factory, ROLE, reactor, tls)
     listener.setServiceParent(top)
+    if config["metrics"] is not None:
+        ListeningService(
+            config["metrics"],
+            metrics_site(lambda: central_metrics(factory)),
+            f"{ROLE} metrics",
+            reactor,
+        ).setServiceParent(top)
     TRACER.enabled = bool(config["trace"])
     if wants_console(config):
         ConsoleService(

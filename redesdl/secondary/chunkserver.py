@@ -150,10 +150,10 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         self.peerName: str | None = None
         self.servingFiles: set[str] = set()
         self._queue: deque[dict[str, Any] | ChunkRequest] = deque()
-        self._producing = False
+        self.producing = False
 
     def sendMessage(self, message: dict[str, Any]) -> None:
-        if self._producing or self._queue:
+        if self.producing or self._queue:
             self._queue.append(message)
         else:
             super().sendMessage(message)
@@ -167,7 +167,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         self._pump()
 
     def _pump(self) -> None:
-        while self._queue and not self._producing:
+        while self._queue and not self.producing:
             item = self._queue.popleft()
             if isinstance(item, ChunkRequest):
                 self._startChunk(item)
@@ -250,7 +250,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
                 "length": length,
             }
         )
-        self._producing = True
+        self.producing = True
         RangeProducer(
             fd,
             offset,
@@ -284,7 +284,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         super().connectionLost(reason)
 
     def _chunkSent(self, _: None, request: ChunkRequest, length: int) -> None:
-        self._producing = False
+        self.producing = False
         self.factory.stats.chunkServed(
             request.entry.manifest.name, self.peerName or "?", length
         )
@@ -335,6 +335,10 @@ class ChunkServerFactory(TrackingFactory):
         self.stats = stats
         self.limiter = limiter
         self.clock = clock
+
+    def activeTransfers(self) -> int:
+        """Connections in the middle of sending a chunk."""
+        return sum(1 for connection in self.connections if connection.producing)
 
     def beingServed(self) -> dict[str, int]:
         """Files clients are fetching right now, with how many connections each."""

@@ -14,6 +14,7 @@ from redesdl.daemon import (
     LIMIT_PARAMETERS,
     SECURITY_PARAMETERS,
     ConsoleService,
+    DaemonOptions,
     check_server_endpoint,
     connection_limits,
     load_security,
@@ -21,10 +22,13 @@ from redesdl.daemon import (
     wants_console,
 )
 from redesdl.endpoints import central_endpoint
+from redesdl.listening import ListeningService
+from redesdl.metrics import METRICS_PARAMETER, metrics_site
 from redesdl.protocol.sources import parse_host_port
 from redesdl.secondary.console import SecondaryCommands
 from redesdl.secondary.identity import default_name, load_identity
 from redesdl.secondary.index import DataIndex
+from redesdl.secondary.metrics import secondary_metrics
 from redesdl.secondary.ratelimit import parse_rate
 from redesdl.secondary.service import ROLE, SecondaryService
 from redesdl.secondary.stats import SecondaryStats, fresh_secondary_stats
@@ -32,9 +36,10 @@ from redesdl.stats import StatsFile
 from redesdl.trace import TRACER
 
 
-class Options(usage.Options):
+class Options(DaemonOptions):
     """Command-line options of ``twistd redesdl-secondary``."""
 
+    role = ROLE
     optFlags = [
         *CONSOLE_FLAGS,
         [
@@ -115,6 +120,7 @@ class Options(usage.Options):
         ],
         *LIMIT_PARAMETERS,
         *SECURITY_PARAMETERS,
+        METRICS_PARAMETER,
     ]
 
     def postOptions(self) -> None:
@@ -143,6 +149,8 @@ class Options(usage.Options):
         if self["rescan-interval"] <= 0:
             raise usage.UsageError("--rescan-interval must be positive")
         self.limits = connection_limits(self)
+        if self["metrics"] is not None:
+            check_server_endpoint(self["metrics"], "--metrics")
         if self["require-tickets"] and not self["secret-file"]:
             raise usage.UsageError("--require-tickets needs --secret-file")
 
@@ -195,6 +203,13 @@ def makeService(config: Options, reactor: Any = None) -> IService:
             SecondaryCommands(secondary, config["central"]),
             f"{secondary.name}> ",
             f"redesdl-secondary {secondary.name} console; type 'help'",
+            reactor,
+        ).setServiceParent(secondary)
+    if config["metrics"] is not None:
+        ListeningService(
+            config["metrics"],
+            metrics_site(lambda: secondary_metrics(secondary)),
+            f"{ROLE} metrics",
             reactor,
         ).setServiceParent(secondary)
     return secondary
