@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from twisted.internet.task import Clock
+from twisted.logger import Logger, formatEvent
 
 from redesdl.central.admission import AdmissionQueue, SlotRequest
 
@@ -29,8 +30,8 @@ def ask(queue: AdmissionQueue, clock: Clock, name: str, log: list) -> SlotReques
     return entry
 
 
-def clients(tickets: list[SlotRequest]) -> list[str]:
-    return [t.client for t in tickets]
+def clients(requests: list[SlotRequest]) -> list[str]:
+    return [r.client for r in requests]
 
 
 def test_no_more_than_max_active_and_order_is_kept() -> None:
@@ -62,3 +63,19 @@ def test_a_waiting_client_that_leaves_loses_its_place() -> None:
     queue.release(HOLDERS["a"])
     assert clients(queue.active) == ["c"]
     assert not any(entry[:2] == ("b", "in") for entry in log)
+
+
+def test_the_operator_log_says_who_waits_and_who_goes() -> None:
+    clock = Clock()
+    queue = AdmissionQueue(1, clock)
+    events: list[dict] = []
+    queue.log = Logger(observer=events.append)  # type: ignore[misc]
+    ask(queue, clock, "a", [])
+    ask(queue, clock, "b", [])
+    clock.advance(2)
+    queue.release(HOLDERS["a"])
+    assert [formatEvent(e) for e in events] == [
+        "admitted a for f after 0.0 s; 1 of 1 slots in use",
+        "queued b for f at position 1; all 1 slots in use",
+        "admitted b for f after 2.0 s; 1 of 1 slots in use",
+    ]

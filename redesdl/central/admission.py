@@ -43,6 +43,15 @@ class AdmissionQueue:
         """Fire C{request.admitted} with the seconds waited once a slot is free."""
         self.waiting.append(request)
         self._advance()
+        if request in self.waiting:
+            self.log.info(
+                "queued {client} for {file} at position {position}; "
+                "all {most} slots in use",
+                client=request.client,
+                file=request.file,
+                position=self.waiting.index(request) + 1,
+                most=self.maxActive,
+            )
         return request.admitted
 
     def release(self, holder: Any) -> None:

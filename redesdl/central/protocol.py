@@ -316,6 +316,16 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
                 f"no download of {name!r} was admitted on this connection",
             )
         self.admission = None
+        reason = "" if ok else (optional_text(message, "reason") or "unknown")
+        self.log.info(
+            "{client} {outcome} {file} ({fetched} bytes fetched){why}",
+            client=self.peerName,
+            outcome="completed" if ok else "failed",
+            file=name,
+            fetched=count(message, "bytes_fetched"),
+            why="" if ok else f": {reason}",
+            ok=ok,
+        )
         self.factory.stats.downloadEnded(
             self.peerName,
             self.clientToken,
@@ -323,7 +333,7 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
             ok,
             count(message, "size"),
             count(message, "bytes_fetched"),
-            "" if ok else (optional_text(message, "reason") or "unknown"),
+            reason,
         )
         self.factory.admission.release(self)
 

@@ -64,6 +64,8 @@ class Registry:
 
     def __init__(self) -> None:
         self.secondaries: dict[str, SecondaryRecord] = {}
+        #: Ids of every secondary ever registered, to log a return as such.
+        self._seen: set[str] = set()
         self._known: dict[str, FileInfo] = {}
         self._reportedConflicts: set[tuple[str, frozenset[tuple[int, str, str]]]] = (
             set()
@@ -80,13 +82,20 @@ class Registry:
                 )
         previous = self.secondaries.get(record.id)
         self.secondaries[record.id] = record
+        if previous is not None:
+            again = ", replacing its older connection"
+        elif record.id in self._seen:
+            again = ", registered again"
+        else:
+            again = ""
+        self._seen.add(record.id)
         self.log.info(
             "secondary {name} registered at {host}:{port} (boot {boot}{again})",
             name=record.name,
             host=record.host,
             port=record.port,
             boot=record.boot,
-            again=", replacing its older connection" if previous else "",
+            again=again,
         )
         self._changed()
         return previous
