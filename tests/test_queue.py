@@ -28,7 +28,9 @@ async def test_more_gets_than_slots_wait_their_turn(tmp_path: Path) -> None:
     admissions: list[dict[str, Any]] = []
 
     def observe(event: dict[str, Any]) -> None:
-        if event.get("log_namespace", "").endswith("AdmissionQueue"):
+        if event.get("log_namespace", "").endswith("AdmissionQueue") and event.get(
+            "log_format", ""
+        ).startswith("admitted"):
             admissions.append(event)
 
     globalLogPublisher.addObserver(observe)
