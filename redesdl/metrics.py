@@ -22,6 +22,8 @@ from prometheus_client.twisted import MetricsResource
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from redesdl.listening import ListeningService
+
 METRICS_PARAMETER = [
     "metrics",
     None,
@@ -31,17 +33,28 @@ METRICS_PARAMETER = [
 ]
 
 
-def gauge(name: str, help: str, value: float) -> Metric:
-    family = GaugeMetricFamily(name, help)
-    family.add_metric([], value)
-    return family
+GAUGE = GaugeMetricFamily
+#: Counter names are given without the ``_total`` Prometheus adds.
+COUNTER = CounterMetricFamily
 
 
-def counter(name: str, help: str, value: float) -> Metric:
-    """A counter; C{name} is given without the ``_total`` Prometheus adds."""
-    family = CounterMetricFamily(name, help)
-    family.add_metric([], value)
-    return family
+def families(rows: Iterable[tuple[type, str, str, float]]) -> list[Metric]:
+    """One metric per (kind, name, help, value) row, with that single value."""
+    metrics = []
+    for kind, name, help, value in rows:
+        family = kind(name, help)
+        family.add_metric([], value)
+        metrics.append(family)
+    return metrics
+
+
+def metrics_service(
+    description: str, metrics: Callable[[], Iterable[Metric]], role: str, reactor: Any
+) -> ListeningService:
+    """Serve C{metrics} at /metrics on C{description}; exit if it cannot listen."""
+    return ListeningService(
+        description, metrics_site(metrics), f"{role} metrics", reactor
+    )
 
 
 class StateCollector:

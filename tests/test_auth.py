@@ -131,6 +131,8 @@ def test_tickets_name_one_file_one_holder_and_expire() -> None:
     with pytest.raises(ProtocolError) as caught:
         tickets.check(None, "a" * 64, "alice", 0)
     assert caught.value.code == "ticket_required"
+    for garbage in ("\x80", "é" * 64, 7, None):
+        assert not SECRET.verify(garbage, "central")
     forged = {**ticket, "expires": 10**9}
     with pytest.raises(ProtocolError) as caught:
         tickets.check(forged, "a" * 64, "alice", 99)

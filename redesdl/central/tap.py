@@ -24,7 +24,7 @@ from redesdl.daemon import (
     wants_console,
 )
 from redesdl.listening import ListeningService
-from redesdl.metrics import METRICS_PARAMETER, metrics_site
+from redesdl.metrics import METRICS_PARAMETER, metrics_service
 from redesdl.stats import StatsFile
 from redesdl.trace import TRACER
 
@@ -128,11 +128,8 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     listener = ListeningService(config["listen"], factory, ROLE, reactor, tls)
     listener.setServiceParent(top)
     if config["metrics"] is not None:
-        ListeningService(
-            config["metrics"],
-            metrics_site(lambda: central_metrics(factory)),
-            f"{ROLE} metrics",
-            reactor,
+        metrics_service(
+            config["metrics"], lambda: central_metrics(factory), ROLE, reactor
         ).setServiceParent(top)
     TRACER.enabled = bool(config["trace"])
     if wants_console(config):

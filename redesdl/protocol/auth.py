@@ -49,7 +49,8 @@ class ClusterSecret:
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def verify(self, proof: object, purpose: str, *parts: str | int) -> bool:
-        if not isinstance(proof, str):
+        # compare_digest refuses non-ASCII strings with a TypeError.
+        if not isinstance(proof, str) or not proof.isascii():
             return False
         return hmac.compare_digest(proof, self.mac(purpose, *parts))
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import Metric
 
-from redesdl.metrics import counter, gauge
+from redesdl.metrics import COUNTER, GAUGE, families
 
 if TYPE_CHECKING:
     from redesdl.secondary.service import SecondaryService
@@ -17,49 +17,32 @@ def secondary_metrics(secondary: SecondaryService) -> Iterable[Metric]:
     served = secondary.stats.data["served"].values()
     replication = secondary.stats.data["replication"]
     entries = secondary.index.entries.values()
-    yield counter(
-        "redesdl_served_bytes",
-        "Bytes of chunks sent to clients and peers.",
-        sum(entry["bytes"] for entry in served),
-    )
-    yield counter(
-        "redesdl_served_chunks",
-        "Chunks sent to clients and peers.",
-        sum(entry["chunks"] for entry in served),
-    )
-    yield gauge(
-        "redesdl_active_transfers",
-        "Connections sending a chunk right now.",
-        secondary.chunkServer.activeTransfers(),
-    )
-    yield gauge(
-        "redesdl_connections",
-        "Open connections from clients and peers.",
-        len(secondary.chunkServer.connections),
-    )
-    yield counter(
-        "redesdl_replication_bytes",
-        "Bytes of files copied from peers and verified.",
-        replication["bytes"],
-    )
-    yield counter(
-        "redesdl_replications_failed",
-        "Copies from peers that failed.",
-        replication["failed"],
-    )
-    yield gauge(
-        "redesdl_replications_active",
-        "Copies from peers running now.",
-        len(secondary.replicator.active),
-    )
-    yield gauge("redesdl_index_files", "Files indexed and served.", len(entries))
-    yield gauge(
-        "redesdl_index_bytes",
-        "Bytes of the files indexed and served.",
-        sum(entry.manifest.size for entry in entries),
-    )
-    yield gauge(
-        "redesdl_central_link_up",
-        "1 while registered with the central, else 0.",
-        1 if secondary.link is not None and secondary.link.registered else 0,
-    )
+    link = secondary.link
+    return families(
+        [
+            (COUNTER, "redesdl_served_bytes",
+             "Bytes of chunks sent to clients and peers.",
+             sum(entry["bytes"] for entry in served)),
+            (COUNTER, "redesdl_served_chunks",
+             "Chunks sent to clients and peers.",
+             sum(entry["chunks"] for entry in served)),
+            (GAUGE, "redesdl_active_transfers",
+             "Connections sending a chunk right now.",
+             secondary.chunkServer.activeTransfers()),
+            (GAUGE, "redesdl_connections",
+             "Open connections from clients and peers.",
+             len(secondary.chunkServer.connections)),
+            (COUNTER, "redesdl_replication_bytes",
+             "Bytes of files copied from peers and verified.", replication["bytes"]),
+            (COUNTER, "redesdl_replications_failed",
+             "Copies from peers that failed.", replication["failed"]),
+            (GAUGE, "redesdl_replications_active",
+             "Copies from peers running now.", len(secondary.replicator.active)),
+            (GAUGE, "redesdl_index_files", "Files indexed and served.", len(entries)),
+            (GAUGE, "redesdl_index_bytes", "Bytes of the files indexed and served.",
+             sum(entry.manifest.size for entry in entries)),
+            (GAUGE, "redesdl_central_link_up",
+             "1 while registered with the central, else 0.",
+             1 if link is not None and link.registered else 0),
+        ]
+    )  # fmt: skip

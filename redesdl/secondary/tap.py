@@ -22,8 +22,7 @@ from redesdl.daemon import (
     wants_console,
 )
 from redesdl.endpoints import central_endpoint
-from redesdl.listening import ListeningService
-from redesdl.metrics import METRICS_PARAMETER, metrics_site
+from redesdl.metrics import METRICS_PARAMETER, metrics_service
 from redesdl.protocol.sources import parse_host_port
 from redesdl.secondary.console import SecondaryCommands
 from redesdl.secondary.identity import default_name, load_identity
@@ -206,10 +205,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
             reactor,
         ).setServiceParent(secondary)
     if config["metrics"] is not None:
-        ListeningService(
-            config["metrics"],
-            metrics_site(lambda: secondary_metrics(secondary)),
-            f"{ROLE} metrics",
-            reactor,
+        metrics_service(
+            config["metrics"], lambda: secondary_metrics(secondary), ROLE, reactor
         ).setServiceParent(secondary)
     return secondary
