@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +14,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
+from redesdl.client.access import load_client_token
 from redesdl.protocol.auth import ClusterSecret, SecretFileError, load_secret
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.messages import PROTOCOL_VERSION
@@ -223,3 +225,17 @@ def test_a_secondary_with_a_secret_refuses_an_open_central() -> None:
     send(link, {"type": "welcome", "id": hello_sent["id"], "version": 1})
     assert transport.disconnecting and secondary.refusals == 1
     assert not link.registered
+
+
+def test_a_client_keeps_one_private_token_and_repairs_a_torn_one(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "client-token"
+    token = load_client_token(path)
+    assert len(token) == 64 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_client_token(path) == token
+    path.write_text("")
+    repaired = load_client_token(path)
+    assert len(repaired) == 64 and repaired != token
+    assert load_client_token(path) == repaired
+    assert [p.name for p in tmp_path.iterdir()] == ["client-token"]

@@ -15,8 +15,11 @@ from pathlib import Path
 
 from twisted.internet.interfaces import IStreamClientEndpoint
 
+from redesdl.fsutil import rename_no_replace
 from redesdl.tls import plain_endpoint
 
+#: Shortest token accepted from the file; ours are 64 hex digits.
+MIN_TOKEN_LENGTH = 32
 #: The token of a client with no state folder (tests, embedded use).
 EPHEMERAL_TOKEN = secrets.token_hex(32)
 
@@ -32,14 +35,37 @@ class ClusterAccess:
 
 
 def load_client_token(path: Path) -> str:
-    """The token stored at C{path}, created (readable by us alone) if missing."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    token = secrets.token_hex(32)
+    """The token stored at C{path}; a new one (readable by us alone) if none.
+
+    A new token is written to a temporary file and linked into place without
+    replacing, so two clients starting at once agree on one token. A file
+    too short to be a token (a crash while writing it) is replaced.
+    """
+    existing = _read_token(path)
+    if existing is not None:
+        return existing
+    staged = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as token_file:
-        token_file.write(token + "\n")
+        token_file.write(secrets.token_hex(32) + "\n")
         token_file.flush()
         os.fsync(token_file.fileno())
+    try:
+        rename_no_replace(str(staged), str(path))
+    except FileExistsError:
+        existing = _read_token(path)
+        if existing is not None:
+            os.unlink(staged)
+            return existing
+        os.replace(staged, path)
+    token = _read_token(path)
+    assert token is not None
     return token
+
+
+def _read_token(path: Path) -> str | None:
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return token if len(token) >= MIN_TOKEN_LENGTH else None

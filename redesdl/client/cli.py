@@ -139,12 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def state_folder(stats_path: str | None) -> Path:
-    """The folder of this client's statistics and token, created if missing."""
-    folder = (
-        Path(os.path.abspath(stats_path)).parent
-        if stats_path
-        else (default_stats_path().parent)
-    )
+    """The folder of C{stats_path}, created if missing; without one, the
+    client's state folder (which also holds its token)."""
+    if stats_path:
+        folder = Path(os.path.abspath(stats_path)).parent
+    else:
+        folder = default_stats_path().parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
