@@ -18,6 +18,15 @@ def fsync_directory(path: str) -> None:
         os.close(fd)
 
 
+def write_private_file(path: str, data: bytes) -> None:
+    """Write C{data} to C{path}, readable by us alone, and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as private:
+        private.write(data)
+        private.flush()
+        os.fsync(private.fileno())
+
+
 def rename_no_replace(source: str, destination: str) -> None:
     """Move C{source} to C{destination}; raise FileExistsError if it exists."""
     try:

@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from redesdl.fsutil import write_private_file
+
 _LISTENING = re.compile(r"redesdl-(?:central|secondary) listening on [^\s:]+:(\d+)")
 
 
@@ -167,9 +169,7 @@ class LocalCluster:
         """A fresh random secret file under root, readable by us alone."""
         path = self.root / name
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as secret_file:
-            secret_file.write(secrets.token_urlsafe(32) + "\n")
+        write_private_file(str(path), f"{secrets.token_urlsafe(32)}\n".encode())
         return path
 
     def data(self, number: int) -> Path:

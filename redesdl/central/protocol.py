@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.logger import Logger, LogLevel
+from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
@@ -33,6 +33,7 @@ from redesdl.protocol.messages import (
     digest,
     items,
     optional_text,
+    request_id_of,
     text,
 )
 from redesdl.protocol.sources import parse_host_port
@@ -164,8 +165,9 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
             name=name[:64],
             why=why,
         )
-        request_id = request.get("id") if type(request.get("id")) is int else None
-        self.sendMessage(ProtocolError("unauthenticated", why).to_message(request_id))
+        self.sendMessage(
+            ProtocolError("unauthenticated", why).to_message(request_id_of(request))
+        )
         self.transport.loseConnection()
 
     def _registerSecondary(self, message: dict[str, Any], name: str) -> None:
@@ -410,18 +412,13 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
 
     def timeoutConnection(self) -> None:
         if self.record is None:
-            COMPLAINTS.complain(
-                peer_host(self.transport),
-                "closing {peer}: silent for {seconds} s",
-                LogLevel.info,
-                seconds=self.factory.idleTimeout,
-            )
-        else:
-            self.log.warn(
-                "secondary {name} said nothing for {seconds} s; taking it for hung",
-                name=self.record.name,
-                seconds=self.factory.heartbeatTimeout,
-            )
+            self.closeSilent(self.factory.idleTimeout)
+            return
+        self.log.warn(
+            "secondary {name} said nothing for {seconds} s; taking it for hung",
+            name=self.record.name,
+            seconds=self.factory.heartbeatTimeout,
+        )
         self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure) -> None:

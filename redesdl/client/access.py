@@ -15,7 +15,7 @@ from pathlib import Path
 
 from twisted.internet.interfaces import IStreamClientEndpoint
 
-from redesdl.fsutil import rename_no_replace
+from redesdl.fsutil import rename_no_replace, write_private_file
 from redesdl.tls import plain_endpoint
 
 #: Shortest token accepted from the file; ours are 64 hex digits.
@@ -45,11 +45,7 @@ def load_client_token(path: Path) -> str:
     if existing is not None:
         return existing
     staged = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as token_file:
-        token_file.write(secrets.token_hex(32) + "\n")
-        token_file.flush()
-        os.fsync(token_file.fileno())
+    write_private_file(str(staged), f"{secrets.token_hex(32)}\n".encode())
     try:
         rename_no_replace(str(staged), str(path))
     except FileExistsError:

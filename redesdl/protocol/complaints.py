@@ -76,7 +76,11 @@ class Complaints:
 COMPLAINTS = Complaints()
 
 
+def address_host(address: Any) -> str:
+    """The host part of an address, for grouping by peer."""
+    return str(getattr(address, "host", address))
+
+
 def peer_host(transport: Any) -> str:
-    """The address part of C{transport}'s peer, for grouping complaints."""
-    peer = transport.getPeer()
-    return str(getattr(peer, "host", peer))
+    """The host of C{transport}'s peer, for grouping complaints."""
+    return address_host(transport.getPeer())

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
 from redesdl.protocol.complaints import COMPLAINTS, peer_host
@@ -30,6 +31,12 @@ MAX_REFUSALS = 32
 #: Refusals a well-behaved peer meets in normal operation.
 ROUTINE_REFUSALS = frozenset({"not_found", "no_source", "not_ready", "busy"})
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def request_id_of(message: dict[str, Any]) -> int | None:
+    """The C{id} a reply to C{message} should carry, if it has a usable one."""
+    value = message.get("id")
+    return value if type(value) is int else None
 
 
 def text(message: dict[str, Any], key: str, *, max_length: int = MAX_STRING) -> str:
@@ -112,7 +119,7 @@ class MessageProtocol(FrameProtocol):
     def messageReceived(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         handler = getattr(self, "msg_" + kind, None)
-        request_id = message.get("id") if type(message.get("id")) is int else None
+        request_id = request_id_of(message)
         if kind == "error" and request_id in self._pending:
             self._resolve(request_id, message)
             return
@@ -168,6 +175,16 @@ class MessageProtocol(FrameProtocol):
                 reason=error.message,
             )
         self.sendMessage(error.to_message(request_id))
+
+    def closeSilent(self, seconds: float) -> None:
+        """Hang up on a peer silent for C{seconds}; say so, rate-limited."""
+        COMPLAINTS.complain(
+            peer_host(self.transport),
+            "closing {peer}: silent for {seconds} s",
+            LogLevel.info,
+            seconds=seconds,
+        )
+        self.transport.abortConnection()
 
     def takePending(self, request_id: Any) -> Deferred[dict[str, Any]] | None:
         """Remove and return the Deferred waiting for C{request_id}, if any."""

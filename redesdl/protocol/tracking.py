@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.internet.protocol import Factory, Protocol
 
-from redesdl.protocol.complaints import COMPLAINTS, peer_host
+from redesdl.protocol.complaints import COMPLAINTS, address_host, peer_host
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.framing import encode_frame
 
@@ -61,7 +61,7 @@ class TrackingFactory(Factory):
         self._perPeer: Counter[str] = Counter()
 
     def buildProtocol(self, addr: Any) -> Protocol | None:
-        host = str(getattr(addr, "host", addr))
+        host = address_host(addr)
         if len(self.connections) >= self.limits.total:
             return OverCapacity(f"the server holds {self.limits.total} connections")
         if self._perPeer[host] >= self.limits.perPeer:

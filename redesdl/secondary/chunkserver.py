@@ -16,12 +16,10 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IDelayedCall, IPullProducer
-from twisted.logger import LogLevel
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 from redesdl.names import validate_name
-from redesdl.protocol.complaints import COMPLAINTS, peer_host
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.messages import (
     PROTOCOL_VERSION,
@@ -271,13 +269,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         super().dataReceived(data)
 
     def timeoutConnection(self) -> None:
-        COMPLAINTS.complain(
-            peer_host(self.transport),
-            "closing {peer}: idle for {seconds} s",
-            LogLevel.info,
-            seconds=self.factory.idleTimeout,
-        )
-        self.transport.abortConnection()
+        self.closeSilent(self.factory.idleTimeout)
 
     def connectionLost(self, reason: Any) -> None:
         self.setTimeout(None)
