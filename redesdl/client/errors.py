@@ -1,26 +1,27 @@
-"""Why a download or a command failed, each phrased for a person."""
+"""Why a download or a command failed, each phrased for a person.
+
+The download errors live with the transfer engine; they are named here too
+because the CLI and its tests know them by this module.
+"""
 
 from __future__ import annotations
 
+from redesdl.transfer.errors import (
+    DestinationExistsError,
+    DiskError,
+    DownloadError,
+    IntegrityError,
+    NoLiveSourceError,
+)
 
-class DownloadError(Exception):
-    """A download failed; the message is one line for a person."""
-
-
-class NoLiveSourceError(DownloadError):
-    """Every source failed or none could be reached."""
-
-
-class IntegrityError(DownloadError):
-    """Every source that answered sent bytes that did not verify."""
-
-
-class DestinationExistsError(DownloadError):
-    """The destination exists and overwriting was not asked for."""
-
-
-class DiskError(DownloadError):
-    """Our own disk refused the bytes (full, read-only, missing folder)."""
+__all__ = [
+    "DestinationExistsError",
+    "DiskError",
+    "DownloadError",
+    "IntegrityError",
+    "NoLiveSourceError",
+    "UserError",
+]
 
 
 class UserError(Exception):

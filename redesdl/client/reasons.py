@@ -12,33 +12,9 @@ from redesdl.client.errors import (
     UserError,
 )
 from redesdl.protocol.errors import RemoteError
+from redesdl.transfer.reasons import describe_error, describe_tls_error
 
-
-def describe_error(error: BaseException) -> str:
-    """A few words saying what went wrong, for a log line or a message."""
-    if isinstance(error, net_error.ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, net_error.TimeoutError | net_error.TCPTimedOutError):
-        return "timed out"
-    if isinstance(error, net_error.DNSLookupError):
-        return "unknown host"
-    if isinstance(error, net_error.ConnectionDone | net_error.ConnectionLost):
-        return "connection lost"
-    if isinstance(error, RemoteError):
-        return f"{error.code}: {error.message}"
-    if isinstance(error, TLSError):
-        return "TLS failed: " + describe_tls_error(error)
-    return str(error).strip() or type(error).__name__
-
-
-def describe_tls_error(error: TLSError) -> str:
-    """The reasons OpenSSL gives, without its tuple dressing."""
-    reasons = [
-        entry[-1]
-        for entry in (error.args[0] if error.args else [])
-        if isinstance(entry, tuple) and entry
-    ]
-    return ", ".join(str(r) for r in reasons if r) or "handshake failed"
+__all__ = ["describe_error", "describe_tls_error", "exit_status", "explain"]
 
 
 def explain(error: BaseException, central: str, file: str | None) -> str:

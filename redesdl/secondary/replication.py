@@ -17,14 +17,14 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
-from redesdl.client.download import Download
-from redesdl.client.errors import DownloadError
-from redesdl.client.resume import state_path
 from redesdl.fsutil import rename_no_replace
 from redesdl.manifest import FileInfo
 from redesdl.protocol.sources import SourceAddress
 from redesdl.secondary.index import DataIndex
 from redesdl.tls import plain_endpoint
+from redesdl.transfer.download import Download
+from redesdl.transfer.errors import DownloadError
+from redesdl.transfer.resume import state_path
 
 STAGING_FOLDER = ".redesdl-incoming"
 

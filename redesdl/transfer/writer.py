@@ -2,10 +2,11 @@
 
 ``os.pwrite`` and SHA-256 release the GIL, so doing them in one thread per
 source connection lets three streams use both cores while the reactor keeps
-reading sockets. Each connection's pieces are handled in arrival order (a
-chunk's hash must see its bytes in order). When more than L{HIGH_WATER}
-bytes wait, the connection stops reading until the thread catches up, so
-memory stays bounded whatever the disk speed.
+reading sockets. The bytes still go through the store's writer, which checks
+that they belong to the chunk requested. Each connection's pieces are handled
+in arrival order (a chunk's hash must see its bytes in order). When more than
+L{HIGH_WATER} bytes wait, the connection stops reading until the thread catches
+up, so memory stays bounded whatever the disk speed.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ LOW_WATER = 2 * 1024 * 1024
 
 
 class Sink(Protocol):
-    """Where a chunk's bytes go, such as L{redesdl.client.source.ChunkSink}."""
+    """Where a chunk's bytes go: a L{redesdl.transfer.store.ChunkWriter}."""
 
-    def write(self, data: memoryview) -> None: ...
+    index: int
+    error: Exception | None
+
+    def write(self, index: int, data: memoryview) -> None: ...
 
 
 class SinkWorker:
@@ -72,7 +76,13 @@ class SinkWorker:
                     return
                 self._reactor.callFromThread(piece)
                 continue
-            sink.write(piece)
+            if sink.error is None:
+                try:
+                    sink.write(sink.index, piece)
+                except Exception as e:
+                    # Refused by the store, or the disk failed: the reactor
+                    # reads it once the chunk's last byte went through here.
+                    sink.error = e
             with self._lock:
                 self._queued -= len(piece)
                 resume = self._paused and self._queued < LOW_WATER

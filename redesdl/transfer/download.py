@@ -1,0 +1,521 @@
+"""The download loop: one file from every source at once, verified, then renamed.
+
+Each source gets one connection and a few pipelined requests ("lanes"). A
+lane asks the L{TransferPlan} for a chunk, has the store hand out a target for
+it, and fetches it; the store verifies it. A chunk that fails goes back for
+another source and its source is dropped from this download (banned, if it
+lied or broke the protocol). The download succeeds while one source stays
+alive; the store renames ``PATH.part`` to PATH only when every chunk verified.
+The client's ``get`` and the secondary's replication both use this loop.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.task import LoopingCall, deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from redesdl.manifest import MAX_CHUNK_SIZE, FileInfo, Manifest
+from redesdl.protocol.errors import ProtocolError
+from redesdl.protocol.sources import SourceAddress
+from redesdl.tls import plain_endpoint
+from redesdl.transfer.errors import (
+    ChunkCorruptError,
+    DiskError,
+    DownloadError,
+    IntegrityError,
+    LocalWriteError,
+    ManifestMismatchError,
+    NoLiveSourceError,
+    SourceViolationError,
+)
+from redesdl.transfer.fetcher import Fetcher, OpenSource, tcp_sources
+from redesdl.transfer.plan import TransferPlan
+from redesdl.transfer.reasons import describe_error
+from redesdl.transfer.store import ChunkStore, ChunkWriter, MemoryCopy, notice
+
+#: Most chunk events kept in a download's timeline.
+MAX_TIMELINE_EVENTS = 20000
+
+#: Failures that mean the source lied or broke the protocol: it is banned.
+BAD_SOURCE = (
+    ProtocolError,
+    ManifestMismatchError,
+    ChunkCorruptError,
+    SourceViolationError,
+)
+
+
+@dataclass
+class DownloadResult:
+    """What a finished download did, as ``get --json`` reports it."""
+
+    name: str
+    path: str
+    size: int
+    sha256: str
+    seconds: float
+    bytes_fetched: int
+    sources: dict[str, int]
+    bytes_reused: int = 0
+    queued_seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "seconds": round(self.seconds, 3),
+            "bytes_fetched": self.bytes_fetched,
+            "bytes_reused": self.bytes_reused,
+            "queued_seconds": round(self.queued_seconds, 3),
+            "sources": dict(self.sources),
+        }
+
+
+class Download:
+    """Fetch the content C{info} from C{sources} into C{destination}.
+
+    Its public attributes keep the names the CLI's job and stats read.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        info: FileInfo,
+        sources: list[SourceAddress],
+        destination: str,
+        *,
+        reactor: Any,
+        clientName: str = "redesdl",
+        overwrite: bool = False,
+        partPath: str | None = None,
+        pipeline: int = 2,
+        connectTimeout: float = 10.0,
+        progressTimeout: float = 10.0,
+        findSources: Callable[[], Deferred[list[SourceAddress]]] | None = None,
+        retryFor: float = 0.0,
+        refreshInterval: float = 3.0,
+        onBadSource: Callable[[str], None] | None = None,
+        connectSource: Callable[..., IStreamClientEndpoint] = plain_endpoint,
+        ticket: Callable[[], dict[str, Any] | None] = lambda: None,
+        openSource: OpenSource | None = None,
+    ) -> None:
+        self.info = info
+        self.sources = list(sources)
+        self.destination = destination
+        self.partPath = partPath or destination + ".part"
+        self._reactor = reactor
+        self._pipeline = pipeline
+        self._progress_timeout = progressTimeout
+        self._open_source = openSource or tcp_sources(
+            reactor,
+            client_name=clientName,
+            connect_timeout=connectTimeout,
+            progress_timeout=progressTimeout,
+            connect_source=connectSource,
+            ticket=ticket,
+        )
+        self.store = ChunkStore(destination, self.partPath, overwrite)
+        self._plan: TransferPlan | None = None
+        self._fatal: DownloadError | None = None
+        self._fetchers: list[Fetcher] = []
+        self.bytesBySource: Counter[str] = Counter()
+        #: Why each dropped source was dropped, for the final error message.
+        self.sourceErrors: dict[str, str] = {}
+        #: Chunks that failed once and went back to be fetched again.
+        self.retriedChunks = 0
+        self._find_sources = findSources
+        self._on_bad_source = onBadSource
+        self._retry_for = retryFor
+        self._refresh_interval = refreshInterval
+        #: The running worker of each source, by name.
+        self._workers: dict[str, Deferred[None]] = {}
+        #: Sources that lied or broke the protocol, banned for this download.
+        self._banned: set[str] = set()
+        self._store_ready: Deferred[None] | None = None
+        self._store_error: Failure | None = None
+        self._waiters: list[Deferred[None]] = []
+        #: Bytes of chunks kept from an interrupted earlier attempt.
+        self.bytesReused = 0
+        #: What happened to each chunk, in order: the download's evidence.
+        self.timeline: list[dict[str, Any]] = []
+        self._started_at = reactor.seconds()
+        #: Set once the download ended: late connections are closed at once.
+        self._hung_up = False
+
+    @property
+    def manifest(self) -> Manifest | None:
+        """The verified manifest, once a source supplied one."""
+        return self.store.manifest
+
+    @property
+    def bytesDone(self) -> int:
+        return sum(self.bytesBySource.values())
+
+    @property
+    def liveSources(self) -> list[str]:
+        """Names of the sources still connected to this download."""
+        return [f.source_name for f in self._fetchers if not f.lost]
+
+    def start(self) -> Deferred[DownloadResult]:
+        return Deferred.fromCoroutine(self._run())
+
+    async def _run(self) -> DownloadResult:
+        started = self._reactor.seconds()
+        self.store.check_destination()
+        saver = LoopingCall(self.saveProgress)
+        saver.clock = self._reactor
+        saver.start(2.0, now=False)
+        try:
+            try:
+                if self.info.size == 0:
+                    empty = Manifest(self.info.name, 0, self.info.sha256, ())
+                    await self._ensure_store(empty)
+                else:
+                    await self._fetch()
+            finally:
+                await self._close_fetchers()
+            if self._fatal is not None:
+                raise self._fatal
+            if self._plan is None or not self._plan.finished:
+                if self._banned and set(self.sourceErrors) <= self._banned:
+                    raise IntegrityError(
+                        f"every source of {self.info.name} sent data that did not "
+                        f"verify ({self._describe_reasons()})"
+                    )
+                raise NoLiveSourceError(self._describe_no_source())
+            self.store.finish()
+        except BaseException:
+            self.saveProgress()
+            raise
+        finally:
+            saver.stop()
+            self.store.close()
+        return DownloadResult(
+            name=self.info.name,
+            path=self.destination,
+            size=self.info.size,
+            sha256=self.info.sha256,
+            seconds=self._reactor.seconds() - started,
+            bytes_fetched=self.bytesDone,
+            sources=dict(self.bytesBySource),
+            bytes_reused=self.bytesReused,
+        )
+
+    def _changed(self) -> Deferred[None]:
+        """Fire when a chunk is released or completed, or the download ends."""
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    async def _fetch(self) -> None:
+        """Run the sources' workers until done; look for new sources meanwhile.
+
+        While the download runs, the central is asked every few seconds for
+        sources we are not using (a secondary that came back, or a new one).
+        When every source is gone, it is asked again with backoff for up to
+        C{retryFor} seconds before the download gives up.
+        """
+        for source in self.sources:
+            self._start_worker(source)
+        refresher = None
+        if self._find_sources is not None:
+            refresher = LoopingCall(lambda: Deferred.fromCoroutine(self._refresh()))
+            refresher.clock = self._reactor
+            refresher.start(self._refresh_interval, now=False)
+        try:
+            deadline, delay, progress = None, 0.5, self.bytesDone
+            while True:
+                while self._workers and not self._over():
+                    # Wake when a worker ends or a chunk completes: a worker
+                    # still connecting to a dead host must not hold up the end.
+                    waits = [*self._workers.values(), self._changed()]
+                    await DeferredList(
+                        waits, fireOnOneCallback=True, consumeErrors=True
+                    )
+                done = self._plan is not None and self._plan.finished
+                if done or self._fatal is not None or self._find_sources is None:
+                    return
+                if self.bytesDone > progress:
+                    deadline, delay, progress = None, 0.5, self.bytesDone
+                now = self._reactor.seconds()
+                deadline = deadline if deadline is not None else now + self._retry_for
+                if now >= deadline:
+                    return
+                await deferLater(self._reactor, min(delay, deadline - now))
+                delay = min(delay * 2, 5.0)
+                await self._refresh()
+        finally:
+            if refresher is not None and refresher.running:
+                refresher.stop()
+
+    def _over(self) -> bool:
+        """True once every chunk is verified or the download failed for good."""
+        finished = self._plan is not None and self._plan.finished
+        return finished or self._fatal is not None
+
+    async def _refresh(self) -> None:
+        """Start a worker for every source the central lists that we lack."""
+        assert self._find_sources is not None
+        try:
+            sources = await self._find_sources()
+        except Exception as e:
+            self.log.info("cannot ask for sources: {error}", error=describe_error(e))
+            return
+        for source in sources:
+            self._start_worker(source)
+
+    def _start_worker(self, source: SourceAddress) -> None:
+        if source.name in self._workers or source.name in self._banned:
+            return
+        if self._over():
+            return
+        if source.name in self.sourceErrors:
+            self.log.info("trying source {source} again", source=source.name)
+        worker = Deferred.fromCoroutine(self._work(source))
+        if worker.called:
+            return
+
+        def ended(_: object) -> None:
+            del self._workers[source.name]
+
+        self._workers[source.name] = worker
+        worker.addBoth(ended)
+
+    def _describe_reasons(self) -> str:
+        return "; ".join(f"{name}: {why}" for name, why in self.sourceErrors.items())
+
+    def _describe_no_source(self) -> str:
+        reasons = self._describe_reasons()
+        retried = (
+            f", none came back within {self._retry_for:g} s"
+            if self._find_sources is not None and self._retry_for
+            else ""
+        )
+        kept = (
+            f"; the partial data is kept in {self.partPath}"
+            if self.manifest is not None
+            else ""
+        )
+        return f"no live source left for {self.info.name} ({reasons}{retried}){kept}"
+
+    def _drop_source(self, name: str, why: str, bad: bool = False) -> None:
+        self.sourceErrors[name] = why
+        if bad:
+            self._banned.add(name)
+            if self._plan is not None:
+                self._plan.ban(name)
+            if self._on_bad_source is not None:
+                self._on_bad_source(name)
+        self.log.warn("dropping source {source}: {why}", source=name, why=why)
+        self._wake()
+
+    def _ensure_store(self, manifest: Manifest) -> Deferred[None]:
+        """Open (or resume) the .part file once; every source waits for it."""
+        if self._store_ready is None:
+            self._store_ready = Deferred.fromCoroutine(self._open_store(manifest))
+            self._store_ready.addErrback(self._store_failed)
+        waiter: Deferred[None] = Deferred()
+
+        def relay(_: None) -> None:
+            if self._store_error is not None:
+                waiter.errback(self._store_error)
+            else:
+                waiter.callback(None)
+
+        self._store_ready.addCallback(relay)
+        return waiter
+
+    def _store_failed(self, reason: Failure) -> None:
+        self._store_error = reason
+
+    async def _open_store(self, manifest: Manifest) -> None:
+        kept = await self.store.open(manifest)
+        if kept:
+            self.bytesReused = sum(manifest.chunk_range(i)[1] for i in kept)
+            self._event("reused", None, None, chunks=len(kept))
+            notice.info(
+                "resuming {name}: {chunks} chunks ({size} bytes) already verified",
+                name=manifest.name,
+                chunks=len(kept),
+                size=self.bytesReused,
+            )
+        missing = [
+            i for i in range(len(manifest.chunk_hashes)) if i not in self.store.verified
+        ]
+        # Endgame copies are held in memory: only for chunks of a sane size.
+        endgame = manifest.chunk_size <= MAX_CHUNK_SIZE
+        self._plan = TransferPlan(missing, endgame=endgame)
+        for name in self._banned:
+            self._plan.ban(name)
+
+    def _event(
+        self, event: str, index: int | None, source: str | None, **details: Any
+    ) -> None:
+        if len(self.timeline) >= MAX_TIMELINE_EVENTS:
+            return
+        entry = {
+            "t": round(self._reactor.seconds() - self._started_at, 3),
+            "event": event,
+            "chunk": index,
+            "source": source,
+            **details,
+        }
+        self.timeline.append(entry)
+
+    def saveProgress(self) -> None:
+        """Record which chunks are verified, so a later get can resume."""
+        self.store.save_progress()
+
+    async def _close_fetchers(self) -> None:
+        """Hang up on every source and wait until their writer threads ended."""
+        self._hung_up = True
+        for fetcher in self._fetchers:
+            fetcher.close()
+        await DeferredList([f.writes_done for f in self._fetchers])
+
+    def _fail(self, error: DownloadError) -> None:
+        if self._fatal is None:
+            self._fatal = error
+        self._wake()
+
+    async def _work(self, source: SourceAddress) -> None:
+        """Connect to one source and keep its lanes busy until the end."""
+        try:
+            fetcher = await self._open_source(source)
+        except Exception as e:
+            self._drop_source(source.name, f"cannot connect ({describe_error(e)})")
+            return
+        self._fetchers.append(fetcher)
+        if self._hung_up:
+            # Too late: the download ended while we were connecting.
+            fetcher.welcomed.addErrback(lambda _: None)
+            fetcher.close()
+            return
+        try:
+            await fetcher.welcomed
+            manifest = await fetcher.fetch_manifest(self.info)
+        except Exception as e:
+            self._drop_source(source.name, describe_error(e), isinstance(e, BAD_SOURCE))
+            fetcher.abort()
+            return
+        if self._fatal is not None:
+            return
+        try:
+            await self._ensure_store(manifest)
+        except DiskError as e:
+            self._fail(e)
+            return
+        if self._fatal is not None:
+            return
+        lanes = [
+            Deferred.fromCoroutine(self._lane(source.name, fetcher))
+            for _ in range(self._pipeline)
+        ]
+        await DeferredList(lanes, consumeErrors=True)
+
+    def _running(self, name: str, fetcher: Fetcher) -> bool:
+        plan = self._plan
+        assert plan is not None
+        return not (
+            plan.finished or fetcher.lost or self._fatal or plan.is_banned(name)
+        )
+
+    async def _lane(self, name: str, fetcher: Fetcher) -> None:
+        plan, manifest = self._plan, self.manifest
+        assert plan is not None and manifest is not None
+        while self._running(name, fetcher):
+            claim = plan.take(name)
+            if claim is None:
+                await self._changed()
+                continue
+            index = claim.index
+            store = self.store
+            target = store.begin(index) if claim.direct else store.begin_copy(index)
+            self._event("start" if claim.direct else "duplicate", index, name)
+            try:
+                won = await fetcher.fetch_chunk(
+                    manifest, target, self._accept_from(name, index)
+                )
+            except (LocalWriteError, DiskError) as e:
+                self.store.abandon(target)
+                self._event("failed", index, name, reason=f"local disk: {e}")
+                plan.fail(index, name)
+                self._fail(
+                    e
+                    if isinstance(e, DiskError)
+                    else DiskError(f"cannot write {self.partPath}: {e}")
+                )
+                return
+            except Exception as e:
+                self._chunk_failed(name, fetcher, index, target, e)
+                return
+            if won:
+                self._chunk_verified(name, index, claim.direct)
+
+    def _accept_from(
+        self, name: str, index: int
+    ) -> Callable[[ChunkWriter | MemoryCopy], bool]:
+        """Let the store verify a chunk only while C{name} still holds it."""
+        plan = self._plan
+        assert plan is not None
+
+        def accept(target: ChunkWriter | MemoryCopy) -> bool:
+            if name not in plan.holders(index):
+                self.store.abandon(target)
+                return False
+            return self.store.verify(target)
+
+        return accept
+
+    def _chunk_verified(self, name: str, index: int, direct: bool) -> None:
+        plan = self._plan
+        assert plan is not None and self.manifest is not None
+        slow = plan.writer(index)
+        if not direct and slow is not None:
+            # Its writer is closed already; stop its stream too.
+            for fetcher in self._fetchers:
+                if fetcher.source_name == slow and not fetcher.lost:
+                    fetcher.abort()
+        plan.complete(index, name)
+        self.bytesBySource[name] += self.manifest.chunk_range(index)[1]
+        self._event("verified", index, name)
+        self._wake()
+
+    def _chunk_failed(
+        self,
+        name: str,
+        fetcher: Fetcher,
+        index: int,
+        target: ChunkWriter | MemoryCopy,
+        error: Exception,
+    ) -> None:
+        plan = self._plan
+        assert plan is not None
+        self.store.abandon(target)
+        why = (
+            f"no progress for {self._progress_timeout:g} s"
+            if fetcher.timed_out
+            else describe_error(error)
+        )
+        self._event("failed", index, name, reason=why)
+        plan.fail(index, name)
+        self.retriedChunks += 1
+        self._drop_source(name, f"chunk {index}: {why}", isinstance(error, BAD_SOURCE))
+        if not fetcher.lost:
+            fetcher.abort()

@@ -1,0 +1,312 @@
+"""``PATH.part``: the one owner of its descriptor, from reservation to rename.
+
+The whole size is reserved before the first byte arrives (a full disk fails at
+once). A ``.part`` left by an interrupted attempt at the same content is kept,
+after its claimed chunks are checked again; any other is started over. The
+``.part`` is opened with ``O_NOFOLLOW``: a symlink planted there is refused.
+
+Bytes reach the file only through a L{ChunkWriter}, handed out for one chunk
+requested from one source: it accepts bytes of that chunk only, never more
+than the chunk's length, hashes them as it writes, and closes for good when the
+chunk verifies or is taken back. A verified chunk is never written again. An
+endgame duplicate is written only if it verified first and the chunk is still
+unverified. The rename happens only when every chunk verified and the size is
+right, so integrity holds by construction, whatever a source sends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import stat
+import threading
+
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+
+from redesdl.fsutil import rename_no_replace
+from redesdl.manifest import Manifest
+from redesdl.transfer.errors import (
+    ChunkClosedError,
+    ChunkCorruptError,
+    DestinationExistsError,
+    DiskError,
+    IntegrityError,
+    OutsideChunkError,
+)
+from redesdl.transfer.resume import load_claimed, remove_state, save_state, still_valid
+from redesdl.transfer.writeback import start_writeback
+
+#: The SHA-256 of no bytes at all: the only valid hash of an empty file.
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+#: Messages a person should see even without -v (the CLI shows this namespace).
+notice = Logger(namespace="redesdl.notice")
+
+
+class ChunkWriter:
+    """Write one requested chunk at its offset; safe from a writer thread.
+
+    Every write names its chunk and must fit in the bytes not yet received;
+    anything else raises a L{StoreError} and the writer closes for good.
+    """
+
+    def __init__(self, fd: int, index: int, offset: int, length: int, expected: str):
+        self.index = index
+        self.offset = offset
+        self.length = length
+        self._fd = fd
+        self._expected = expected
+        self._hash = hashlib.sha256()
+        self._lock = threading.Lock()
+        self.received = 0
+        self.closed = False
+        #: The first refused write or disk error, if any.
+        self.error: Exception | None = None
+
+    def write(self, index: int, data: memoryview | bytes) -> None:
+        with self._lock:
+            if self.closed:
+                raise ChunkClosedError(f"chunk {index} is closed to this writer")
+            if index != self.index or len(data) > self.length - self.received:
+                self.closed = True
+                raise OutsideChunkError(
+                    f"{len(data)} bytes for chunk {index} do not fit in the "
+                    f"{self.length - self.received} left of chunk {self.index}"
+                )
+            self._hash.update(data)
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(self._fd, view, self.offset + self.received)
+                self.received += written
+                view = view[written:]
+        if self.received == self.length:
+            start_writeback(self._fd, self.offset, self.length)
+
+    @property
+    def complete(self) -> bool:
+        return self.received == self.length
+
+    def matches(self) -> bool:
+        return self.complete and self._hash.hexdigest() == self._expected
+
+    def close(self) -> None:
+        """Refuse every later write; wait for one in progress to end."""
+        with self._lock:
+            self.closed = True
+
+
+class MemoryCopy:
+    """An endgame duplicate, held in memory (at most its chunk's length)."""
+
+    def __init__(self, index: int, length: int, expected: str) -> None:
+        self.index = index
+        self.length = length
+        self._expected = expected
+        self._hash = hashlib.sha256()
+        self.data = bytearray()
+        self.closed = False
+        self.error: Exception | None = None
+
+    @property
+    def received(self) -> int:
+        return len(self.data)
+
+    def write(self, index: int, data: memoryview | bytes) -> None:
+        if self.closed:
+            raise ChunkClosedError(f"chunk {index} is closed to this writer")
+        if index != self.index or len(data) > self.length - len(self.data):
+            self.closed = True
+            raise OutsideChunkError(f"{len(data)} bytes do not fit in chunk {index}")
+        self._hash.update(data)
+        self.data += data
+
+    @property
+    def complete(self) -> bool:
+        return len(self.data) == self.length
+
+    def matches(self) -> bool:
+        return self.complete and self._hash.hexdigest() == self._expected
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class ChunkStore:
+    """``PATH.part`` for one download: the only code that writes or renames it."""
+
+    log = Logger()
+
+    def __init__(self, destination: str, part_path: str, overwrite: bool) -> None:
+        self.destination = destination
+        self.path = part_path
+        self._overwrite = overwrite
+        self._fd: int | None = None
+        self.manifest: Manifest | None = None
+        self._verified: set[int] = set()
+        #: The writer each chunk is written through straight to the file.
+        self._writers: dict[int, ChunkWriter] = {}
+
+    @property
+    def verified(self) -> frozenset[int]:
+        return frozenset(self._verified)
+
+    def check_destination(self) -> None:
+        """Fail before any work if PATH cannot or must not be written."""
+        folder = os.path.dirname(os.path.abspath(self.destination))
+        if not os.path.isdir(folder):
+            raise DiskError(f"the folder {folder} does not exist")
+        if os.path.lexists(self.destination) and not self._overwrite:
+            raise DestinationExistsError(
+                f"{self.destination} already exists (use --force to overwrite it)"
+            )
+        if os.path.islink(self.path):
+            raise DiskError(f"{self.path} is a symbolic link; refusing to follow it")
+
+    async def open(self, manifest: Manifest) -> list[int]:
+        """Open and reserve the file; return the chunks kept from before."""
+        claimed = None
+        if os.path.lexists(self.path):
+            claimed = load_claimed(self.path, manifest)
+            if claimed is None and os.lstat(self.path).st_size:
+                notice.warn(
+                    "{part} holds another version of {name} (or nothing to trust); "
+                    "starting over",
+                    part=self.path,
+                    name=manifest.name,
+                )
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            self._fd = os.open(
+                self.path, flags | (os.O_TRUNC if claimed is None else 0), 0o644
+            )
+            if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+                raise OSError(0, "not a regular file")
+            os.ftruncate(self._fd, manifest.size)
+            if manifest.size:
+                os.posix_fallocate(self._fd, 0, manifest.size)
+        except OSError as e:
+            if claimed is None and self._fd is not None:
+                # Nothing worth keeping: do not leave an empty .part behind.
+                self.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+            self.close()
+            why = "it is a symbolic link" if e.errno == errno.ELOOP else e.strerror
+            raise DiskError(
+                f"cannot reserve {manifest.size} bytes for {self.path}: {why}"
+            ) from None
+        self.manifest = manifest
+        if not claimed:
+            return []
+        kept = await deferToThread(still_valid, self._fd, manifest, claimed)
+        self._verified.update(kept)
+        return kept
+
+    def _chunk(self, index: int) -> tuple[int, int, str]:
+        assert self.manifest is not None and self._fd is not None
+        offset, length = self.manifest.chunk_range(index)
+        return offset, length, self.manifest.chunk_hashes[index]
+
+    def begin(self, index: int) -> ChunkWriter:
+        """A writer for chunk C{index} straight to the file."""
+        if index in self._verified or index in self._writers:
+            raise ChunkClosedError(f"chunk {index} is verified or being written")
+        assert self._fd is not None
+        writer = ChunkWriter(self._fd, index, *self._chunk(index))
+        self._writers[index] = writer
+        return writer
+
+    def begin_copy(self, index: int) -> MemoryCopy:
+        """A memory copy of chunk C{index}, for an endgame duplicate."""
+        _, length, expected = self._chunk(index)
+        return MemoryCopy(index, length, expected)
+
+    def abandon(self, writer: ChunkWriter | MemoryCopy) -> None:
+        """The request behind C{writer} failed: refuse its later bytes."""
+        writer.close()
+        if self._writers.get(writer.index) is writer:
+            del self._writers[writer.index]
+
+    def verify(self, writer: ChunkWriter | MemoryCopy) -> bool:
+        """Accept C{writer}'s chunk if it is whole and matches; False if too late.
+
+        Raises L{ChunkCorruptError} if its bytes do not match the manifest. A
+        memory copy is written to the file here, only if the chunk is still
+        unverified, after its direct writer was closed.
+        """
+        self.abandon(writer)
+        if writer.index in self._verified:
+            return False
+        if not writer.matches():
+            raise ChunkCorruptError("chunk hash mismatch")
+        if isinstance(writer, MemoryCopy):
+            direct = self._writers.pop(writer.index, None)
+            if direct is not None:
+                direct.close()
+            offset, _, _ = self._chunk(writer.index)
+            assert self._fd is not None
+            try:
+                os.pwrite(self._fd, writer.data, offset)
+            except OSError as e:
+                raise DiskError(f"cannot write {self.path}: {e.strerror}") from None
+        self._verified.add(writer.index)
+        return True
+
+    def save_progress(self) -> None:
+        """Record which chunks are verified, so a later get can resume."""
+        if self.manifest is None or not self.manifest.size:
+            return
+        try:
+            save_state(self.path, self.manifest, self._verified)
+        except OSError as e:
+            self.log.warn("cannot save {part}.json: {error}", part=self.path, error=e)
+
+    def check_complete(self) -> None:
+        """Raise L{IntegrityError} unless the file is the whole manifest."""
+        manifest = self.manifest
+        assert manifest is not None and self._fd is not None
+        missing = len(manifest.chunk_hashes) - len(self._verified)
+        if missing:
+            raise IntegrityError(f"{missing} chunks of {manifest.name} never verified")
+        if os.fstat(self._fd).st_size != manifest.size:
+            raise IntegrityError(f"{self.path} is not {manifest.size} bytes long")
+        if manifest.size == 0 and manifest.sha256 != EMPTY_SHA256:
+            raise IntegrityError(
+                f"{manifest.name} is said to be empty but its sha256 is not "
+                "that of an empty file"
+            )
+        on_disk, ours = os.lstat(self.path), os.fstat(self._fd)
+        if (on_disk.st_dev, on_disk.st_ino) != (ours.st_dev, ours.st_ino):
+            raise IntegrityError(f"{self.path} was replaced during the download")
+
+    def finish(self) -> None:
+        """Check the file is whole, make it durable and move it to PATH."""
+        self.check_complete()
+        assert self._fd is not None
+        try:
+            os.fsync(self._fd)
+            if self._overwrite:
+                os.replace(self.path, self.destination)
+            else:
+                rename_no_replace(self.path, self.destination)
+        except FileExistsError:
+            raise DestinationExistsError(
+                f"{self.destination} appeared during the download; the data is "
+                f"in {self.path}"
+            ) from None
+        except OSError as e:
+            raise DiskError(
+                f"cannot move {self.path} into place: {e.strerror}"
+            ) from None
+        remove_state(self.path)
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
