@@ -1,13 +1,16 @@
-"""Copy a file this secondary lacks from its peers, with the client's engine.
+"""Copy a file this secondary lacks from its peers, with the transfer engine.
 
 The copy is staged in the hidden ``.redesdl-incoming`` folder of the data
 folder (never indexed, and on the same file system so the final rename is
-atomic), verified chunk by chunk, then renamed to its name without ever
-replacing an existing file, and adopted by the index without rehashing.
+atomic), verified chunk by chunk by the engine's store, checked once more
+(every chunk verified, a regular file of the right size), then linked to its
+name without ever replacing an existing file or creating a folder outside the
+data folder, and adopted by the index without rehashing.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Callable
@@ -17,13 +20,13 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
-from redesdl.fsutil import rename_no_replace
 from redesdl.manifest import FileInfo
 from redesdl.protocol.sources import SourceAddress
 from redesdl.secondary.index import DataIndex
 from redesdl.tls import plain_endpoint
 from redesdl.transfer.download import Download
-from redesdl.transfer.errors import DownloadError
+from redesdl.transfer.errors import DownloadError, IntegrityError
+from redesdl.transfer.placement import check_copy, open_folder_inside, place_inside
 from redesdl.transfer.resume import state_path
 
 STAGING_FOLDER = ".redesdl-incoming"
@@ -70,7 +73,7 @@ class Replicator:
             return
         staging = self._index.data.child(STAGING_FOLDER)
         try:
-            staging.makedirs(ignoreExistingDirectory=True)
+            os.close(open_folder_inside(self._index.data.path, [STAGING_FOLDER]))
         except OSError as e:
             self._report(
                 info.name, False, f"cannot create {staging.path}: {e.strerror}"
@@ -106,27 +109,31 @@ class Replicator:
     ) -> None:
         name = download.info.name
         del self.active[name]
+        manifest = download.manifest
         try:
-            target.parent().makedirs(ignoreExistingDirectory=True)
-            if not self._inside_data(target.parent()):
-                raise OSError(0, "its folder leads outside the data folder")
-            rename_no_replace(staged.path, target.path)
+            assert manifest is not None and manifest.matches(download.info)
+            missing = len(manifest.chunk_hashes) - len(download.store.verified)
+            if missing:
+                raise IntegrityError(f"{missing} chunks never verified")
+            check_copy(staged.path, manifest)
+        except (AssertionError, IntegrityError, OSError) as e:
+            self._discard(staged)
+            self._report(name, False, f"refusing the copy of {name}: {e}")
+            return
+        try:
+            placed = place_inside(self._index.data.path, name, staged.path)
         except OSError as e:
             self._discard(staged)
-            self._report(name, False, f"cannot place {target.path}: {e.strerror}")
+            why = e.strerror or str(e)
+            if e.errno == errno.ELOOP:
+                why = "its folder leads outside the data folder"
+            self._report(name, False, f"cannot place {target.path}: {why}")
             return
-        assert download.manifest is not None
-        self._index.adopt(download.manifest, target.path)
+        self._index.adopt(manifest, placed)
         self.log.info(
             "copied {name} ({size} bytes, verified)", name=name, size=result.size
         )
         self._report(name, True, "")
-
-    def _inside_data(self, folder: FilePath) -> bool:
-        """False if a symlink makes C{folder} resolve outside the data folder."""
-        data = os.path.realpath(self._index.data.path)
-        resolved = os.path.realpath(folder.path)
-        return resolved == data or resolved.startswith(data + os.sep)
 
     def _failed(self, reason: Any, download: Download, staged: FilePath) -> None:
         name = download.info.name

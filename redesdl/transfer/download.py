@@ -316,7 +316,7 @@ class Download:
 
     def _drop_source(self, name: str, why: str, bad: bool = False) -> None:
         self.sourceErrors[name] = why
-        if bad:
+        if bad and name not in self._banned:
             self._banned.add(name)
             if self._plan is not None:
                 self._plan.ban(name)
@@ -424,10 +424,17 @@ class Download:
         if self._fatal is not None:
             return
         lanes = [
-            Deferred.fromCoroutine(self._lane(source.name, fetcher))
+            Deferred.fromCoroutine(self._lane(source.name, fetcher)).addErrback(
+                self._lane_crashed, source.name
+            )
             for _ in range(self._pipeline)
         ]
-        await DeferredList(lanes, consumeErrors=True)
+        await DeferredList(lanes)
+
+    def _lane_crashed(self, reason: Failure, name: str) -> None:
+        """A bug, not a source's fault: fail loudly rather than hang."""
+        self.log.failure("fetching from {source} failed", reason, source=name)
+        self._fail(DownloadError(f"internal error: {reason.getErrorMessage()}"))
 
     def _running(self, name: str, fetcher: Fetcher) -> bool:
         plan = self._plan
@@ -446,6 +453,11 @@ class Download:
                 continue
             index = claim.index
             store = self.store
+            if store.is_verified(index):
+                # Verified through a request the plan had taken back meanwhile.
+                plan.complete(index, name)
+                self._wake()
+                continue
             target = store.begin(index) if claim.direct else store.begin_copy(index)
             self._event("start" if claim.direct else "duplicate", index, name)
             try:

@@ -153,6 +153,9 @@ class ChunkStore:
     def verified(self) -> frozenset[int]:
         return frozenset(self._verified)
 
+    def is_verified(self, index: int) -> bool:
+        return index in self._verified
+
     def check_destination(self) -> None:
         """Fail before any work if PATH cannot or must not be written."""
         folder = os.path.dirname(os.path.abspath(self.destination))
@@ -211,9 +214,16 @@ class ChunkStore:
         return offset, length, self.manifest.chunk_hashes[index]
 
     def begin(self, index: int) -> ChunkWriter:
-        """A writer for chunk C{index} straight to the file."""
-        if index in self._verified or index in self._writers:
-            raise ChunkClosedError(f"chunk {index} is verified or being written")
+        """A writer for chunk C{index} straight to the file.
+
+        A writer still open for that chunk (its request was taken back from a
+        source not yet hung up on) is closed first: its later bytes are refused.
+        """
+        if index in self._verified:
+            raise ChunkClosedError(f"chunk {index} is verified already")
+        previous = self._writers.pop(index, None)
+        if previous is not None:
+            previous.close()
         assert self._fd is not None
         writer = ChunkWriter(self._fd, index, *self._chunk(index))
         self._writers[index] = writer

@@ -1,0 +1,232 @@
+"""The download loop on a fake clock: failover, endgame, bans and retries.
+
+No sockets and no threads: in-memory sources answer on a L{Clock}, and their
+bytes go through the real store into a real ``.part`` file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+
+from redesdl.manifest import MIN_CHUNK_SIZE, Manifest, build_manifest
+from redesdl.protocol.sources import SourceAddress
+from redesdl.transfer.download import Download, DownloadResult
+from redesdl.transfer.errors import IntegrityError, NoLiveSourceError
+from redesdl.transfer.plan import MAX_DUPLICATES
+
+from .fakesources import FakeCluster
+
+CHUNKS = 8
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> FakeCluster:
+    data = os.urandom(CHUNKS * MIN_CHUNK_SIZE)
+    original = tmp_path / "original.bin"
+    original.write_bytes(data)
+    manifest = build_manifest(str(original), "f.bin")
+    return FakeCluster(Clock(), manifest, data)
+
+
+def download(
+    cluster: FakeCluster, target: Path, sources: list[SourceAddress], **options: Any
+) -> Download:
+    return Download(
+        cluster.manifest.info,
+        sources,
+        str(target),
+        reactor=cluster.clock,
+        openSource=cluster.open_source,
+        **options,
+    )
+
+
+def run(cluster: FakeCluster, started: Deferred[Any], limit: int = 10_000) -> Any:
+    """Advance the clock until C{started} fires; its result (or Failure)."""
+    outcome: list[Any] = []
+    started.addBoth(outcome.append)
+    for _ in range(limit):
+        if outcome:
+            break
+        cluster.clock.advance(0.5)
+    assert outcome, "the download never ended"
+    assert cluster.clock.getDelayedCalls() == [], "a delayed call was left behind"
+    return outcome[0]
+
+
+def intact(cluster: FakeCluster, target: Path) -> bool:
+    return (
+        hashlib.sha256(target.read_bytes()).hexdigest()
+        == hashlib.sha256(cluster.data).hexdigest()
+    )
+
+
+def test_every_source_contributes(cluster: FakeCluster, tmp_path: Path) -> None:
+    sources = [cluster.add(name) for name in ("a", "b", "c")]
+    target = tmp_path / "f.bin"
+    result = run(cluster, download(cluster, target, sources).start())
+    assert isinstance(result, DownloadResult)
+    assert intact(cluster, target)
+    assert sorted(result.sources) == ["a", "b", "c"]
+    assert sum(result.sources.values()) == len(cluster.data)
+    assert not (tmp_path / "f.bin.part").exists()
+
+
+def test_a_dying_source_hands_its_chunks_to_the_others(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    sources = [cluster.add("dies", dies_after=1), cluster.add("stays", delay=2)]
+    target = tmp_path / "f.bin"
+    fetch = download(cluster, target, sources)
+    result = run(cluster, fetch.start())
+    assert intact(cluster, target)
+    assert result.sources["dies"] == MIN_CHUNK_SIZE
+    assert fetch.sourceErrors["dies"].endswith("connection lost")
+    assert fetch.retriedChunks >= 1
+    for failure in [e for e in fetch.timeline if e["event"] == "failed"]:
+        assert any(
+            e["event"] == "verified"
+            and e["chunk"] == failure["chunk"]
+            and e["source"] == "stays"
+            for e in fetch.timeline
+        )
+
+
+def test_idle_sources_duplicate_a_slow_sources_last_chunks(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    sources = [cluster.add("slow", delay=100), cluster.add("fast", delay=1)]
+    target = tmp_path / "f.bin"
+    fetch = download(cluster, target, sources)
+    result = run(cluster, fetch.start())
+    assert intact(cluster, target)
+    duplicates = [e for e in fetch.timeline if e["event"] == "duplicate"]
+    assert duplicates and all(e["source"] == "fast" for e in duplicates)
+    assert len(duplicates) <= 2 * MAX_DUPLICATES
+    assert result.sources == {"fast": len(cluster.data)}
+    # Each chunk verified exactly once, whoever fetched it.
+    verified = [e["chunk"] for e in fetch.timeline if e["event"] == "verified"]
+    assert sorted(verified) == list(range(CHUNKS))
+
+
+def test_a_corrupt_source_is_banned_and_reported_once(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    reported: list[str] = []
+    sources = [cluster.add("liar", corrupt=True), cluster.add("honest", delay=3)]
+    target = tmp_path / "f.bin"
+    fetch = download(cluster, target, sources, onBadSource=reported.append)
+    result = run(cluster, fetch.start())
+    assert intact(cluster, target)
+    assert reported == ["liar"]
+    assert "liar" not in result.sources
+    failures = [e for e in fetch.timeline if e["source"] == "liar"]
+    reasons = {e["reason"] for e in failures if e["event"] == "failed"}
+    assert "chunk hash mismatch" in reasons
+    assert reasons <= {"chunk hash mismatch", "connection lost"}
+    # Banned: after its failures, it is never given a chunk again.
+    last = max(i for i, e in enumerate(fetch.timeline) if e["source"] == "liar")
+    assert all(e["source"] != "liar" for e in fetch.timeline[last + 1 :])
+
+
+def test_a_banned_source_is_not_taken_back_when_the_central_lists_it(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    liar = cluster.add("liar", violate=True)
+    honest = cluster.add("honest", delay=1)
+    target = tmp_path / "f.bin"
+    fetch = download(
+        cluster,
+        target,
+        [liar, honest],
+        findSources=lambda: succeed([liar, honest]),
+        refreshInterval=1.0,
+    )
+    run(cluster, fetch.start())
+    assert intact(cluster, target)
+    assert cluster.opened.count("liar") == 1
+    assert "no request of ours" in fetch.sourceErrors["liar"]
+
+
+def test_a_hanging_source_times_out_and_its_chunks_go_elsewhere(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    sources = [cluster.add("hung", hangs_for=10), cluster.add("ok", delay=5)]
+    target = tmp_path / "f.bin"
+    fetch = download(cluster, target, sources, progressTimeout=10)
+    result = run(cluster, fetch.start())
+    assert intact(cluster, target)
+    assert result.sources == {"ok": len(cluster.data)}
+    assert "no progress for 10 s" in fetch.sourceErrors["hung"]
+
+
+def test_only_lying_sources_is_an_integrity_error_and_renames_nothing(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    sources = [cluster.add("a", corrupt=True), cluster.add("b", violate=True)]
+    target = tmp_path / "f.bin"
+    outcome = run(cluster, download(cluster, target, sources).start())
+    assert isinstance(outcome, Failure)
+    outcome.trap(IntegrityError)
+    assert not target.exists()
+
+
+def test_a_source_that_comes_back_finishes_the_download(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    gone = cluster.add("gone", refuses=True)
+    back = cluster.add("back", delay=1)
+    listed: list[list[SourceAddress]] = [[]]
+    cluster.clock.callLater(20, lambda: listed.append([back]))
+    target = tmp_path / "f.bin"
+    fetch = download(
+        cluster,
+        target,
+        [gone],
+        findSources=lambda: succeed(listed[-1]),
+        retryFor=60,
+    )
+    result = run(cluster, fetch.start())
+    assert intact(cluster, target)
+    assert result.sources == {"back": len(cluster.data)}
+
+
+def test_giving_up_after_retry_for_keeps_the_part(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    sources = [cluster.add("dies", dies_after=2, delay=1)]
+    target = tmp_path / "f.bin"
+    fetch = download(
+        cluster, target, sources, findSources=lambda: succeed([]), retryFor=5
+    )
+    outcome = run(cluster, fetch.start())
+    assert isinstance(outcome, Failure)
+    outcome.trap(NoLiveSourceError)
+    assert "none came back within 5 s" in str(outcome.value)
+    assert (tmp_path / "f.bin.part").exists()
+    assert not target.exists()
+
+
+def test_an_empty_file_must_hash_to_nothing(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    lie = Manifest("empty.bin", 0, "0" * 64, ())
+    fetch = Download(lie.info, [], str(tmp_path / "empty.bin"), reactor=cluster.clock)
+    outcome = run(cluster, fetch.start())
+    assert isinstance(outcome, Failure)
+    outcome.trap(IntegrityError)
+    assert not (tmp_path / "empty.bin").exists()
+    honest = Manifest("empty.bin", 0, hashlib.sha256(b"").hexdigest(), ())
+    fetch = Download(
+        honest.info, [], str(tmp_path / "empty.bin"), reactor=cluster.clock
+    )
+    assert isinstance(run(cluster, fetch.start()), DownloadResult)
+    assert (tmp_path / "empty.bin").read_bytes() == b""
