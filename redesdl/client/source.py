@@ -22,7 +22,8 @@ from twisted.python.failure import Failure
 from redesdl.client.writer import SinkWorker
 from redesdl.manifest import FileInfo, Manifest
 from redesdl.protocol.errors import ProtocolError
-from redesdl.protocol.messages import PROTOCOL_VERSION, MessageProtocol, count, mapping
+from redesdl.protocol.messages import PROTOCOL_VERSION, MessageProtocol, mapping
+from redesdl.protocol.wire import ChunkHeader
 from redesdl.writeback import start_writeback
 
 #: Bytes asked of each recv() on a source connection.
@@ -207,16 +208,14 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         self.resetTimeout()
         super().dataReceived(data)
 
-    def msg_chunk(self, message: dict[str, Any]) -> None:
-        request_id = count(message, "id")
-        sink = self._sinks.get(request_id)
-        if sink is None or count(message, "length") != sink.length:
+    def msg_chunk(self, header: ChunkHeader) -> None:
+        sink = self._sinks.get(header.id)
+        if sink is None or header.length != sink.length:
             self.protocolViolation(
                 ProtocolError("bad_request", "unexpected chunk or length")
             )
             return
-        self._receiving = (request_id, sink)
-        self.expectRaw(sink.length)
+        self._receiving = (header.id, sink)
 
     def rawDataReceived(self, data: memoryview) -> None:
         assert self._receiving is not None
