@@ -192,3 +192,84 @@ def test_typed_messages_round_trip(expires: int, mac: str) -> None:
 def test_random_bytes_never_raise(data: bytes) -> None:
     for vocabulary in (CENTRAL_INBOUND, CHUNK_SERVER_INBOUND, DOWNLOADER_FROM_SERVER):
         FrameDecoder(vocabulary, 128).feed(data)
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+FIELD_NAMES = st.sampled_from(
+    [
+        "id",
+        "name",
+        "token",
+        "role",
+        "version",
+        "secondary_id",
+        "boot",
+        "port",
+        "advertise",
+        "nonce",
+        "proof",
+        "after",
+        "ok",
+        "size",
+        "bytes_fetched",
+        "reason",
+        "sha256",
+        "source",
+        "files",
+        "names",
+        "served",
+        "file",
+        "sources",
+        "ticket",
+        "position",
+        "queued_seconds",
+        "more",
+        "manifest",
+        "index",
+        "length",
+        "code",
+        "message",
+        "chunks",
+        "expires",
+        "mac",
+        "root",
+        "client",
+    ]
+)
+VOCABULARIES = [CENTRAL_INBOUND, CHUNK_SERVER_INBOUND, DOWNLOADER_FROM_SERVER]
+
+
+@given(
+    st.sampled_from(VOCABULARIES).flatmap(
+        lambda v: st.tuples(st.just(v), st.sampled_from(sorted(v)))
+    ),
+    st.dictionaries(FIELD_NAMES, JSON_VALUES, max_size=8),
+)
+def test_any_fields_of_any_type_give_a_message_or_a_refusal(
+    receiver: tuple, fields: dict
+) -> None:
+    vocabulary, kind = receiver
+    events = FrameDecoder(vocabulary, 1 << 16).feed(
+        encode({**fields, "type": kind, "version": 1})
+    )
+    assert events, "every frame yields an event"
+    for event in events:
+        assert isinstance(
+            event,
+            MessageReceived | MessageRefused | FramingBroken | ChunkData | ChunkEnd,
+        )
+        if isinstance(event, MessageReceived):
+            # What was accepted can be sent back out unchanged.
+            again = FrameDecoder(vocabulary, 1 << 16).feed(encode(event.message))
+            assert again[0] == event
