@@ -82,8 +82,9 @@ class GetJob:
         try:
             info, sources = await self._locate(central)
             self.queuedSeconds = await central.admit(info.name, self._queued)
-            if self.queuedSeconds > 0:
-                info, sources = await self._locate(central)
+            # Located again now that we hold the slot: the sources may have
+            # changed while we waited, and tickets go only to slot holders.
+            info, sources = await self._locate(central)
 
             async def current_sources() -> list[SourceAddress]:
                 latest, found = await central.locate(self.name)
@@ -94,7 +95,7 @@ class GetJob:
             self.download = Download(
                 info,
                 sources,
-                output_path(self._output, info.name),
+                output_path(self._output, self.name),
                 reactor=self._reactor,
                 clientName=self._clientName,
                 overwrite=self._overwrite,
@@ -128,11 +129,18 @@ class GetJob:
         delay = 0.5
         while True:
             try:
-                return await central.locate(self.name)
+                info, sources = await central.locate(self.name)
             except RemoteError as e:
                 if e.code != "no_source" or self._reactor.seconds() >= deadline:
                     raise
                 self.state = "waiting for a live source"
+            else:
+                if info.name != self.name:
+                    raise RemoteError(
+                        "bad_request",
+                        f"the central answered for {info.name!r}, not {self.name!r}",
+                    )
+                return info, sources
             await deferLater(self._reactor, delay)
             delay = min(delay * 2, 5.0)
 
