@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import unicodedata
 
+from twisted.internet.testing import StringTransport
 from twisted.logger import (
     Logger,
     LogPublisher,
@@ -14,6 +15,7 @@ from twisted.logger import (
 )
 
 from redesdl.central.tap import Options as CentralOptions
+from redesdl.console import CommandSet, LineConsole
 from redesdl.daemon import escape_logs
 from redesdl.jsonlog import JSONLinesObserver
 from redesdl.printable import escaped_event, printable
@@ -106,3 +108,21 @@ def test_complaints_log_a_hostile_field_escaped() -> None:
     complaints.log = Logger(observer=publisher)
     complaints.complain("10.0.0.1", "{peer} sent {name}", name="\x1b[2J\u202ex")
     assert seen == ["10.0.0.1 sent \\x1b[2J\\u202ex"]
+
+
+class Echo(CommandSet):
+    def cmd_show(self, args: list[str]) -> list[str]:
+        """Show a name a peer chose."""
+        return [f"file {HOSTILE}", "second line"]
+
+
+def test_console_output_and_messages_are_escaped() -> None:
+    transport = StringTransport()
+    console = LineConsole(Echo(), "> ", lambda: None)
+    console.makeConnection(transport)
+    console.dataReceived(b"show\n")
+    console.say("copied \x1b]0;owned\x07 from \u202epeer")
+    shown = transport.value().decode("utf-8")
+    assert raw_controls(shown.replace("\n", "")) == []
+    assert f"file {printable(HOSTILE, None)}\nsecond line\n> " in shown
+    assert shown.endswith("copied \\x1b]0;owned\\x07 from \\u202epeer\n")
