@@ -17,6 +17,8 @@ from typing import Any
 
 #: Longest output of L{printable} before the marker, in characters.
 DEFAULT_LIMIT = 300
+#: The same for a log event's field: long enough for a protocol trace line.
+LOG_FIELD_LIMIT = 2000
 #: How deep L{escape_event} looks into lists, tuples and dicts of a field.
 MAX_DEPTH = 3
 
@@ -51,7 +53,7 @@ def _escape(character: str) -> str:
     return f"\\U{code:08x}"
 
 
-def escape_event(event: dict[str, Any], limit: int | None = DEFAULT_LIMIT) -> None:
+def escape_event(event: dict[str, Any], limit: int | None = LOG_FIELD_LIMIT) -> None:
     """Escape, in place, the string fields a log event's format may print.
 
     Twisted's own ``log_*`` fields are left alone (their text is Twisted's,
@@ -67,7 +69,7 @@ def escape_event(event: dict[str, Any], limit: int | None = DEFAULT_LIMIT) -> No
 
 
 def escaped_event(
-    event: dict[str, Any], limit: int | None = DEFAULT_LIMIT
+    event: dict[str, Any], limit: int | None = LOG_FIELD_LIMIT
 ) -> dict[str, Any]:
     """A copy of C{event} with L{escape_event} applied; C{event} is untouched."""
     copy = dict(event)

@@ -126,3 +126,8 @@ def test_console_output_and_messages_are_escaped() -> None:
     assert raw_controls(shown.replace("\n", "")) == []
     assert f"file {printable(HOSTILE, None)}\nsecond line\n> " in shown
     assert shown.endswith("copied \\x1b]0;owned\\x07 from \\u202epeer\n")
+
+
+def test_a_huge_log_field_is_cut() -> None:
+    shown = escaped_event({"name": "n" * 5000})["name"]
+    assert shown == "n" * 2000 + "...[3000 more characters]"
