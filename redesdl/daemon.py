@@ -131,7 +131,7 @@ def connection_limits(
         role,
         rlimits,
     )
-    return ConnectionLimits(total, min(config["max-per-peer"], total))
+    return ConnectionLimits(total, config["max-per-peer"])
 
 
 #: Descriptors kept back from connections: state, stats and index files,

@@ -91,7 +91,6 @@ def test_a_refused_raise_keeps_the_old_limit() -> None:
 
 
 def test_the_daemon_options_hold_the_cap_under_the_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     options = CentralOptions()
     options.parseOptions(["--max-connections", str(10**9)])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
