@@ -232,6 +232,15 @@ def test_a_good_index_cache_spares_hashing(tmp_path: Path) -> None:
     assert not (tmp_path / "index.json.corrupt").exists()
 
 
+def test_an_index_cache_version_must_be_a_whole_number(
+    tmp_path: Path, warnings: list[str]
+) -> None:
+    (tmp_path / "index.json").write_text('{"version": true, "files": {}}')
+    make_index(tmp_path)
+    assert "field version: expected a whole number" in warnings[0]
+    assert (tmp_path / "index.json.corrupt").exists()
+
+
 def test_an_index_cache_of_another_version_is_ignored_quietly(
     tmp_path: Path, warnings: list[str]
 ) -> None:

@@ -119,10 +119,10 @@ def check_cache(value: Any) -> None:
     if not isinstance(value, dict):
         raise ValueError("the document: expected an object")
     version = value.get("version")
-    if type(version) is int and version != CACHE_VERSION:
-        return
-    if version != CACHE_VERSION:
+    if type(version) is not int:
         raise ValueError("field version: expected a whole number")
+    if version != CACHE_VERSION:
+        return
     files = value.get("files")
     if not isinstance(files, dict):
         raise ValueError("field files: expected an object")
