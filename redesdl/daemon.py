@@ -112,28 +112,6 @@ class DaemonOptions(usage.Options):
         raise SystemExit(0)
 
 
-def connection_limits(
-    config: usage.Options, rlimits: Any = resource
-) -> ConnectionLimits:
-    """The L{LIMIT_PARAMETERS} of C{config}, checked; UsageError if out of range.
-
-    The total is held under what the process can open (L{fit_descriptors}),
-    so a full server answers ``busy`` instead of failing in ``accept``.
-    """
-    if config["idle-timeout"] <= 0:
-        raise usage.UsageError("--idle-timeout must be positive")
-    if config["max-connections"] < 1 or config["max-per-peer"] < 1:
-        raise usage.UsageError("--max-connections and --max-per-peer must be 1 or more")
-    role = getattr(config, "role", "redesdl")
-    total = fit_descriptors(
-        config["max-connections"],
-        DESCRIPTORS_PER_CONNECTION.get(role, 1),
-        role,
-        rlimits,
-    )
-    return ConnectionLimits(total, config["max-per-peer"])
-
-
 #: Descriptors kept back from connections: state, stats and index files,
 #: listening and metrics sockets, the link to the central, replication, logs.
 DESCRIPTOR_RESERVE = 64
@@ -213,6 +191,28 @@ def fit_descriptors(
 
 def _limit_text(limit: int) -> str:
     return "unlimited" if limit == resource.RLIM_INFINITY else str(limit)
+
+
+def connection_limits(
+    config: usage.Options, rlimits: Any = resource
+) -> ConnectionLimits:
+    """The L{LIMIT_PARAMETERS} of C{config}, checked; UsageError if out of range.
+
+    The total is held under what the process can open (L{fit_descriptors}),
+    so a full server answers ``busy`` instead of failing in ``accept``.
+    """
+    if config["idle-timeout"] <= 0:
+        raise usage.UsageError("--idle-timeout must be positive")
+    if config["max-connections"] < 1 or config["max-per-peer"] < 1:
+        raise usage.UsageError("--max-connections and --max-per-peer must be 1 or more")
+    role = getattr(config, "role", "redesdl")
+    total = fit_descriptors(
+        config["max-connections"],
+        DESCRIPTORS_PER_CONNECTION.get(role, 1),
+        role,
+        rlimits,
+    )
+    return ConnectionLimits(total, config["max-per-peer"])
 
 
 def check_server_endpoint(description: str, option: str = "--listen") -> str:
