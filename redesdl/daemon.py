@@ -16,14 +16,14 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.endpoints import serverFromString
-from twisted.logger import Logger, LogPublisher, globalLogPublisher
+from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
 import twisted
 from redesdl import __version__
 from redesdl.console import CommandSet, attach_console
-from redesdl.printable import escape_event
+from redesdl.printable import escape_logs
 from redesdl.protocol.auth import SecretFileError, load_secret
 from redesdl.protocol.tracking import ConnectionLimits
 from redesdl.tls import TLS_PARAMETERS, TLSConfig, TLSFileError
@@ -78,23 +78,6 @@ def load_security(config: usage.Options, role: str) -> tuple[Any, Any]:
 
 
 log = Logger()
-
-
-def _escape_in_place(event: dict[str, Any]) -> None:
-    escape_event(event)
-
-
-def escape_logs(publisher: LogPublisher = globalLogPublisher) -> None:
-    """Escape peer strings in every event before any later observer formats it.
-
-    A publisher hands the same event to its observers in the order they were
-    added. Added here, before twistd adds its own log file or ``--logger``
-    observer (it does so after parsing options and building the service), the
-    escaper rewrites each event's fields in place for every observer after it,
-    so no log line depends on a call site remembering L{printable}. Adding it
-    twice changes nothing.
-    """
-    publisher.addObserver(_escape_in_place)
 
 
 class DaemonOptions(usage.Options):

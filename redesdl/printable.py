@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.logger import LogPublisher, globalLogPublisher
+
 #: Longest output of L{printable} before the marker, in characters.
 DEFAULT_LIMIT = 300
 #: The same for a log event's field: long enough for a protocol trace line.
@@ -101,3 +103,20 @@ def _escaped(value: Any, limit: int | None, depth: int) -> Any:
         )
         return value if unchanged else pairs
     return value
+
+
+def _escape_in_place(event: dict[str, Any]) -> None:
+    escape_event(event)
+
+
+def escape_logs(publisher: LogPublisher = globalLogPublisher) -> None:
+    """Escape peer strings in every event before any later observer formats it.
+
+    A publisher hands the same event to its observers in the order they were
+    added. Added here, before twistd adds its own log file or ``--logger``
+    observer (it does so after parsing options and building the service), the
+    escaper rewrites each event's fields in place for every observer after it,
+    so no log line depends on a call site remembering L{printable}. Adding it
+    twice changes nothing.
+    """
+    publisher.addObserver(_escape_in_place)
