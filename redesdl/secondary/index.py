@@ -275,25 +275,47 @@ class DataIndex:
             manifest = None
         if manifest == entry.manifest:
             return True
-        aside = self.data.child(CORRUPT_FOLDER).descendant(name.split("/"))
-        try:
-            aside.parent().makedirs(ignoreExistingDirectory=True)
-            os.replace(entry.path, aside.path)
-        except OSError as e:
-            self.log.error("cannot set aside {path}: {error}", path=entry.path, error=e)
-        self.log.warn(
-            "{name} is corrupt; moved to {aside}", name=name, aside=aside.path
-        )
+        self._setAside(name, entry.path)
         self.entries.pop(name, None)
         self._saveCache()
         self._notify(IndexChanges(removed=[name]))
         return False
 
-    def adopt(self, manifest: Manifest, path: str) -> None:
-        """Serve a file we wrote and verified ourselves, without rehashing it."""
-        self.entries[manifest.name] = IndexEntry(manifest, path, stat_key(path))
+    def _setAside(self, name: str, path: str) -> None:
+        """Move a corrupt copy into the hidden L{CORRUPT_FOLDER}, never served."""
+        aside = self.data.child(CORRUPT_FOLDER).descendant(name.split("/"))
+        try:
+            aside.parent().makedirs(ignoreExistingDirectory=True)
+            os.replace(path, aside.path)
+        except OSError as e:
+            self.log.error("cannot set aside {path}: {error}", path=path, error=e)
+        self.log.warn(
+            "{name} is corrupt; moved to {aside}", name=name, aside=aside.path
+        )
+
+    async def adopt(self, manifest: Manifest, path: str) -> bool:
+        """Serve a copy we just wrote, once our own hash of it matches C{manifest}.
+
+        Replication verified every chunk as it landed; hashing the placed file
+        again is the last check that what we serve is what the central
+        vouches for, whatever happened between the rename and now. A copy
+        that does not match is set aside and never served.
+        """
+        try:
+            key = stat_key(path)
+            hashed = await self._runInThread(build_manifest, path, manifest.name)
+        except OSError as e:
+            self.log.warn("cannot check {path}: {error}", path=path, error=e)
+            return False
+        if hashed != manifest:
+            self._setAside(manifest.name, path)
+            return False
+        known = self.entries.get(manifest.name)
+        self.entries[manifest.name] = IndexEntry(manifest, path, key)
         self._saveCache()
-        self._notify(IndexChanges(added=[manifest]))
+        if known is None or known.manifest != manifest:
+            self._notify(IndexChanges(added=[manifest]))
+        return True
 
     def _notify(self, changes: IndexChanges) -> None:
         for listener in list(self.listeners):

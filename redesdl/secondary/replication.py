@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
@@ -116,11 +117,20 @@ class Replicator:
             self._report(name, False, f"cannot place {target.path}: {e.strerror}")
             return
         assert download.manifest is not None
-        self._index.adopt(download.manifest, target.path)
-        self.log.info(
-            "copied {name} ({size} bytes, verified)", name=name, size=result.size
+
+        def adopted(ok: bool) -> None:
+            if not ok:
+                self._report(name, False, "the placed copy did not hash as expected")
+                return
+            self.log.info(
+                "copied {name} ({size} bytes, verified)", name=name, size=result.size
+            )
+            self._report(name, True, "")
+
+        adoption = Deferred.fromCoroutine(
+            self._index.adopt(download.manifest, target.path)
         )
-        self._report(name, True, "")
+        adoption.addCallback(adopted)
 
     def _inside_data(self, folder: FilePath) -> bool:
         """False if a symlink makes C{folder} resolve outside the data folder."""
