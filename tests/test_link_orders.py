@@ -97,6 +97,17 @@ def replicate_before_welcome(message: dict[str, Any], fake: FakeCentral) -> list
     return []
 
 
+def replicate_after_a_forged_proof(
+    message: dict[str, Any], fake: FakeCentral
+) -> list[Any]:
+    if message["type"] == "hello":
+        return [{"type": "challenge", "id": message["id"], "nonce": "1" * 32}]
+    if message["type"] == "auth":
+        forged = {"type": "welcome", "id": message["id"], "version": 1}
+        return [{**forged, "proof": "f" * 64}, fake.replicate()]
+    return []
+
+
 class Attack:
     """The attacker's source and central, and the victim secondary's folders."""
 
@@ -233,7 +244,7 @@ async def attack(tmp_path: Path) -> AsyncIterator[Attack]:
         await running.stop()
 
 
-def assert_refused(attack: Attack, order: str) -> None:
+def assert_refused(attack: Attack, why: str) -> None:
     assert attack.central is not None and attack.central.lost.called, (
         "the secondary kept the link to a central that gave orders unproven"
     )
@@ -241,17 +252,23 @@ def assert_refused(attack: Attack, order: str) -> None:
     assert not attack.secondary.link or not attack.secondary.link.registered
     assert "files_added" not in attack.received_types()
     assert "catalog_done" not in attack.received_types()
-    refusals = [line for line in attack.logged if f"{order!r}" in line]
+    refusals = [line for line in attack.logged if why in line]
     assert refusals, attack.logged
     assert "not registering with the central" in refusals[0]
 
 
 @pytest.mark.parametrize(
-    "script", [bare_replicate, replicate_before_welcome], ids=lambda s: s.__name__
+    ("script", "why"),
+    [
+        (bare_replicate, "sent 'replicate' before it accepted"),
+        (replicate_before_welcome, "sent 'replicate' before it accepted"),
+        (replicate_after_a_forged_proof, "could not prove it holds the cluster"),
+    ],
+    ids=["bare", "after_challenge", "after_forged_proof"],
 )
 @pytest_twisted.ensureDeferred
 async def test_a_replicate_from_an_unproven_central_fetches_nothing(
-    attack: Attack, script: Script
+    attack: Attack, script: Script, why: str
 ) -> None:
     await attack.start(script)
     await attack.settle()
@@ -263,7 +280,7 @@ async def test_a_replicate_from_an_unproven_central_fetches_nothing(
         for path in attack.data.rglob("*")
         if path.is_file()
     )
-    assert_refused(attack, "replicate")
+    assert_refused(attack, why)
 
 
 @pytest_twisted.ensureDeferred
@@ -271,4 +288,4 @@ async def test_a_verify_from_an_unproven_central_is_not_obeyed(attack: Attack) -
     await attack.start(bare_verify)
     await attack.settle()
     assert attack.rechecked == []
-    assert_refused(attack, "verify")
+    assert_refused(attack, "sent 'verify' before it accepted")
