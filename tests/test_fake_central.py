@@ -14,10 +14,10 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 
 from redesdl.client.access import ClusterAccess
+from redesdl.client.central import BadCentralReplyError
 from redesdl.client.job import GetJob
 from redesdl.endpoints import central_endpoint
 from redesdl.protocol.codec import FrameDecoder, MessageReceived, encode
-from redesdl.protocol.errors import RemoteError
 from redesdl.protocol.wire import CENTRAL_INBOUND
 
 SHA = "ab" * 32
@@ -72,6 +72,6 @@ async def test_a_central_answering_for_another_file_writes_nothing(
         str(tmp_path),
         retryFor=0,
     )
-    with pytest.raises(RemoteError, match=r"answered for 'evil\.bin'"):
+    with pytest.raises(BadCentralReplyError, match=r"answered for 'evil\.bin'"):
         await job.run()
     assert os.listdir(tmp_path) == []

@@ -135,11 +135,6 @@ class GetJob:
                     raise
                 self.state = "waiting for a live source"
             else:
-                if info.name != self.name:
-                    raise RemoteError(
-                        "bad_request",
-                        f"the central answered for {info.name!r}, not {self.name!r}",
-                    )
                 return info, sources
             await deferLater(self._reactor, delay)
             delay = min(delay * 2, 5.0)

@@ -50,6 +50,16 @@ STATES = {
     "refused": "the central refused us or we refused it: hung up, ask again in 30 s",
     "closed": "the link is over (lost, or dropped to reconnect); nothing is read",
 }
+#: Outputs that only refuse (drawn in the docs' table, not as edges).
+REFUSALS = frozenset(
+    {
+        "order_too_early",
+        "out_of_place",
+        "malformed_answer",
+        "answer_malformed",
+        "refused_by_central",
+    }
+)
 
 
 class LinkWorld(Protocol):

@@ -1,9 +1,12 @@
 """Draw every conversation's machine into docs/protocol.md, from the machine itself.
 
 Each machine module under L{redesdl.machines} exposes its built Automat
-machine as C{MACHINE} and a one-line meaning per state as C{STATES}. This
+machine as C{MACHINE}, a one-line meaning per state as C{STATES}, and may
+name the outputs that only refuse as C{REFUSALS} (outputs named
+C{refuse*} or C{ignore*} count anyway). This
 script renders each as a Mermaid state diagram (the transitions that do
-something) and a table of what each state refuses (the loops added by
+something, edges with the same ends and outputs drawn as one) and a table
+of what each state refuses (the loops added by
 L{redesdl.machines.rules.refuse_the_rest}), and replaces the block between
 the markers of that machine in docs/protocol.md. A test runs it in check
 mode, so the document and the code cannot drift apart::
@@ -43,8 +46,11 @@ def machine_modules() -> dict[str, ModuleType]:
     return found
 
 
-def _is_refusal(outputs: tuple[str, ...]) -> bool:
-    return len(outputs) == 1 and outputs[0].startswith(("refuse", "ignore"))
+def _is_refusal(outputs: tuple[str, ...], refusals: frozenset[str]) -> bool:
+    """A loop that only refuses: named C{refuse*}/C{ignore*}, or in C{REFUSALS}."""
+    return len(outputs) == 1 and (
+        outputs[0].startswith(("refuse", "ignore")) or outputs[0] in refusals
+    )
 
 
 def transitions(machine: Any) -> list[tuple[str, str, str, tuple[str, ...]]]:
@@ -69,13 +75,17 @@ def render(key: str, module: ModuleType) -> str:
         "stateDiagram-v2",
         f"    [*] --> {initial}",
     ]
+    refusals = frozenset(getattr(module, "REFUSALS", ()))
     refused: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    grouped: dict[tuple[str, str, tuple[str, ...]], list[str]] = defaultdict(list)
     for old, an_input, new, outputs in edges:
-        if old == new and _is_refusal(outputs):
+        if old == new and _is_refusal(outputs, refusals):
             refused[old][outputs[0]].append(an_input)
-            continue
-        shown = [o for o in outputs if not o.startswith("returns(")]
-        label = an_input + (f" / {', '.join(shown)}" if shown else "")
+        else:
+            shown = tuple(o for o in outputs if not o.startswith("returns("))
+            grouped[old, new, shown].append(an_input)
+    for (old, new, shown), inputs in sorted(grouped.items()):
+        label = ", ".join(sorted(inputs)) + (f" / {', '.join(shown)}" if shown else "")
         lines.append(f"    {old} --> {new}: {label}")
     lines += [
         "```",
