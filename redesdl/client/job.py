@@ -129,13 +129,11 @@ class GetJob:
         delay = 0.5
         while True:
             try:
-                info, sources = await central.locate(self.name)
+                return await central.locate(self.name)
             except RemoteError as e:
                 if e.code != "no_source" or self._reactor.seconds() >= deadline:
                     raise
                 self.state = "waiting for a live source"
-            else:
-                return info, sources
             await deferLater(self._reactor, delay)
             delay = min(delay * 2, 5.0)
 
