@@ -442,6 +442,7 @@ def end_download(inputs: CentralSession, core: SessionCore, message: Report) -> 
 def take_slot_back(inputs: CentralSession, core: SessionCore) -> None:
     assert core.slot is not None
     slot, core.slot = core.slot, None
+    core.connection.watch_slot(None)
     seconds = core.central.slot_idle_timeout
     log.info(
         "took back {client}'s slot for {file}: no locate for {seconds} s",
@@ -644,3 +645,8 @@ refuse_the_rest([closed], MESSAGE_INPUTS, closing)
 refuse_the_rest(ALL_STATES, EVENT_INPUTS, ignore)
 
 MACHINE = builder.build()
+
+
+def state_of(session: CentralSession) -> str:
+    """The name of the state C{session} is in (for consoles and tests)."""
+    return str(session.__automat_transitioner__._state.name)  # type: ignore[attr-defined]
