@@ -31,6 +31,7 @@ class RecordingConnection:
         self.hung_up = False
         self.silence: float | None = None
         self.slot_timer: float | None = None
+        self.complaints: list[tuple[str, dict[str, Any]]] = []
 
     def send(self, message: wire.Message) -> None:
         self.sent.append(message)
@@ -56,6 +57,9 @@ class RecordingConnection:
 
     def peer_host(self) -> str:
         return "10.0.0.1"
+
+    def complain(self, log_format: str, **fields: Any) -> None:
+        self.complaints.append((log_format, fields))
 
     def take(self) -> list[wire.Message]:
         sent, self.sent = self.sent, []

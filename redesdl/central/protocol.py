@@ -23,6 +23,7 @@ from redesdl.central.stats import CentralStats
 from redesdl.machines.central_session import INPUT_FOR_TYPE, MACHINE, SessionCore
 from redesdl.protocol import wire
 from redesdl.protocol.auth import ClusterSecret
+from redesdl.protocol.complaints import COMPLAINTS, peer_host
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.messages import MessageProtocol
 from redesdl.protocol.tracking import (
@@ -121,6 +122,9 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
 
     def peer_host(self) -> str:
         return str(getattr(self.transport.getPeer(), "host", ""))
+
+    def complain(self, log_format: str, **fields: Any) -> None:
+        COMPLAINTS.complain(peer_host(self.transport), log_format, **fields)
 
 
 class CentralFactory(TrackingFactory, CentralServices):

@@ -103,6 +103,9 @@ class Connection(Protocol):
 
     def peer_host(self) -> str: ...
 
+    def complain(self, log_format: str, **fields: Any) -> None:
+        """Log a line about this peer ({peer} is its address), rate-limited."""
+
 
 class Central(Protocol):
     """What every session shares: registry, admission, statistics, tickets."""
@@ -255,6 +258,7 @@ def greet(inputs: CentralSession, core: SessionCore, message: Any) -> None:
     if isinstance(message, ClientHello):
         _greet_client(inputs, core, message)
         return
+    core.name = message.name
     secret = core.central.secret
     if secret is None:
         _register(inputs, core, message, None)
@@ -327,7 +331,9 @@ def refuse_secondary(
     error: ProtocolError,
     request_id: int | None,
 ) -> None:
-    log.info("refused a secondary: {code}: {why}", code=error.code, why=error.message)
+    core.connection.complain(
+        "refused secondary {name} from {peer}: {why}", name=core.name, why=error.message
+    )
     core.connection.send(Error(error.code, error.message, request_id))
     core.connection.hang_up(None)
 
