@@ -316,3 +316,20 @@ def test_a_failure_reason_is_recorded_with_its_escapes_escaped(
     [failure] = factory.stats.data["failures"]
     assert failure["reason"] == "disk \\x1b[2J full"
     assert not [e for e in logged if "\x1b" in formatEvent(e)]
+
+
+def test_the_console_says_what_each_client_is_doing(tmp_path: Path) -> None:
+    from redesdl.central.console import CentralCommands
+
+    factory = make_factory(tmp_path, Clock(), maxActive=1)
+    secondary(factory, "s1", [A])
+    for name in ("ana", "bea", "cid"):
+        peer = client(factory, name, f"token-of-{name}-0000")
+        if name != "cid":
+            peer.send({"type": "admit", "name": "a.bin"})
+    lines = CentralCommands(factory).cmd_clients([])
+    assert sorted(line.split()[0] + " " + line.split()[-1] for line in lines) == [
+        "ana active",
+        "bea queued",
+        "cid idle",
+    ]
