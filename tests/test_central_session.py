@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +136,57 @@ def test_the_machine_module_imports_no_reactor() -> None:
         for alias in node.names
     ]
     assert not [name for name in imported if name and "twisted.internet" in name]
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, redesdl.machines.central_session; "
+            "print([m for m in sys.modules if m.startswith('twisted.internet')])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
 
 
 # -- Events --------------------------------------------------------------------
+
+# The same for events (timers, the admission queue, the connection's end);
+# SE is error:slot_expired.
+EVENTS = """
+event           hello   chal    sec     idle    queued          active     closed
+slot_granted    -       -       -       -       admitted>active -          -
+queue_moved     -       -       -       -       queued          -          -
+slot_idle       -       -       -       -       -               SE>idle    -
+silence         ->closed ->closed ->closed ->closed -           ->closed   -
+replaced        -       -       ->closed -      -               -          -
+connection_lost ->closed ->closed ->closed ->closed ->closed    ->closed   -
+"""
+ERRORS["SE"] = "slot_expired"
+
+
+def event_table() -> list[tuple[str, str, str]]:
+    rows = [line.split() for line in EVENTS.strip().splitlines()]
+    states = [STATE_NAMES[short] for short in rows[0][1:]]
+    return [
+        (state, row[0], expand(cell))
+        for row in rows[1:]
+        for state, cell in zip(states, row[1:], strict=True)
+    ]
+
+
+@pytest.mark.parametrize(("state", "event", "expected"), event_table())
+def test_each_event_in_each_state(state: str, event: str, expected: str) -> None:
+    session = Session(SECRET).reach(state)
+    args = {"slot_granted": (0.0,), "queue_moved": (2,)}.get(event, ())
+    getattr(session.inputs, event)(*args)
+    outcome = describe(session.connection.take())
+    if session.state != state:
+        outcome += f">{session.state}"
+    assert outcome == expected
+    if session.state == "closed":
+        assert session.central.released == len(session.central.asked)
 
 
 def test_the_slot_timer_takes_the_slot_back_with_a_typed_error() -> None:

@@ -193,6 +193,11 @@ class CentralServices:
 
     def _may_complain(self, client: str) -> bool:
         now = self.clock.seconds()
+        if len(self._bad_replica_times) > 1024:
+            # Forget names whose reports are all older than the window.
+            for name, old in list(self._bad_replica_times.items()):
+                if not old or old[-1] <= now - BAD_REPLICA_WINDOW:
+                    del self._bad_replica_times[name]
         times = self._bad_replica_times[client]
         while times and times[0] <= now - BAD_REPLICA_WINDOW:
             times.popleft()
