@@ -139,8 +139,11 @@ def test_a_slot_without_locates_is_taken_back_and_the_next_client_goes(
     )
     assert waiter.replies()[-1]["type"] == "admitted"
     assert [t.client for t in factory.admission.active] == ["bob"]
+    hoarder.send(done())
+    assert hoarder.replies() == [], "a late report still counts, once"
     assert hoarder.ask(done())["code"] == "bad_request"
-    assert factory.stats.data["files"] == {}
+    assert factory.stats.data["files"]["a.bin"]["completed"] == 1
+    assert [t.client for t in factory.admission.active] == ["bob"]
 
 
 def test_a_downloading_client_keeps_its_slot(tmp_path: Path) -> None:

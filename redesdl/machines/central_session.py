@@ -231,6 +231,8 @@ class SessionCore:
     #: (the secondary's hello, our nonce) while it answers the challenge.
     challenge: tuple[SecondaryHello, str] | None = None
     slot: Slot | None = None
+    #: The file of a slot taken back, whose late report still counts once.
+    expired: str | None = None
     #: What any message gets once the session is closed.
     closing: ProtocolError = field(
         default_factory=lambda: ProtocolError(
@@ -392,6 +394,7 @@ def check_admit(inputs: CentralSession, core: SessionCore, message: Admit) -> No
         _refuse(core, message, "not_found", f"no file named {message.name!r}")
         return
     core.slot = Slot(message.name, message.id)
+    core.expired = None
     inputs.slot_asked()
 
 
@@ -423,6 +426,12 @@ def one_download_at_a_time(
 def report_without_slot(
     inputs: CentralSession, core: SessionCore, message: Report
 ) -> None:
+    if message.name == core.expired and core.slot is None:
+        # A slow end (a long final check) after its slot was taken back:
+        # the download still happened; count it, there is nothing to free.
+        core.expired = None
+        core.central.download_ended(core.name, core.token, message)
+        return
     if not core.central.in_catalog(message.name):
         _refuse(core, message, "not_found", f"no file named {message.name!r}")
         return
@@ -448,6 +457,7 @@ def end_download(inputs: CentralSession, core: SessionCore, message: Report) -> 
 def take_slot_back(inputs: CentralSession, core: SessionCore) -> None:
     assert core.slot is not None
     slot, core.slot = core.slot, None
+    core.expired = slot.file
     core.connection.watch_slot(None)
     seconds = core.central.slot_idle_timeout
     log.info(
