@@ -555,7 +555,10 @@ def forbidden(inputs: CentralSession, core: SessionCore, message: Message) -> No
 
 
 def closing(inputs: CentralSession, core: SessionCore, message: Message) -> None:
-    core.connection.refuse(message.TYPE, core.closing, _id(message))
+    # Answered, but not logged: a peer may well have sent it before it
+    # learned that we hung up, and its complaints must not crowd out others.
+    error = core.closing
+    core.connection.send(Error(error.code, error.message, _id(message)))
 
 
 def ignore(inputs: CentralSession, core: SessionCore, *args: Any) -> None:
