@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import redesdl.machines.central_session as central_session
+import redesdl.machines.central_verbs as central_verbs
 from redesdl.machines.central_session import INPUT_FOR_TYPE, MACHINE, STATES
 from redesdl.protocol import wire
 
@@ -128,10 +129,11 @@ def test_the_table_is_complete_in_the_machine() -> None:
 
 
 def test_the_machine_module_imports_no_reactor() -> None:
-    tree = ast.parse(Path(central_session.__file__).read_text())
+    modules = [central_session.__file__, central_verbs.__file__]
     imported = [
         node.module if isinstance(node, ast.ImportFrom) else alias.name
-        for node in ast.walk(tree)
+        for path in modules
+        for node in ast.walk(ast.parse(Path(path).read_text()))
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in node.names
     ]
