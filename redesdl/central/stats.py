@@ -47,6 +47,13 @@ fresh_central_stats = StatsShape(
 )
 
 
+def printable(text: str) -> str:
+    """C{text} with control characters escaped, safe for a log or a terminal."""
+    return "".join(
+        c if 32 <= ord(c) < 0x7F or ord(c) > 0x9F else f"\\x{ord(c):02x}" for c in text
+    )
+
+
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

@@ -32,6 +32,8 @@ ERROR_CODES = {
     "ticket_required": "this secondary serves only clients with a download ticket",
     "ticket_invalid": "the ticket was not issued for this file and client",
     "ticket_expired": "the ticket has expired: locate the file again for a new one",
+    "slot_expired": "the central took a download slot back: no locate of its file "
+    "for too long (the reply carries the admit's id)",
     "internal": "the receiver failed to handle the request (it logged why)",
 }
 

@@ -264,6 +264,7 @@ class SecondaryHello(Message):
 
 def parse_central_hello(body: dict[str, Any]) -> ClientHello | SecondaryHello:
     """The central's ``hello``: its shape depends on the role it names."""
+    version(body)
     role = text(body, "role", max_length=16)
     if role == "client":
         hello = ClientHello.parse(body)
