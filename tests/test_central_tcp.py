@@ -29,7 +29,7 @@ async def test_five_clients_that_admit_then_only_ping_no_longer_starve_everyone(
         expired: list[str] = []
         for i in range(5):
             hoarder = await connect_central(endpoint, f"hoarder{i}")
-            hoarder.msg_error = lambda m, i=i: expired.append(m["code"])
+            hoarder.msg_error = lambda m, i=i: expired.append(m.code)
             await hoarder.admit("f.bin")
             hoarders.append(hoarder)
         queue = cluster.central.factory.admission

@@ -65,6 +65,18 @@ STATES = {
     "client_active": "a client holding a download slot; tickets only for its file",
     "closed": "the connection is ending; what it held was released once",
 }
+#: Outputs that only refuse (drawn in the docs' table, not as edges).
+REFUSALS = frozenset(
+    {
+        "hello_first",
+        "answer_challenge_first",
+        "hello_said",
+        "forbidden",
+        "closing",
+        "one_download_at_a_time",
+        "forbid_bad_replica",
+    }
+)
 
 log = Logger(namespace="redesdl.central.session")
 
