@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from redesdl.client.access import EPHEMERAL_TOKEN
@@ -29,6 +30,8 @@ from redesdl.protocol.fields import items
 from redesdl.protocol.messages import MessageProtocol
 from redesdl.protocol.sources import SourceAddress
 
+#: Messages a person should see even without -v (the CLI shows this namespace).
+notice = Logger(namespace="redesdl.notice")
 #: Most catalog entries one listing reads before it gives up on the central.
 MAX_LISTING_ENTRIES = 100_000
 #: Most pages one listing asks for (each must bring a name past the last one).
@@ -189,6 +192,19 @@ class CentralConnection(MessageProtocol):
         listener = self._positionListeners.get(message.id)
         if listener is not None:
             listener(message.position)
+
+    def msg_error(self, message: wire.Error) -> None:
+        """An error that answers no waiting request, such as a slot taken back."""
+        if message.code == "slot_expired":
+            notice.warn(
+                "the central took back our download slot: {why}", why=message.message
+            )
+        else:
+            self.log.info(
+                "the central said: {code}: {why}",
+                code=message.code,
+                why=message.message,
+            )
 
     def report(self, name: str, ok: bool, size: int, fetched: int, reason: str) -> None:
         """Tell the central how a download ended; this frees our slot.
