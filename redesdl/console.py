@@ -5,7 +5,9 @@ subclass (the docstring's first line is the help text, ``usage`` the
 arguments). Two front ends run them: L{TerminalConsole} on a terminal, which
 edits the line itself and prints asynchronous output above the prompt so it
 never mangles what is being typed, and L{LineConsole} for pipes and for the
-daemons, whose log shares the terminal.
+daemons, whose log shares the terminal. Every line either prints is passed
+through L{printable} first: command output and asynchronous messages carry
+names chosen by peers, and none may drive the terminal.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from redesdl.printable import printable
 from redesdl.trace import TRACER
 
 CTRL_C, CTRL_D = b"\x03", b"\x04"
@@ -90,7 +93,7 @@ class CommandSet:
             self.log.failure("console command {line!r} failed", reason, line=line)
             return [f"{name} failed: {reason.getErrorMessage()}"]
 
-        return running.addErrback(failed)
+        return running.addErrback(failed).addCallback(_printable_lines)
 
     @usage("[COMMAND]")
     def cmd_help(self, args: list[str]) -> list[str]:
@@ -127,6 +130,10 @@ class CommandSet:
     def cmd_quit(self, args: list[str]) -> None:
         """Leave (Ctrl-D and Ctrl-C do too)."""
         self.quit()
+
+
+def _printable_lines(lines: list[str]) -> list[str]:
+    return [printable(line, None) for line in lines]
 
 
 def _as_lines(result: Any) -> list[str]:
@@ -188,7 +195,8 @@ class LineConsole(LineReceiver):
         self._next()
 
     def say(self, text: str) -> None:
-        self.transport.write(f"{text}\n".encode())
+        lines = _printable_lines(text.splitlines() or [""])
+        self.transport.write("".join(f"{line}\n" for line in lines).encode())
 
     def readConnectionLost(self) -> None:
         """End of input (Ctrl-D, or the end of a pipe): finish, then close."""
@@ -248,7 +256,7 @@ class TerminalConsole(HistoricRecvLine):
         """Print C{text} above the prompt, then redraw the line being typed."""
         self.terminal.write(b"\r")
         self.terminal.eraseLine()
-        for line in text.splitlines():
+        for line in _printable_lines(text.splitlines()):
             self.terminal.write(line.encode())
             self.terminal.nextLine()
         self.drawInputLine()

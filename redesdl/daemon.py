@@ -2,23 +2,28 @@
 
 Option syntax errors become ``UsageError`` (twistd prints usage and the
 error); problems found on disk become ``SystemExit`` with one line naming
-the daemon, the path and the reason, before anything starts.
+the daemon, the path and the reason, before anything starts. Parsing a
+daemon's options also makes its log safe for peer strings (L{escape_logs})
+and sizes its descriptor budget (L{connection_limits}).
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import sys
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
 import twisted
 from redesdl import __version__
 from redesdl.console import CommandSet, attach_console
+from redesdl.printable import escape_logs
 from redesdl.protocol.auth import SecretFileError, load_secret
 from redesdl.protocol.tracking import ConnectionLimits
 from redesdl.tls import TLS_PARAMETERS, TLSConfig, TLSFileError
@@ -72,10 +77,17 @@ def load_security(config: usage.Options, role: str) -> tuple[Any, Any]:
     return secret, tls
 
 
+log = Logger()
+
+
 class DaemonOptions(usage.Options):
     """Options both daemons share the handling of; subclasses set C{role}."""
 
     role = "redesdl"
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        escape_logs()
+        super().parseOptions(options)
 
     def opt_version(self) -> None:
         """Print the versions of redesdl and Twisted, then exit."""
@@ -83,13 +95,107 @@ class DaemonOptions(usage.Options):
         raise SystemExit(0)
 
 
-def connection_limits(config: usage.Options) -> ConnectionLimits:
-    """The L{LIMIT_PARAMETERS} of C{config}, checked; UsageError if out of range."""
+#: Descriptors kept back from connections: state, stats and index files,
+#: listening and metrics sockets, the link to the central, replication, logs.
+DESCRIPTOR_RESERVE = 64
+#: A secondary holds a file open beside each connection it serves a chunk on.
+DESCRIPTORS_PER_CONNECTION = {"redesdl-secondary": 2}
+#: The soft limit asked for when the hard limit is unlimited.
+UNLIMITED_TARGET = 1 << 20
+
+
+def descriptor_budget(
+    soft: int,
+    hard: int,
+    requested: int,
+    per_connection: int = 1,
+    reserve: int = DESCRIPTOR_RESERVE,
+    infinity: int = resource.RLIM_INFINITY,
+) -> tuple[int, int]:
+    """The soft limit to set and the connection cap that fits under it.
+
+    The soft limit goes up to the hard one; the cap is C{requested}, or fewer
+    when the limit minus C{reserve} cannot hold C{per_connection} descriptors
+    for each (never below 1).
+    """
+    if hard == infinity:
+        target = soft if soft == infinity else max(soft, UNLIMITED_TARGET)
+    else:
+        target = max(soft, hard) if soft == infinity else hard
+    if target == infinity:
+        return target, requested
+    fits = max(1, (target - reserve) // per_connection)
+    return target, min(requested, fits)
+
+
+def fit_descriptors(
+    requested: int, per_connection: int, role: str, rlimits: Any = resource
+) -> int:
+    """Raise the soft C{RLIMIT_NOFILE} to the hard limit; the cap that fits.
+
+    Logs the limit it got, and one more line if C{requested} connections had
+    to be lowered. C{rlimits} is the L{resource} module or a fake of it.
+    """
+    soft, hard = rlimits.getrlimit(rlimits.RLIMIT_NOFILE)
+    target, _ = descriptor_budget(soft, hard, requested, per_connection)
+    if target != soft:
+        try:
+            rlimits.setrlimit(rlimits.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError) as e:
+            log.warn(
+                "{role}: cannot raise the open files limit from {soft} to {target}: "
+                "{error}",
+                role=role,
+                soft=soft,
+                target=target,
+                error=e,
+            )
+            target = soft
+    log.info(
+        "{role}: open files limit {limit} (was {soft}, hard limit {hard})",
+        role=role,
+        limit=_limit_text(target),
+        soft=_limit_text(soft),
+        hard=_limit_text(hard),
+    )
+    _, allowed = descriptor_budget(target, target, requested, per_connection)
+    if allowed < requested:
+        log.warn(
+            "{role}: --max-connections {requested} lowered to {allowed}: "
+            "{limit} open files, {reserve} kept for files and sockets",
+            role=role,
+            requested=requested,
+            allowed=allowed,
+            limit=target,
+            reserve=DESCRIPTOR_RESERVE,
+        )
+    return allowed
+
+
+def _limit_text(limit: int) -> str:
+    return "unlimited" if limit == resource.RLIM_INFINITY else str(limit)
+
+
+def connection_limits(
+    config: usage.Options, rlimits: Any = resource
+) -> ConnectionLimits:
+    """The L{LIMIT_PARAMETERS} of C{config}, checked; UsageError if out of range.
+
+    The total is held under what the process can open (L{fit_descriptors}),
+    so a full server answers ``busy`` instead of failing in ``accept``.
+    """
     if config["idle-timeout"] <= 0:
         raise usage.UsageError("--idle-timeout must be positive")
     if config["max-connections"] < 1 or config["max-per-peer"] < 1:
         raise usage.UsageError("--max-connections and --max-per-peer must be 1 or more")
-    return ConnectionLimits(config["max-connections"], config["max-per-peer"])
+    role = getattr(config, "role", "redesdl")
+    total = fit_descriptors(
+        config["max-connections"],
+        DESCRIPTORS_PER_CONNECTION.get(role, 1),
+        role,
+        rlimits,
+    )
+    return ConnectionLimits(total, config["max-per-peer"])
 
 
 def check_server_endpoint(description: str, option: str = "--listen") -> str:

@@ -6,6 +6,8 @@ Twisted's fields (``log_time``, ``log_level``, ``log_namespace``,
 ``log_format``) and the event's own (``name``, ``file``, ``client``...), plus
 ``text``: the line the text log would show. It writes to the file named by
 ``$REDESDL_JSON_LOG``, or to standard output (the journal, under systemd).
+Peer strings in the event's fields are escaped first (L{escaped_event}), so
+a line holds no terminal escapes and no lone surrogates strict JSON refuses.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from twisted.logger import (
 )
 from zope.interface import implementer
 
+from redesdl.printable import escaped_event
+
 
 @implementer(ILogObserver)
 class JSONLinesObserver:
@@ -31,7 +35,8 @@ class JSONLinesObserver:
         self._stream = stream
 
     def __call__(self, event: dict[str, Any]) -> None:
-        line = eventAsJSON({**event, "text": formatEvent(event)})
+        safe = escaped_event(event)
+        line = eventAsJSON({**safe, "text": formatEvent(safe)})
         self._stream.write(line + "\n")
         self._stream.flush()
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from redesdl.names import validate_name
 from redesdl.protocol.errors import ProtocolError
-from redesdl.protocol.messages import count, digest, items, text
+from redesdl.protocol.fields import count, digest, items, text
 
 MIN_CHUNK_SIZE = 256 * 1024
 MAX_CHUNK_SIZE = 16 * 1024 * 1024

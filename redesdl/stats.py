@@ -1,7 +1,9 @@
 """Statistics that survive crashes: JSON, loaded at start, saved atomically.
 
-Each actor keeps one JSON document. It is loaded when the actor starts (an
-unreadable file is set aside with a warning and the actor starts fresh),
+Each actor keeps one JSON document. It is loaded when the actor starts and
+checked field by field against the actor's L{StatsShape} (a file that cannot
+be parsed or holds a wrong type anywhere is set aside as ``.corrupt`` with one
+warning and the actor starts fresh; a field it lacks gets its fresh value),
 changed in memory as things happen, and written with a temporary file, fsync
 and rename every L{SAVE_INTERVAL} seconds while something changed and when
 the actor stops. A SIGKILL loses at most the last interval.
@@ -10,7 +12,7 @@ the actor stops. A SIGKILL loses at most the last interval.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.application.service import Service
@@ -18,10 +20,62 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
-from redesdl.jsonfile import read_json, write_json_atomic
+from redesdl.jsonfile import (
+    Check,
+    anything,
+    counter,
+    flag,
+    mapping,
+    number,
+    optional,
+    read_json,
+    record,
+    sequence,
+    text,
+    write_json_atomic,
+)
 
 SCHEMA_VERSION = 1
 SAVE_INTERVAL = 10.0
+
+#: The fields every statistics document holds, whatever the actor.
+COMMON_FIELDS: dict[str, Check] = {
+    "role": text,
+    "created": number,
+    "starts": counter,
+    "uptime_seconds": number,
+    "saved": optional(number),
+}
+
+
+class StatsShape:
+    """An actor's own statistics fields: how each starts, and its type.
+
+    Called, it returns the fresh fields, so it stands wherever a function
+    making them did; L{StatsFile} checks a loaded document against it.
+    """
+
+    def __init__(self, fields: Mapping[str, tuple[Callable[[], Any], Check]]) -> None:
+        self.fields = dict(fields)
+
+    def __call__(self) -> dict[str, Any]:
+        return {key: fresh() for key, (fresh, _) in self.fields.items()}
+
+    def checks(self) -> dict[str, Check]:
+        return {key: check for key, (_, check) in self.fields.items()}
+
+
+def _guessed_checks(template: dict[str, Any]) -> dict[str, Check]:
+    """Checks for a plain C{fresh} function's fields, from their fresh values."""
+    by_type: dict[type, Check] = {
+        bool: flag,
+        int: counter,
+        float: number,
+        str: text,
+        list: sequence(anything),
+        dict: mapping(anything),
+    }
+    return {key: by_type.get(type(value), anything) for key, value in template.items()}
 
 
 class StatsFile(Service):
@@ -46,11 +100,24 @@ class StatsFile(Service):
         self._saver.clock = clock
         self._startedAt = clock.seconds()
         self._uptimeBefore = float(self.data.get("uptime_seconds", 0.0))
-        self.data["starts"] = int(self.data.get("starts", 0)) + 1
+        self.data["starts"] = self.data.get("starts", 0) + 1
         self.changed()
 
     def _load(self, role: str, fresh: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        stored = read_json(self.path, None)
+        template = fresh()
+        if isinstance(fresh, StatsShape):
+            fields = fresh.checks()
+        else:
+            fields = _guessed_checks(template)
+        shape = record({"schema": counter}, {**COMMON_FIELDS, **fields})
+
+        def check(stored: Any) -> None:
+            version = stored.get("schema") if isinstance(stored, dict) else None
+            if type(version) is int and version != SCHEMA_VERSION:
+                return  # another version: moved to .old below
+            shape(stored, "")
+
+        stored = read_json(self.path, None, check=check)
         if stored is None:
             return {
                 "schema": SCHEMA_VERSION,
@@ -58,7 +125,7 @@ class StatsFile(Service):
                 "created": time.time(),
                 **fresh(),
             }
-        if not isinstance(stored, dict) or stored.get("schema") != SCHEMA_VERSION:
+        if stored.get("schema") != SCHEMA_VERSION:
             aside = self.path.sibling(self.path.basename() + ".old")
             self.log.warn(
                 "{path} has another schema; moved to {aside}, starting fresh",
@@ -67,10 +134,8 @@ class StatsFile(Service):
             )
             self.path.moveTo(aside)
             return self._load(role, fresh)
-        template = fresh()
         for key, value in template.items():
-            if not isinstance(stored.get(key), type(value)):
-                stored[key] = value
+            stored.setdefault(key, value)
         return stored
 
     def changed(self) -> None:

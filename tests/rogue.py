@@ -71,7 +71,7 @@ class ChunkServer(Protocol):
     def chunk(self, request_id: int, index: int) -> bytes:
         offset, length = self.server.manifest.chunk_range(index)
         return (
-            frame({"type": "chunk", "id": request_id, "length": length})
+            frame({"type": "chunk", "id": request_id, "index": index, "length": length})
             + self.server.data[offset : offset + length]
         )
 
@@ -117,7 +117,14 @@ class FakeSecondary(Factory):
         connection.transport.write(
             connection.chunk(first["id"], first["index"])
             + connection.chunk(second["id"], second["index"])
-            + frame({"type": "chunk", "id": first["id"], "length": length})
+            + frame(
+                {
+                    "type": "chunk",
+                    "id": first["id"],
+                    "index": first["index"],
+                    "length": length,
+                }
+            )
             + b"\xde\xad" * (length // 2)
         )
         self.attacked.callback(None)

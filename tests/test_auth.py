@@ -170,6 +170,13 @@ class FakeSecondary:
         self.index = SimpleNamespace(manifests=lambda: [])
         self.refusals = 0
         self.up: list[Any] = []
+        self.orders: list[Any] = []
+        self.replicator = SimpleNamespace(
+            replicate=lambda *order: self.orders.append(("replicate", *order))
+        )
+
+    def checkCopy(self, name: str) -> None:
+        self.orders.append(("verify", name))
 
     def listeningPort(self) -> int:
         return 7101
@@ -225,6 +232,50 @@ def test_a_secondary_with_a_secret_refuses_an_open_central() -> None:
     send(link, {"type": "welcome", "id": hello_sent["id"], "version": 1})
     assert transport.disconnecting and secondary.refusals == 1
     assert not link.registered
+
+
+REPLICATE = {
+    "type": "replicate",
+    "file": A,
+    "sources": [{"name": "evil", "host": "127.0.0.1", "port": 9}],
+}
+
+
+def test_a_secondary_obeys_orders_only_after_the_central_proved_itself() -> None:
+    link, transport, secondary = link_to(SECRET)
+    [hello_sent] = frames(transport.value())
+    send(link, {"type": "challenge", "id": hello_sent["id"], "nonce": "1" * 32})
+    send(link, REPLICATE, {"type": "verify", "name": "a.bin", "sha256": "a" * 64})
+    assert secondary.orders == [] and secondary.refusals == 1
+    assert transport.disconnecting and not link.registered
+
+    link, transport, secondary = link_to(SECRET)
+    [hello_sent] = frames(transport.value())
+    transport.clear()
+    send(link, {"type": "challenge", "id": hello_sent["id"], "nonce": "1" * 32})
+    [auth] = frames(transport.value())
+    proof = SECRET.mac("central", hello_sent["nonce"], "1" * 32)
+    send(
+        link,
+        {"type": "welcome", "id": auth["id"], "version": 1, "proof": proof},
+        REPLICATE,
+        {"type": "verify", "name": "a.bin", "sha256": "a" * 64},
+    )
+    assert [order[0] for order in secondary.orders] == ["replicate", "verify"]
+    assert not transport.disconnecting
+    link.connectionLost(Failure(ConnectionDone()))
+
+
+def test_a_registered_secondary_answers_a_malformed_order_and_stays() -> None:
+    link, transport, _ = link_to(None)
+    [hello_sent] = frames(transport.value())
+    send(link, {"type": "welcome", "id": hello_sent["id"], "version": 1})
+    transport.clear()
+    send(link, {"type": "replicate", "file": A})
+    [refusal] = frames(transport.value())
+    assert refusal["type"] == "error" and refusal["code"] == "bad_request"
+    assert link.registered and not transport.disconnecting
+    link.connectionLost(Failure(ConnectionDone()))
 
 
 def test_a_client_keeps_one_private_token_and_repairs_a_torn_one(

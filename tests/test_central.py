@@ -338,6 +338,8 @@ def test_a_reported_replica_is_checked_not_removed(tmp_path: Path) -> None:
     s1 = secondary(factory, "s1", [A])
     s2 = secondary(factory, "s2", [A])
     alice = client(factory)
+    # Only a client downloading the file may report its copies (issue 10).
+    assert alice.ask({"type": "admit", "name": "a.bin"})["type"] == "admitted"
     alice.send(
         {"type": "bad_replica", "name": "a.bin", "sha256": A["sha256"], "source": "s2"}
     )

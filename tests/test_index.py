@@ -6,9 +6,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import succeed
+import pytest
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.filepath import FilePath
 
+from redesdl.manifest import build_manifest
+from redesdl.protocol.errors import ProtocolError
 from redesdl.secondary.index import DataIndex
 
 
@@ -108,3 +111,35 @@ def test_unreadable_cache_is_set_aside(tmp_path: Path) -> None:
     index = make_index(data, tmp_path, CountingThread())
     assert [m.name for m in scan(index).added] == ["f"]
     assert (tmp_path / "index.json.corrupt").exists()
+
+
+def adopt(index: DataIndex, manifest: Any, path: Path) -> bool:
+    result: list[bool] = []
+    Deferred.fromCoroutine(index.adopt(manifest, str(path))).addCallback(result.append)
+    return result[0]
+
+
+def test_an_adopted_copy_is_served_only_once_its_own_hash_matches(
+    tmp_path: Path,
+) -> None:
+    data, state = tmp_path / "data", tmp_path / "state"
+    data.mkdir()
+    state.mkdir()
+    good = data / "good.bin"
+    good.write_bytes(b"g" * 1000)
+    manifest = build_manifest(str(good), "good.bin")
+    changes: list[Any] = []
+    index = make_index(data, state, CountingThread())
+    index.listeners.append(changes.append)
+    assert adopt(index, manifest, good)
+    assert index.lookup("good.bin", manifest.sha256).path == str(good)
+    assert [m.name for m in changes[0].added] == ["good.bin"]
+
+    lying = data / "bad.bin"
+    lying.write_bytes(b"b" * 1000)
+    claimed = build_manifest(str(good), "bad.bin")
+    assert not adopt(index, claimed, lying)
+    with pytest.raises(ProtocolError):
+        index.lookup("bad.bin", claimed.sha256)
+    assert not lying.exists(), "the copy that did not match is set aside"
+    assert len(changes) == 1

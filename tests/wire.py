@@ -7,7 +7,8 @@ from typing import Any
 
 from twisted.internet.testing import StringTransport
 
-from redesdl.protocol.framing import decode_body, encode_frame
+from redesdl.protocol.codec import decode_body
+from redesdl.protocol.framing import encode_frame
 
 
 def frames(data: bytes) -> list[Any]:

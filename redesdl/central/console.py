@@ -10,6 +10,7 @@ import time
 
 from redesdl.central.protocol import CentralFactory
 from redesdl.console import CommandSet
+from redesdl.machines.central_session import state_of
 
 
 def _ago(then: float) -> str:
@@ -54,11 +55,13 @@ class CentralCommands(CommandSet):
         ] or ["no files"]
 
     def cmd_clients(self, args: list[str]) -> list[str]:
-        """Clients connected now."""
+        """Clients connected now, and what each is doing (idle, queued, active)."""
         clients = [c for c in self._factory.connections if c.role == "client"]
-        return [f"{c.peerName}  {c.peerDescription()}" for c in clients] or [
-            "no client connected"
-        ]
+        return [
+            f"{c.peerName}  {c.peerDescription()}  "
+            f"{state_of(c.session).removeprefix('client_')}"
+            for c in clients
+        ] or ["no client connected"]
 
     def cmd_queue(self, args: list[str]) -> list[str]:
         """Downloads running, and clients waiting for a slot, in order."""

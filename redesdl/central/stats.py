@@ -2,7 +2,8 @@
 
 Clients report the end of each download (completed or failed, with the
 reason); secondaries report what they served. Both are folded into the
-central's L{StatsFile}; docs/stats.md describes every field.
+central's L{StatsFile}; docs/stats.md describes every field, and
+L{fresh_central_stats} declares each one's type, checked when the file loads.
 """
 
 from __future__ import annotations
@@ -11,19 +12,46 @@ import hashlib
 import time
 from typing import Any
 
-from redesdl.stats import StatsFile
+from redesdl.jsonfile import counter, mapping, number, optional, record, sequence, text
+from redesdl.stats import StatsFile, StatsShape
 
 MAX_FAILURES_KEPT = 200
 
+_TALLY = record({"completed": counter, "failed": counter, "bytes": counter})
+_SERVED = record({"chunks": counter, "bytes": counter})
 
-def fresh_central_stats() -> dict[str, Any]:
-    return {
-        "files": {},
-        "clients": {},
-        "failures": [],
-        "secondaries": {},
-        "client_tokens": {},
+fresh_central_stats = StatsShape(
+    {
+        "files": (dict, mapping(_TALLY)),
+        "clients": (dict, mapping(_TALLY)),
+        "failures": (
+            list,
+            sequence(
+                record({"time": number, "file": text, "client": text, "reason": text})
+            ),
+        ),
+        "secondaries": (
+            dict,
+            mapping(
+                record(
+                    {
+                        "registrations": counter,
+                        "last_registered": optional(number),
+                        "served": mapping(_SERVED),
+                    }
+                )
+            ),
+        ),
+        "client_tokens": (dict, mapping(text)),
     }
+)
+
+
+def printable(text: str) -> str:
+    """C{text} with control characters escaped, safe for a log or a terminal."""
+    return "".join(
+        c if 32 <= ord(c) < 0x7F or ord(c) > 0x9F else f"\\x{ord(c):02x}" for c in text
+    )
 
 
 def token_digest(token: str) -> str:

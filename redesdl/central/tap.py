@@ -10,6 +10,7 @@ from twisted.python import usage
 from redesdl.central.console import CentralCommands
 from redesdl.central.metrics import central_metrics
 from redesdl.central.protocol import CentralFactory
+from redesdl.central.services import SLOT_IDLE_TIMEOUT
 from redesdl.central.stats import CentralStats, fresh_central_stats
 from redesdl.daemon import (
     CONSOLE_FLAGS,
@@ -73,6 +74,15 @@ class Options(DaemonOptions):
             int,
         ],
         [
+            "slot-idle-timeout",
+            None,
+            SLOT_IDLE_TIMEOUT,
+            "Take a download slot back from a client that has not located its "
+            "file for this many seconds (clients locate every 3 s while "
+            "downloading).",
+            float,
+        ],
+        [
             "min-secondaries",
             None,
             1,
@@ -90,6 +100,8 @@ class Options(DaemonOptions):
         check_server_endpoint(self["listen"])
         if self["heartbeat-timeout"] <= 0:
             raise usage.UsageError("--heartbeat-timeout must be positive")
+        if self["slot-idle-timeout"] <= 0:
+            raise usage.UsageError("--slot-idle-timeout must be positive")
         if self["max-active"] < 1:
             raise usage.UsageError("--max-active must be 1 or more")
         if self["min-secondaries"] < 0:
@@ -120,6 +132,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         maxActive=config["max-active"],
         heartbeatTimeout=config["heartbeat-timeout"],
         idleTimeout=config["idle-timeout"],
+        slotIdleTimeout=config["slot-idle-timeout"],
         limits=config.limits,
         secret=secret,
     )

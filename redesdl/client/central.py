@@ -1,85 +1,175 @@
-"""The client's conversation with the central: hello, list, locate, admit, report."""
+"""The client's conversation with the central: hello, list, locate, admit, report.
+
+Every reply is a typed message (L{redesdl.protocol.wire}, the
+C{CLIENT_FROM_CENTRAL} vocabulary), checked for being the answer the request
+expects. The central is not trusted to be sane: a catalog is read in a
+bounded number of pages and entries, entries whose names a terminal would
+obey are dropped, and a malformed or unexpected answer fails the command
+with one line (L{BadCentralReplyError}), never a traceback.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from redesdl.client.access import EPHEMERAL_TOKEN
+from redesdl.client.errors import UserError
 from redesdl.endpoints import connect_protocol
 from redesdl.manifest import FileInfo
 from redesdl.names import name_problem
-from redesdl.protocol.messages import (
-    MAX_FILES_PER_MESSAGE,
-    PROTOCOL_VERSION,
-    MessageProtocol,
-    count,
-    items,
-    mapping,
-    text,
-)
+from redesdl.protocol import wire
+from redesdl.protocol.errors import ProtocolError
+from redesdl.protocol.fields import items
+from redesdl.protocol.messages import MessageProtocol
 from redesdl.protocol.sources import SourceAddress
+
+#: Messages a person should see even without -v (the CLI shows this namespace).
+notice = Logger(namespace="redesdl.notice")
+#: Most catalog entries one listing reads before it gives up on the central.
+MAX_LISTING_ENTRIES = 100_000
+#: Most pages one listing asks for (each must bring a name past the last one).
+MAX_LISTING_PAGES = 10_000
+
+M = TypeVar("M", bound=wire.Message)
+
+
+class BadCentralReplyError(UserError):
+    """The central answered with something a client cannot use."""
+
+
+@dataclass(frozen=True)
+class CatalogPage(wire.Catalog):
+    """A catalog page as a client reads it, without names unsafe to show.
+
+    A name with control characters (terminal escapes) or otherwise invalid
+    is dropped, not refused, so one bad entry does not hide the others;
+    C{skipped} counts them. An entry of the wrong shape refuses the page.
+    A page without C{more} is the last one.
+    """
+
+    skipped: int = 0
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> CatalogPage:
+        files = items(body, "files", max_items=wire.MAX_FILES_PER_MESSAGE)
+        shown = [entry for entry in files if not _unsafe_name(entry)]
+        more = body.get("more", False)
+        page = wire.Catalog.parse({**body, "files": shown, "more": more})
+        return cls(page.id, page.files, page.more, len(files) - len(shown))
+
+    def to_wire(self) -> dict[str, Any]:
+        return wire.Catalog(self.id, self.files, self.more).to_wire()
+
+
+def _unsafe_name(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("name"), str)
+        and name_problem(entry["name"]) is not None
+    )
+
+
+#: What a client accepts from the central, catalog pages read as above.
+VOCABULARY = {**wire.CLIENT_FROM_CENTRAL, wire.Catalog.TYPE: CatalogPage.parse}
 
 
 class CentralConnection(MessageProtocol):
     """Requests a client sends the central, each answered by one reply."""
 
     maxFrameLength = 256 * 1024
+    vocabulary = VOCABULARY
 
     def __init__(self, clientName: str, token: str = EPHEMERAL_TOKEN) -> None:
         self._clientName = clientName
         self._token = token
         #: The latest download ticket the central gave for each file content.
-        self.tickets: dict[str, dict[str, Any]] = {}
+        self._tickets: dict[str, wire.Ticket] = {}
         self._positionListeners: dict[int, Callable[[int], None]] = {}
         self._closed: Deferred[None] = Deferred()
-        self.welcomed: Deferred[dict[str, Any]] = Deferred()
+        self.welcomed: Deferred[wire.Welcome] = Deferred()
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self.request(
-            {
-                "type": "hello",
-                "version": PROTOCOL_VERSION,
-                "role": "client",
-                "name": self._clientName,
-                "token": self._token,
-            }
-        ).chainDeferred(self.welcomed)
+        hello = wire.ClientHello(self.allocateId(), self._clientName, self._token)
+        Deferred.fromCoroutine(self._ask(hello, wire.Welcome)).chainDeferred(
+            self.welcomed
+        )
+
+    async def _ask(self, message: wire.Message, expected: type[M]) -> M:
+        """Send a request; return its reply if it is of the C{expected} type."""
+        try:
+            reply = await self.request(message)
+        except ProtocolError as e:
+            raise BadCentralReplyError(
+                f"the central's answer to {message.TYPE!r} is malformed: {e.message}"
+            ) from None
+        if not isinstance(reply, expected):
+            raise BadCentralReplyError(
+                f"the central answered {message.TYPE!r} with {reply.TYPE!r}"
+            )
+        return reply
+
+    def ticket(self, sha256: str) -> wire.Ticket | None:
+        """The latest download ticket for content C{sha256}, if any."""
+        return self._tickets.get(sha256)
+
+    @property
+    def tickets(self) -> dict[str, dict[str, Any]]:
+        """The tickets in their wire form, for downloads that still send dicts."""
+        return {sha: ticket.to_wire() for sha, ticket in self._tickets.items()}
+
+    async def catalog(self) -> list[wire.CatalogEntry]:
+        """The whole catalog, page by page, within L{MAX_LISTING_ENTRIES}."""
+        entries: list[wire.CatalogEntry] = []
+        received = 0
+        after: str | None = None
+        for _ in range(MAX_LISTING_PAGES):
+            page = await self._ask(
+                wire.ListFiles(self.allocateId(), after), wire.Catalog
+            )
+            skipped = page.skipped if isinstance(page, CatalogPage) else 0
+            received += len(page.files) + skipped
+            if received > MAX_LISTING_ENTRIES:
+                raise BadCentralReplyError(
+                    f"the central's catalog has more than {MAX_LISTING_ENTRIES} "
+                    "entries; stopped listing"
+                )
+            names = [entry.info.name for entry in page.files]
+            if names != sorted(set(names)) or (
+                after is not None and names and names[0] <= after
+            ):
+                raise BadCentralReplyError(
+                    "the central's catalog pages are not in name order; stopped listing"
+                )
+            entries.extend(page.files)
+            if not page.more or not names:
+                return entries
+            after = names[-1]
+        raise BadCentralReplyError(
+            f"the central's catalog has more than {MAX_LISTING_PAGES} pages; "
+            "stopped listing"
+        )
 
     async def list(self) -> list[dict[str, Any]]:
-        """The whole catalog, asked for page by page."""
-        entries: list[dict[str, Any]] = []
-        page: dict[str, Any] = {"type": "list"}
-        while True:
-            reply = await self.request(page)
-            files = items(reply, "files", max_items=MAX_FILES_PER_MESSAGE)
-            # A hostile central must not print escapes on our terminal.
-            entries.extend(
-                entry
-                for entry in files
-                if isinstance(entry, dict)
-                and isinstance(entry.get("name"), str)
-                and name_problem(entry["name"]) is None
-            )
-            if reply.get("more") is not True or not entries:
-                return entries
-            page = {"type": "list", "after": text(entries[-1], "name")}
+        """The whole catalog as file infos with their source counts."""
+        return [entry.to_wire() for entry in await self.catalog()]
 
     async def locate(self, name: str) -> tuple[FileInfo, list[SourceAddress]]:
-        reply = await self.request({"type": "locate", "name": name})
-        info = FileInfo.from_wire(mapping(reply, "file"))
-        if isinstance(reply.get("ticket"), dict):
-            self.tickets[info.sha256] = reply["ticket"]
-        sources = [
-            SourceAddress.from_wire(value)
-            for value in items(reply, "sources", max_items=1024)
-        ]
-        return info, sources
+        reply = await self._ask(wire.Locate(self.allocateId(), name), wire.Located)
+        if reply.file.name != name:
+            raise BadCentralReplyError(
+                f"the central answered for {reply.file.name!r} when asked for {name!r}"
+            )
+        if reply.ticket is not None:
+            self._tickets[reply.file.sha256] = reply.ticket
+        return reply.file, list(reply.sources)
 
     async def admit(
         self, name: str, onPosition: Callable[[int], None] | None = None
@@ -89,19 +179,32 @@ class CentralConnection(MessageProtocol):
         While queued, C{onPosition} hears our place in line each time it
         changes. The slot is ours until L{report} or until we disconnect.
         """
-        request_id = self.allocateId()
+        request = wire.Admit(self.allocateId(), name)
         if onPosition is not None:
-            self._positionListeners[request_id] = onPosition
+            self._positionListeners[request.id] = onPosition
         try:
-            reply = await self.request({"type": "admit", "name": name}, request_id)
+            reply = await self._ask(request, wire.Admitted)
         finally:
-            self._positionListeners.pop(request_id, None)
-        return float(reply.get("queued_seconds", 0.0))
+            self._positionListeners.pop(request.id, None)
+        return reply.queued_seconds
 
-    def msg_queued(self, message: dict[str, Any]) -> None:
-        listener = self._positionListeners.get(message.get("id"))
+    def msg_queued(self, message: wire.Queued) -> None:
+        listener = self._positionListeners.get(message.id)
         if listener is not None:
-            listener(count(message, "position"))
+            listener(message.position)
+
+    def msg_error(self, message: wire.Error) -> None:
+        """An error that answers no waiting request, such as a slot taken back."""
+        if message.code == "slot_expired":
+            notice.warn(
+                "the central took back our download slot: {why}", why=message.message
+            )
+        else:
+            self.log.info(
+                "the central said: {code}: {why}",
+                code=message.code,
+                why=message.message,
+            )
 
     def report(self, name: str, ok: bool, size: int, fetched: int, reason: str) -> None:
         """Tell the central how a download ended; this frees our slot.
@@ -109,22 +212,11 @@ class CentralConnection(MessageProtocol):
         If the central is gone by then there is nothing to free; Twisted
         drops writes to a closed transport.
         """
-        self.sendMessage(
-            {
-                "type": "report",
-                "name": name,
-                "ok": ok,
-                "size": size,
-                "bytes_fetched": fetched,
-                "reason": reason,
-            }
-        )
+        self.sendMessage(wire.Report(name, ok, size, fetched, reason))
 
     def reportBadReplica(self, name: str, sha256: str, source: str) -> None:
         """Tell the central C{source} sent bytes of C{name} that did not verify."""
-        self.sendMessage(
-            {"type": "bad_replica", "name": name, "sha256": sha256, "source": source}
-        )
+        self.sendMessage(wire.BadReplica(name, sha256, source))
 
     def close(self) -> Deferred[None]:
         """Hang up once everything sent is written; fire when the line is closed.

@@ -37,6 +37,7 @@ from redesdl.client.reasons import (
 )
 from redesdl.client.stats import ClientStats, default_stats_path, fresh_client_stats
 from redesdl.endpoints import central_endpoint
+from redesdl.printable import escape_logs
 from redesdl.stats import StatsFile
 from redesdl.tls import TLSConfig, TLSFileError, source_connector
 from redesdl.trace import TRACER
@@ -288,6 +289,7 @@ class LogDisplay:
 
 def start_logging(verbose: bool) -> LogDisplay:
     display = LogDisplay(verbose)
+    escape_logs()
     globalLogBeginner.beginLoggingTo([display], redirectStandardIO=False)
     return display
 

@@ -82,8 +82,9 @@ class GetJob:
         try:
             info, sources = await self._locate(central)
             self.queuedSeconds = await central.admit(info.name, self._queued)
-            if self.queuedSeconds > 0:
-                info, sources = await self._locate(central)
+            # Located again now that we hold the slot: the sources may have
+            # changed while we waited, and tickets go only to slot holders.
+            info, sources = await self._locate(central)
 
             async def current_sources() -> list[SourceAddress]:
                 latest, found = await central.locate(self.name)
@@ -94,7 +95,7 @@ class GetJob:
             self.download = Download(
                 info,
                 sources,
-                output_path(self._output, info.name),
+                output_path(self._output, self.name),
                 reactor=self._reactor,
                 clientName=self._clientName,
                 overwrite=self._overwrite,

@@ -2,7 +2,8 @@
 
 The file defaults to ``$XDG_STATE_HOME/redesdl/client-stats.json`` (that is,
 ``~/.local/state/redesdl/client-stats.json``) and can be chosen with
-``--stats``. docs/stats.md describes every field.
+``--stats``. docs/stats.md describes every field; L{fresh_client_stats}
+declares the type of each one this module computes on, checked when it loads.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from redesdl.stats import StatsFile
+from redesdl import jsonfile as j
+from redesdl.stats import StatsFile, StatsShape
 
 MAX_DOWNLOADS_KEPT = 1000
 
@@ -21,8 +23,25 @@ def default_stats_path() -> Path:
     return Path(state) / "redesdl" / "client-stats.json"
 
 
-def fresh_client_stats() -> dict[str, Any]:
-    return {"downloads": [], "totals": {"completed": 0, "failed": 0, "bytes": 0}}
+_DOWNLOAD = j.record(
+    {"file": j.text, "result": j.text},
+    {
+        "size": j.counter,
+        "seconds": j.number,
+        "reason": j.optional(j.text),
+        "bytes_fetched": j.counter,
+    },
+)
+
+fresh_client_stats = StatsShape(
+    {
+        "downloads": (list, j.sequence(_DOWNLOAD)),
+        "totals": (
+            lambda: {"completed": 0, "failed": 0, "bytes": 0},
+            j.record({"completed": j.counter, "failed": j.counter, "bytes": j.counter}),
+        ),
+    }
+)
 
 
 class ClientStats:

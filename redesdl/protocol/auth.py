@@ -12,6 +12,7 @@ derived from the same secret (see L{redesdl.protocol.tickets}).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
@@ -59,21 +60,58 @@ class ClusterSecret:
         return ClusterSecret(bytes.fromhex(self.mac("derive", purpose)))
 
 
+#: The longest secret file read; a longer one is not a secret file.
+MAX_SECRET_FILE_BYTES = 4096
+_KINDS = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
 def load_secret(path: str) -> ClusterSecret:
-    """Read the secret at C{path}; L{SecretFileError} says what is wrong."""
+    """Read the secret at C{path}; L{SecretFileError} says what is wrong.
+
+    It must be a regular file: opened without following a symlink or
+    blocking on a FIFO, then checked with C{fstat}, so neither a link nor a
+    device put in its place is read.
+    """
     try:
-        with open(path, "rb") as secret_file:
-            mode = os.fstat(secret_file.fileno()).st_mode
-            key = secret_file.read().strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise SecretFileError(
+                f"the secret file {path} is a symbolic link; name the file itself"
+            ) from None
+        raise SecretFileError(
+            f"cannot read the secret file {path}: {e.strerror}"
+        ) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+            raise SecretFileError(
+                f"the secret file {path} is {kind}, not a regular file"
+            )
+        content = os.read(fd, MAX_SECRET_FILE_BYTES + 1)
     except OSError as e:
         raise SecretFileError(
             f"cannot read the secret file {path}: {e.strerror}"
         ) from None
+    finally:
+        os.close(fd)
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SecretFileError(
             f"the secret file {path} is open to other users "
             f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}"
         )
+    if len(content) > MAX_SECRET_FILE_BYTES:
+        raise SecretFileError(
+            f"the secret file {path} holds more than {MAX_SECRET_FILE_BYTES} bytes"
+        )
+    key = content.strip()
     if len(key) < MIN_SECRET_BYTES:
         raise SecretFileError(
             f"the secret file {path} holds fewer than {MIN_SECRET_BYTES} bytes; "

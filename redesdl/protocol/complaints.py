@@ -3,7 +3,8 @@
 A hostile or broken peer can send thousands of bad frames a second; logging
 each would fill the disk and bury everything else. Every daemon logs at most
 L{Complaints.perPeer} lines per peer address per L{Complaints.window}
-seconds, then one line saying how many it left out.
+seconds, then one line saying how many it left out. What a peer sent is in
+the fields, escaped by L{printable} before it is logged.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.logger import Logger, LogLevel
+
+from redesdl.printable import escape_event, printable
 
 #: Addresses remembered at most; beyond this, stale entries are forgotten.
 MAX_TRACKED_PEERS = 4096
@@ -53,14 +56,15 @@ class Complaints:
                 self.log.warn(
                     "{count} more complaints about {peer} were not logged",
                     count=window.suppressed,
-                    peer=peer,
+                    peer=printable(peer),
                 )
             if window is None and len(self._windows) >= MAX_TRACKED_PEERS:
                 self._forgetStale(now)
             window = self._windows[peer] = _Window(now)
         if window.logged < self.perPeer:
             window.logged += 1
-            self.log.emit(level, format, peer=peer, **fields)
+            escape_event(fields)
+            self.log.emit(level, format, peer=printable(peer), **fields)
         else:
             window.suppressed += 1
 

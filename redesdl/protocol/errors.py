@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from redesdl.printable import printable
+
 #: Every code an ``error`` message may carry, with what it means.
 ERROR_CODES = {
     "bad_frame": "the frame was not a JSON object with a type (connection closed)",
@@ -30,6 +32,8 @@ ERROR_CODES = {
     "ticket_required": "this secondary serves only clients with a download ticket",
     "ticket_invalid": "the ticket was not issued for this file and client",
     "ticket_expired": "the ticket has expired: locate the file again for a new one",
+    "slot_expired": "the central took a download slot back: no locate of its file "
+    "for too long (the reply carries the admit's id)",
     "internal": "the receiver failed to handle the request (it logged why)",
 }
 
@@ -54,11 +58,15 @@ class ProtocolError(Exception):
 
 
 class RemoteError(Exception):
-    """The peer answered a request with an ``error`` message."""
+    """The peer answered a request with an ``error`` message.
+
+    Its text is the peer's: escaped here, once, so it can be printed.
+    """
 
     def __init__(self, code: str, message: str) -> None:
+        message = printable(message)
         super().__init__(message)
-        self.code = code
+        self.code = printable(code, 64)
         self.message = message
 
     @classmethod

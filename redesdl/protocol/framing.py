@@ -1,125 +1,112 @@
-"""Length-prefixed JSON frames, optionally followed by raw bulk bytes.
+"""The Twisted shell around the codec: bytes from the transport in, calls out.
 
-Every redesdl conversation uses one framing: a 4-byte big-endian length, then
-that many bytes of UTF-8 JSON holding one object whose ``type`` field names
-the message. A message that carries bulk data (a chunk) is such a header frame
-followed by exactly ``length`` raw bytes. Raw bytes are handed to
-``rawDataReceived`` as memoryview slices of what the socket delivered, never
-accumulated in a buffer, so a receiver can ``os.pwrite`` them as they arrive.
-
-This is ``Int32StringReceiver`` plus a raw mode; ``Int32StringReceiver`` has no
-raw mode and re-copies its buffer on every read, which halves bulk throughput.
+L{FrameProtocol} feeds what the socket delivered to a
+L{redesdl.protocol.codec.FrameDecoder} and turns each event into one call:
+L{messageReceived} for a typed message, L{messageRefused} for a message with
+a bad field or of a type this receiver does not know, L{rawDataReceived} and
+L{rawDataFinished} for a chunk's payload, L{protocolViolation} when the
+stream cannot be parsed any further. It decides nothing itself.
 """
 
 from __future__ import annotations
 
-import json
-import struct
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
+from redesdl.protocol.codec import (
+    ChunkData,
+    ChunkEnd,
+    FrameDecoder,
+    FramingBroken,
+    MessageReceived,
+    MessageRefused,
+    encode,
+)
 from redesdl.protocol.complaints import COMPLAINTS, peer_host
 from redesdl.protocol.errors import ProtocolError
+from redesdl.protocol.wire import Message, Vocabulary
 from redesdl.trace import TRACER
 
-_LENGTH = struct.Struct("!I")
-_EMPTY = memoryview(b"")
+
+@dataclass(frozen=True)
+class Untyped(Message):
+    """A message of a receiver not yet moved to typed messages: the raw dict."""
+
+    body: dict[str, Any]
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.body
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> Untyped:
+        return cls(body)
 
 
-def encode_frame(message: dict[str, Any]) -> bytes:
+class _AnyType(dict[str, Any]):
+    """The vocabulary of an untyped receiver: every type, as L{Untyped}."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return Untyped.parse
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+def encode_frame(message: Message | dict[str, Any]) -> bytes:
     """Serialize one message as a length-prefixed frame."""
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
-    return _LENGTH.pack(len(body)) + body
-
-
-def decode_body(body: bytes) -> dict[str, Any]:
-    """Parse one frame body, raising L{ProtocolError} unless it is a message."""
-    try:
-        message = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ProtocolError("bad_frame", f"frame is not JSON: {e}") from None
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise ProtocolError("bad_frame", "frame is not an object with a 'type'")
-    return message
+    return encode(message)
 
 
 class FrameProtocol(Protocol):
-    """Parse frames into messages; switch to raw mode for bulk payloads.
+    """Decode frames into calls; send messages as frames.
 
-    Subclasses implement L{messageReceived} and, if they call L{expectRaw},
-    L{rawDataReceived} and L{rawDataFinished}.
+    Subclasses set L{vocabulary} (the message types they accept) and
+    L{maxFrameLength}, and implement L{messageReceived}; one that receives
+    chunks also implements L{rawDataReceived} and L{rawDataFinished}.
     """
 
     log = Logger()
 
     #: Largest frame body accepted from the peer; a longer one is a violation.
     maxFrameLength = 64 * 1024
+    #: What this receiver accepts; None while it still reads raw dicts.
+    vocabulary: Vocabulary | None = None
 
-    _buffer = b""
-    _rawRemaining = 0
+    _decoder: FrameDecoder | None = None
     _broken = False
 
+    def _frameDecoder(self) -> FrameDecoder:
+        if self._decoder is None:
+            vocabulary = self.vocabulary if self.vocabulary is not None else _AnyType()
+            self._decoder = FrameDecoder(vocabulary, self.maxFrameLength)
+        return self._decoder
+
     def dataReceived(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view and not self._broken:
-            if self._rawRemaining:
-                view = self._feedRaw(view)
-            else:
-                view = self._feedFrames(view)
+        for event in self._frameDecoder().feed(data):
+            if self._broken:
+                return
+            if isinstance(event, ChunkData):
+                self.rawDataReceived(event.data)
+            elif isinstance(event, MessageReceived):
+                if TRACER.enabled:
+                    TRACER.emit("<-", self.peerDescription(), event.message.to_wire())
+                self.messageReceived(event.message)
+            elif isinstance(event, ChunkEnd):
+                self.rawDataFinished()
+            elif isinstance(event, MessageRefused):
+                self.messageRefused(event.kind, event.error, event.request_id)
+            elif isinstance(event, FramingBroken):
+                self.protocolViolation(event.error)
 
-    def _feedRaw(self, view: memoryview) -> memoryview:
-        taken = min(len(view), self._rawRemaining)
-        self._rawRemaining -= taken
-        self.rawDataReceived(view[:taken])
-        if self._rawRemaining == 0 and not self._broken:
-            self.rawDataFinished()
-        return view[taken:]
-
-    def _feedFrames(self, view: memoryview) -> memoryview:
-        """Dispatch every whole frame; return bytes that belong to raw mode."""
-        buffer = self._buffer + view.tobytes() if self._buffer else view.tobytes()
-        offset = 0
-        while not self._rawRemaining and not self._broken:
-            if len(buffer) - offset < _LENGTH.size:
-                break
-            (length,) = _LENGTH.unpack_from(buffer, offset)
-            if length > self.maxFrameLength:
-                self.protocolViolation(
-                    ProtocolError(
-                        "too_large",
-                        f"frame of {length} bytes exceeds {self.maxFrameLength}",
-                    )
-                )
-                return _EMPTY
-            end = offset + _LENGTH.size + length
-            if len(buffer) < end:
-                break
-            body = buffer[offset + _LENGTH.size : end]
-            offset = end
-            self._dispatch(body)
-        if self._rawRemaining and not self._broken:
-            self._buffer = b""
-            return memoryview(buffer)[offset:]
-        self._buffer = buffer[offset:]
-        return _EMPTY
-
-    def _dispatch(self, body: bytes) -> None:
-        try:
-            message = decode_body(body)
-        except ProtocolError as e:
-            self.protocolViolation(e)
-            return
-        if TRACER.enabled:
-            TRACER.emit("<-", self.peerDescription(), message)
-        self.messageReceived(message)
-
-    def sendMessage(self, message: dict[str, Any]) -> None:
+    def sendMessage(self, message: Message | dict[str, Any]) -> None:
         """Send one message as a frame."""
         if TRACER.enabled:
-            TRACER.emit("->", self.peerDescription(), message)
-        self.transport.write(encode_frame(message))
+            wire = message.to_wire() if isinstance(message, Message) else message
+            TRACER.emit("->", self.peerDescription(), wire)
+        self.transport.write(encode(message))
 
     def peerDescription(self) -> str:
         """Who is at the other end, for trace lines and logs."""
@@ -128,13 +115,10 @@ class FrameProtocol(Protocol):
         name = getattr(self, "peerName", None) or getattr(self, "sourceName", None)
         return f"{name}@{address}" if name else address
 
-    def expectRaw(self, length: int) -> None:
-        """Deliver the next C{length} (> 0) bytes to L{rawDataReceived}."""
-        assert length > 0, "a zero-length payload needs no raw mode"
-        self._rawRemaining = length
-
     def protocolViolation(self, error: ProtocolError) -> None:
-        """The peer broke the framing: tell it why, then hang up."""
+        """The peer broke the framing or the rules: tell it why, then hang up."""
+        if self._broken:
+            return
         self._broken = True
         COMPLAINTS.complain(
             peer_host(self.transport),
@@ -145,8 +129,14 @@ class FrameProtocol(Protocol):
         self.sendMessage(error.to_message())
         self.transport.loseConnection()
 
-    def messageReceived(self, message: dict[str, Any]) -> None:
+    def messageReceived(self, message: Message) -> None:
         raise NotImplementedError
+
+    def messageRefused(
+        self, kind: str, error: ProtocolError, request_id: int | None
+    ) -> None:
+        """A message with a bad field or of an unknown type: refuse it."""
+        self.protocolViolation(error)
 
     def rawDataReceived(self, data: memoryview) -> None:
         raise NotImplementedError

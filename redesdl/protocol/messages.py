@@ -1,16 +1,15 @@
-"""Message dispatch, request/reply matching and field validation.
+"""Requests and replies over a framed connection, and refusals by rule.
 
-A message is a JSON object with a ``type``. L{MessageProtocol} calls
-``msg_<type>`` for each one, turns a L{ProtocolError} raised there into a
-typed ``error`` reply, and matches replies to the requests it sent by their
-``id``. The field readers below are the only way handlers read a message, so
-every string, count and list taken from a peer is checked and bounded.
+L{MessageProtocol} calls ``msg_<type>`` for each message it receives, turns
+a L{ProtocolError} raised there into a typed ``error`` reply, and matches
+replies to the requests it sent by their ``id``. A receiver that declares a
+L{FrameProtocol.vocabulary} gets typed messages (L{redesdl.protocol.wire});
+one that does not yet still gets the decoded dict.
 """
 
 from __future__ import annotations
 
 import itertools
-import re
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -19,70 +18,29 @@ from twisted.python.failure import Failure
 
 from redesdl.protocol.complaints import COMPLAINTS, peer_host
 from redesdl.protocol.errors import ProtocolError, RemoteError
-from redesdl.protocol.framing import FrameProtocol
+from redesdl.protocol.fields import (  # noqa: F401 (re-exported)
+    MAX_STRING,
+    count,
+    digest,
+    items,
+    mapping,
+    optional_text,
+    text,
+)
+from redesdl.protocol.fields import request_id as request_id_of
+from redesdl.protocol.framing import FrameProtocol, Untyped
 from redesdl.protocol.tracking import TrackingFactory
+from redesdl.protocol.wire import (  # noqa: F401 (re-exported)
+    MAX_FILES_PER_MESSAGE,
+    PROTOCOL_VERSION,
+    Error,
+    Message,
+)
 
-PROTOCOL_VERSION = 1
-MAX_STRING = 4096
-#: Most file entries or names one ``files_added``/``files_removed`` may carry.
-MAX_FILES_PER_MESSAGE = 256
 #: Requests refused on one connection before the peer is taken for broken.
 MAX_REFUSALS = 32
 #: Refusals a well-behaved peer meets in normal operation.
 ROUTINE_REFUSALS = frozenset({"not_found", "no_source", "not_ready", "busy"})
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def request_id_of(message: dict[str, Any]) -> int | None:
-    """The C{id} a reply to C{message} should carry, if it has a usable one."""
-    value = message.get("id")
-    return value if type(value) is int else None
-
-
-def text(message: dict[str, Any], key: str, *, max_length: int = MAX_STRING) -> str:
-    value = message.get(key)
-    if not isinstance(value, str) or len(value) > max_length:
-        raise ProtocolError(
-            "bad_request",
-            f"{key!r} must be a string of at most {max_length} characters",
-        )
-    return value
-
-
-def optional_text(message: dict[str, Any], key: str) -> str | None:
-    return None if message.get(key) is None else text(message, key)
-
-
-def count(message: dict[str, Any], key: str, *, maximum: int = 2**63 - 1) -> int:
-    value = message.get(key)
-    if type(value) is not int or not 0 <= value <= maximum:
-        raise ProtocolError(
-            "bad_request", f"{key!r} must be an integer in 0..{maximum}"
-        )
-    return value
-
-
-def digest(message: dict[str, Any], key: str) -> str:
-    value = message.get(key)
-    if not isinstance(value, str) or not _SHA256.fullmatch(value):
-        raise ProtocolError("bad_request", f"{key!r} must be a lowercase SHA-256 hex")
-    return value
-
-
-def items(message: dict[str, Any], key: str, *, max_items: int) -> list[Any]:
-    value = message.get(key)
-    if not isinstance(value, list) or len(value) > max_items:
-        raise ProtocolError(
-            "bad_request", f"{key!r} must be a list of at most {max_items} items"
-        )
-    return value
-
-
-def mapping(message: dict[str, Any], key: str) -> dict[str, Any]:
-    value = message.get(key)
-    if not isinstance(value, dict):
-        raise ProtocolError("bad_request", f"{key!r} must be an object")
-    return value
 
 
 class MessageProtocol(FrameProtocol):
@@ -92,7 +50,7 @@ class MessageProtocol(FrameProtocol):
     _refusals = 0
 
     def connectionMade(self) -> None:
-        self._pending: dict[int, Deferred[dict[str, Any]]] = {}
+        self._pending: dict[int, Deferred[Any]] = {}
         self._ids = itertools.count(1)
         if isinstance(self.factory, TrackingFactory):
             self.factory.connected(self)
@@ -102,33 +60,66 @@ class MessageProtocol(FrameProtocol):
         return next(self._ids)
 
     def request(
-        self, message: dict[str, Any], request_id: int | None = None
-    ) -> Deferred[dict[str, Any]]:
+        self, message: Message | dict[str, Any], request_id: int | None = None
+    ) -> Deferred[Any]:
         """Send C{message} with an id; fire with the reply bearing that id.
 
+        A typed message must already carry its id (from L{allocateId}).
         An ``error`` reply errbacks with L{RemoteError}; losing the connection
         errbacks every request still waiting.
         """
-        if request_id is None:
+        if isinstance(message, Message):
+            request_id = message.id  # type: ignore[attr-defined]
+        elif request_id is None:
             request_id = self.allocateId()
-        waiting: Deferred[dict[str, Any]] = Deferred()
+        waiting: Deferred[Any] = Deferred()
         self._pending[request_id] = waiting
-        self.sendMessage({**message, "id": request_id})
+        if isinstance(message, dict):
+            message = {**message, "id": request_id}
+        self.sendMessage(message)
         return waiting
 
-    def messageReceived(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        handler = getattr(self, "msg_" + kind, None)
-        request_id = request_id_of(message)
-        if kind == "error" and request_id in self._pending:
-            self._resolve(request_id, message)
+    def messageReceived(self, message: Message) -> None:
+        if isinstance(message, Untyped):
+            self._untypedReceived(message.body)
             return
-        if kind == "error" and handler is None:
+        kind = message.TYPE
+        request_id = getattr(message, "id", None)
+        if isinstance(message, Error):
+            if request_id in self._pending:
+                self._pending.pop(request_id).errback(
+                    RemoteError(message.code, message.message)
+                )
+            elif hasattr(self, "msg_error"):
+                self.msg_error(message)
             # Never answer an error with an error: two peers could ping-pong.
             return
+        handler = getattr(self, "msg_" + kind, None)
         if handler is None:
             if request_id in self._pending:
-                self._resolve(request_id, message)
+                self._pending.pop(request_id).callback(message)
+            else:
+                self.refuse(
+                    kind,
+                    ProtocolError("unknown_type", f"unexpected message {kind!r}"),
+                    request_id,
+                )
+            return
+        self._handle(kind, handler, message, request_id)
+
+    def _untypedReceived(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        request_id = request_id_of(message)
+        if kind == "error":
+            if request_id in self._pending:
+                self._pending.pop(request_id).errback(RemoteError.from_message(message))
+            elif hasattr(self, "msg_error"):
+                self.msg_error(message)
+            return
+        handler = getattr(self, "msg_" + kind, None)
+        if handler is None:
+            if request_id in self._pending:
+                self._pending.pop(request_id).callback(message)
             else:
                 self.refuse(
                     kind,
@@ -138,6 +129,11 @@ class MessageProtocol(FrameProtocol):
                     request_id,
                 )
             return
+        self._handle(kind, handler, message, request_id)
+
+    def _handle(
+        self, kind: str, handler: Any, message: Any, request_id: int | None
+    ) -> None:
         try:
             handler(message)
         except ProtocolError as e:
@@ -153,6 +149,17 @@ class MessageProtocol(FrameProtocol):
                     request_id
                 )
             )
+
+    def messageRefused(
+        self, kind: str, error: ProtocolError, request_id: int | None
+    ) -> None:
+        """A malformed reply fails its request; a malformed request is refused."""
+        if kind == "error":
+            return
+        if request_id in self._pending:
+            self._pending.pop(request_id).errback(error)
+            return
+        self.refuse(kind, error, request_id)
 
     def refuse(self, kind: str, error: ProtocolError, request_id: int | None) -> None:
         """Answer a request we will not act on; hang up on a peer that keeps at it.
@@ -186,16 +193,9 @@ class MessageProtocol(FrameProtocol):
         )
         self.transport.abortConnection()
 
-    def takePending(self, request_id: Any) -> Deferred[dict[str, Any]] | None:
+    def takePending(self, request_id: Any) -> Deferred[Any] | None:
         """Remove and return the Deferred waiting for C{request_id}, if any."""
         return self._pending.pop(request_id, None)
-
-    def _resolve(self, request_id: int, message: dict[str, Any]) -> None:
-        waiting = self._pending.pop(request_id)
-        if message["type"] == "error":
-            waiting.errback(RemoteError.from_message(message))
-        else:
-            waiting.callback(message)
 
     def connectionLost(self, reason: Failure) -> None:
         if isinstance(self.factory, TrackingFactory):

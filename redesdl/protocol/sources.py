@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redesdl.protocol.errors import ProtocolError
-from redesdl.protocol.messages import count, text
+from redesdl.protocol.fields import count, text
 
 
 @dataclass(frozen=True)

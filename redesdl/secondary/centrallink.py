@@ -1,17 +1,20 @@
-"""The secondary's long-lived connection to the central.
+"""The secondary's long-lived connection to the central: the Twisted shell.
 
 On every (re)connection the secondary says ``hello`` with its id, name and
 port, proves it holds the cluster secret if the cluster has one (and checks
 that the central does too), then reports its whole catalog in batches;
-afterwards it reports index changes as they happen and receives ``replicate``
-requests. ClientService reconnects with backoff, so a central restart needs
-nothing from an operator.
+afterwards it reports index changes as they happen and takes ``replicate``
+and ``verify`` orders. What may happen when is decided by the machine in
+L{redesdl.machines.central_link}: orders count only once registered. This
+module decodes, calls the machine's inputs, and carries out its verbs.
+ClientService reconnects with backoff, so a central restart needs nothing
+from an operator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -23,195 +26,173 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from redesdl.client.reasons import describe_error
-from redesdl.manifest import FileInfo, Manifest
-from redesdl.names import validate_name
-from redesdl.protocol.auth import is_nonce, new_nonce
-from redesdl.protocol.errors import RemoteError
-from redesdl.protocol.messages import (
-    MAX_FILES_PER_MESSAGE,
-    PROTOCOL_VERSION,
-    MessageProtocol,
-    items,
-    mapping,
-    text,
-)
-from redesdl.protocol.sources import SourceAddress
+from redesdl.machines.central_link import MACHINE, LinkCore, deliver
+from redesdl.manifest import Manifest
+from redesdl.protocol import wire
+from redesdl.protocol.auth import new_nonce
+from redesdl.protocol.complaints import COMPLAINTS, peer_host
+from redesdl.protocol.errors import ProtocolError
+from redesdl.protocol.framing import FrameProtocol
+from redesdl.protocol.wire import MAX_FILES_PER_MESSAGE
 from redesdl.secondary.index import IndexChanges
 
 if TYPE_CHECKING:
     from redesdl.secondary.service import SecondaryService
 
+T = TypeVar("T")
+
 
 def batches(
-    values: list[Any], size: int = MAX_FILES_PER_MESSAGE
-) -> Iterable[list[Any]]:
+    values: Sequence[T], size: int = MAX_FILES_PER_MESSAGE
+) -> Iterable[list[T]]:
     for start in range(0, len(values), size):
-        yield values[start : start + size]
+        yield list(values[start : start + size])
 
 
-class CentralLinkProtocol(MessageProtocol, TimeoutMixin):
-    """Register with the central, keep it informed, take replication orders.
+class CentralLinkProtocol(FrameProtocol, TimeoutMixin):
+    """Register with the central, keep it informed, take its orders once registered.
 
     Once registered it sends a ``ping`` every C{heartbeatInterval} seconds;
-    if the central sends nothing back for C{heartbeatTimeout} seconds the link
-    is taken for dead and dropped, and ClientService connects again.
+    if the central sends nothing for C{heartbeatTimeout} seconds the link is
+    taken for dead and dropped, and ClientService connects again.
     """
 
     maxFrameLength = 256 * 1024
+    vocabulary = wire.SECONDARY_FROM_CENTRAL
 
     def __init__(self, secondary: SecondaryService) -> None:
         self._secondary = secondary
-        self.registered = False
         self.callLater = secondary.reactor.callLater
-        self._heartbeat = LoopingCall(self._ping)
+        self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = secondary.reactor
+        hello = wire.SecondaryHello(
+            id=1,
+            name=secondary.name,
+            secondary_id=secondary.secondaryId,
+            boot=secondary.boot,
+            port=secondary.listeningPort(),
+            advertise=secondary.advertise,
+            nonce=new_nonce() if secondary.secret is not None else None,
+        )
+        self._core = LinkCore(
+            world=self,
+            hello=hello,
+            secret=secondary.secret,
+            heartbeat_timeout=secondary.heartbeatTimeout,
+        )
+        self._machine = MACHINE(self._core)
+
+    @property
+    def registered(self) -> bool:
+        """True from the central's (proven) welcome until the link ends."""
+        return self._core.registered
+
+    # -- Twisted calls these; each becomes an input --------------------------
 
     def connectionMade(self) -> None:
-        super().connectionMade()
         self.setTimeout(self._secondary.heartbeatTimeout)
-        hello = {
-            "type": "hello",
-            "version": PROTOCOL_VERSION,
-            "role": "secondary",
-            "name": self._secondary.name,
-            "secondary_id": self._secondary.secondaryId,
-            "boot": self._secondary.boot,
-            "port": self._secondary.listeningPort(),
-        }
-        if self._secondary.advertise:
-            hello["advertise"] = self._secondary.advertise
-        if self._secondary.secret is not None:
-            hello["nonce"] = self._nonce = new_nonce()
-        self.request(hello).addCallbacks(self._answered, self._refused)
-
-    def _answered(self, reply: dict[str, Any]) -> None:
-        """Answer the central's challenge, or refuse a central that has none."""
-        secret = self._secondary.secret
-        if reply["type"] == "challenge":
-            if secret is None:
-                self._leave(
-                    "the central requires the cluster secret; start this "
-                    "secondary with --secret-file"
-                )
-                return
-            theirs = reply.get("nonce")
-            if not is_nonce(theirs):
-                self._leave("the central's challenge is malformed")
-                return
-            proof = secret.mac(
-                "secondary", theirs, self._nonce, self._secondary.secondaryId
-            )
-            self.request({"type": "auth", "proof": proof}).addCallbacks(
-                lambda welcome: self._checkCentral(welcome, theirs), self._refused
-            )
-        elif secret is not None:
-            self._leave(
-                "the central runs without a cluster secret; refusing to join an "
-                "open cluster (drop --secret-file to join it anyway)"
-            )
-        else:
-            self._welcomed()
-
-    def _checkCentral(self, welcome: dict[str, Any], theirs: str) -> None:
-        secret = self._secondary.secret
-        assert secret is not None
-        if not secret.verify(welcome.get("proof"), "central", self._nonce, theirs):
-            self._leave("the central could not prove it holds the cluster secret")
-            return
-        self._welcomed()
-
-    def _leave(self, why: str) -> None:
-        self.log.error("not registering with the central: {why}", why=why)
-        self.transport.loseConnection()
-        self._secondary.centralRefused()
-
-    def _welcomed(self) -> None:
-        self.registered = True
-        self.log.info(
-            "registered with the central as {name}", name=self._secondary.name
-        )
-        self.sendAdded(self._secondary.index.manifests())
-        self.sendMessage({"type": "catalog_done"})
-        self._heartbeat.start(self._secondary.heartbeatInterval, now=False)
-        self._secondary.linkUp(self)
-
-    def _ping(self) -> None:
-        # The pong matters only as traffic that resets the timeout.
-        self.request({"type": "ping"}).addErrback(self._pingFailed)
-
-    def _pingFailed(self, reason: Failure) -> None:
-        if reason.check(RemoteError) and reason.value.code == "not_registered":
-            self.log.warn("the central does not know this secondary; registering again")
-            self.transport.loseConnection()
+        self._machine.connection_made()
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
         super().dataReceived(data)
 
+    def messageReceived(self, message: wire.Message) -> None:
+        deliver(self._machine, message)
+
+    def messageRefused(
+        self, kind: str, error: ProtocolError, request_id: int | None
+    ) -> None:
+        self._machine.malformed(kind, error, request_id)
+
     def timeoutConnection(self) -> None:
-        self.log.warn(
-            "the central said nothing for {seconds} s; reconnecting",
-            seconds=self._secondary.heartbeatTimeout,
-        )
-        self.transport.abortConnection()
+        self._machine.silence()
 
-    def _refused(self, reason: Failure) -> None:
-        if reason.check(RemoteError):
-            self.log.error(
-                "the central refused this secondary: {error}",
-                error=reason.value.message,
-            )
-            self.transport.loseConnection()
-            self._secondary.centralRefused()
-
-    def sendChanges(self, changes: IndexChanges) -> None:
-        if changes.removed:
-            for names in batches(changes.removed):
-                self.sendMessage({"type": "files_removed", "names": names})
-        self.sendAdded(changes.added)
-
-    def sendAdded(self, manifests: list[Manifest]) -> None:
-        for group in batches(manifests):
-            self.sendMessage(
-                {"type": "files_added", "files": [m.info.to_wire() for m in group]}
-            )
-
-    def sendReplicated(self, name: str, ok: bool, reason: str = "") -> None:
-        self.sendMessage(
-            {"type": "replicated", "name": name, "ok": ok, "reason": reason}
-        )
-
-    def msg_replicate(self, message: dict[str, Any]) -> None:
-        info = FileInfo.from_wire(mapping(message, "file"))
-        sources = [
-            SourceAddress.from_wire(value)
-            for value in items(message, "sources", max_items=1024)
-        ]
-        ticket = message.get("ticket")
-        self._secondary.replicator.replicate(
-            info, sources, ticket if isinstance(ticket, dict) else None
-        )
-
-    def msg_verify(self, message: dict[str, Any]) -> None:
-        """The central asks us to check our copy of a file a client doubted."""
-        self._secondary.checkCopy(validate_name(text(message, "name")))
-
-    def msg_error(self, message: dict[str, Any]) -> None:
-        self.log.warn(
-            "the central reported an error: {code}: {text}",
-            code=message.get("code"),
-            text=message.get("message"),
-        )
+    def _beat(self) -> None:
+        self._machine.heartbeat_due()
 
     def connectionLost(self, reason: Failure) -> None:
         self.setTimeout(None)
         if self._heartbeat.running:
             self._heartbeat.stop()
-        super().connectionLost(reason)
         if self.registered:
             self.log.info("lost the central: {reason}", reason=reason.getErrorMessage())
-        self.registered = False
+        self._machine.connection_lost()
         self._secondary.linkDown(self)
+
+    # -- The machine's verbs (redesdl.machines.central_link.LinkWorld) -------
+
+    def send(self, message: wire.Message) -> None:
+        self.sendMessage(message)
+
+    def refuse(self, why: str) -> None:
+        self.log.error("{why}", why=why)
+        self._hang_up()
+        self._secondary.centralRefused()
+
+    def reconnect(self, why: str) -> None:
+        self.log.warn("{why}", why=why)
+        self._hang_up()
+
+    def _hang_up(self) -> None:
+        # Nothing more of what arrived is read, and nothing needs flushing.
+        self._broken = True
+        if self._heartbeat.running:
+            self._heartbeat.stop()
+        self.transport.abortConnection()
+
+    def joined(self) -> None:
+        self.log.info(
+            "registered with the central as {name}", name=self._secondary.name
+        )
+        self.sendAdded(self._secondary.index.manifests())
+        self.sendMessage(wire.CatalogDone())
+        self._heartbeat.start(self._secondary.heartbeatInterval, now=False)
+        self._secondary.linkUp(self)
+
+    def replicate(self, order: wire.Replicate) -> None:
+        # The replicator still takes the ticket in its wire form.
+        ticket = order.ticket.to_wire() if order.ticket is not None else None
+        self._secondary.replicator.replicate(order.file, list(order.sources), ticket)
+
+    def verify(self, order: wire.Verify) -> None:
+        self._secondary.checkCopy(order.name)
+
+    def warn(self, why: str) -> None:
+        self.log.warn("{why}", why=why)
+
+    def refuse_message(
+        self, kind: str, error: ProtocolError, request_id: int | None
+    ) -> None:
+        COMPLAINTS.complain(
+            peer_host(self.transport),
+            "refused {kind} from the central {peer}: {code}: {reason}",
+            kind=kind[:64],
+            code=error.code,
+            reason=error.message,
+        )
+        self.sendMessage(wire.Error(error.code, error.message, request_id))
+
+    # -- What the secondary reports -----------------------------------------
+
+    def sendChanges(self, changes: IndexChanges) -> None:
+        for names in batches(changes.removed):
+            self.sendMessage(wire.FilesRemoved(tuple(names)))
+        self.sendAdded(changes.added)
+
+    def sendAdded(self, manifests: list[Manifest]) -> None:
+        for group in batches(manifests):
+            self.sendMessage(wire.FilesAdded(tuple(m.info for m in group)))
+
+    def sendReplicated(self, name: str, ok: bool, reason: str = "") -> None:
+        self.sendMessage(wire.Replicated(name, ok, reason))
+
+    def sendVerified(self, name: str, ok: bool) -> None:
+        self.sendMessage(wire.Verified(name, ok))
+
+    def sendActivity(self, served: list[wire.Served]) -> None:
+        for batch in batches(served):
+            self.sendMessage(wire.Activity(tuple(batch)))
 
 
 class CentralLinkFactory(Factory):

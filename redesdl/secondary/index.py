@@ -4,12 +4,17 @@ Hashing a large folder takes time, so manifests are computed in a thread and
 cached in the state folder keyed by (size, mtime, inode): a restart with
 unchanged files hashes nothing. A rescan reports what was added, changed or
 removed so the central can be told. Hidden files and folders (such as the
-replication staging folder) and symlinks are never indexed or served.
+replication staging folder) and symlinks are never indexed or served, and
+L{open_indexed} refuses a served file that became a symlink or something
+other than a regular file since. A cache with a wrong type in any field is
+set aside (``index.json.corrupt``) and everything is hashed again.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 
-from redesdl.jsonfile import read_json, write_json_atomic
+from redesdl.jsonfile import field_path, read_json, write_json_atomic
 from redesdl.manifest import Manifest, build_manifest
 from redesdl.names import name_problem
 from redesdl.protocol.errors import ProtocolError
@@ -60,6 +65,82 @@ def walk_data_folder(root: str) -> dict[str, tuple[str, StatKey]]:
 
 def _raise(error: OSError) -> None:
     raise error
+
+
+#: How a served file is opened: never through a symlink, never blocking on
+#: a FIFO put in its place, never inherited by a child process.
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def open_indexed(path: str, root: str | None = None) -> int:
+    """A read-only descriptor on the indexed regular file at C{path}.
+
+    A symlink at C{path} fails with ELOOP; anything but a regular file (a
+    FIFO, a device, a folder) with EINVAL. With C{root} (the data folder),
+    every folder between it and the file is opened without following
+    symlinks too, so a folder swapped for a link cannot lead outside.
+    """
+    if root is None:
+        fd = os.open(path, OPEN_FLAGS)
+    else:
+        fd = _open_beneath(root, os.path.relpath(path, root).split(os.sep))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_beneath(root: str, parts: list[str]) -> int:
+    if not parts or any(part in ("", ".", "..") for part in parts):
+        raise OSError(errno.EINVAL, "not inside the data folder", os.sep.join(parts))
+    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            inner = os.open(
+                part,
+                os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                dir_fd=folder,
+            )
+            os.close(folder)
+            folder = inner
+        return os.open(parts[-1], OPEN_FLAGS, dir_fd=folder)
+    finally:
+        os.close(folder)
+
+
+def check_cache(value: Any) -> None:
+    """Raise ValueError naming the first field of an index cache that is wrong.
+
+    A cache of another version passes: it is ignored, not set aside.
+    """
+    if not isinstance(value, dict):
+        raise ValueError("the document: expected an object")
+    version = value.get("version")
+    if type(version) is not int:
+        raise ValueError("field version: expected a whole number")
+    if version != CACHE_VERSION:
+        return
+    files = value.get("files")
+    if not isinstance(files, dict):
+        raise ValueError("field files: expected an object")
+    for name, cached in files.items():
+        where = field_path("files", name)
+        if not isinstance(cached, dict):
+            raise ValueError(f"field {where}: expected an object")
+        key = cached.get("stat")
+        if not (
+            isinstance(key, list) and len(key) == 3 and all(type(n) is int for n in key)
+        ):
+            raise ValueError(f"field {where}.stat: expected 3 whole numbers")
+        try:
+            manifest = Manifest.from_wire(cached.get("manifest"))
+        except (ProtocolError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"field {where}.manifest: {e}") from None
+        if manifest.name != name:
+            raise ValueError(f"field {where}.manifest: it names another file")
 
 
 @dataclass(frozen=True)
@@ -166,10 +247,7 @@ class DataIndex:
     async def _manifestFor(self, name: str, path: str, key: StatKey) -> Manifest | None:
         cached = self._cached.pop(name, None)
         if cached is not None and tuple(cached["stat"]) == key:
-            try:
-                return Manifest.from_wire(cached["manifest"])
-            except (ProtocolError, KeyError, TypeError):
-                pass
+            return Manifest.from_wire(cached["manifest"])
         self.log.info("hashing {name} ({size} bytes)", name=name, size=key[0])
         try:
             manifest = await self._runInThread(build_manifest, path, name)
@@ -197,36 +275,62 @@ class DataIndex:
             manifest = None
         if manifest == entry.manifest:
             return True
-        aside = self.data.child(CORRUPT_FOLDER).descendant(name.split("/"))
-        try:
-            aside.parent().makedirs(ignoreExistingDirectory=True)
-            os.replace(entry.path, aside.path)
-        except OSError as e:
-            self.log.error("cannot set aside {path}: {error}", path=entry.path, error=e)
-        self.log.warn(
-            "{name} is corrupt; moved to {aside}", name=name, aside=aside.path
-        )
+        self._setAside(name, entry.path)
         self.entries.pop(name, None)
         self._saveCache()
         self._notify(IndexChanges(removed=[name]))
         return False
 
-    def adopt(self, manifest: Manifest, path: str) -> None:
-        """Serve a file we wrote and verified ourselves, without rehashing it."""
-        self.entries[manifest.name] = IndexEntry(manifest, path, stat_key(path))
+    def _setAside(self, name: str, path: str) -> None:
+        """Move a corrupt copy into the hidden L{CORRUPT_FOLDER}, never served."""
+        aside = self.data.child(CORRUPT_FOLDER).descendant(name.split("/"))
+        try:
+            aside.parent().makedirs(ignoreExistingDirectory=True)
+            os.replace(path, aside.path)
+        except OSError as e:
+            self.log.error("cannot set aside {path}: {error}", path=path, error=e)
+        self.log.warn(
+            "{name} is corrupt; moved to {aside}", name=name, aside=aside.path
+        )
+
+    async def adopt(self, manifest: Manifest, path: str) -> bool:
+        """Serve a copy we just wrote, once our own hash of it matches C{manifest}.
+
+        Replication verified every chunk as it landed; hashing the placed file
+        again is the last check that what we serve is what the central
+        vouches for, whatever happened between the rename and now. A copy
+        that does not match is set aside and never served.
+        """
+        try:
+            key = stat_key(path)
+            hashed = await self._runInThread(build_manifest, path, manifest.name)
+        except OSError as e:
+            self.log.warn("cannot check {path}: {error}", path=path, error=e)
+            return False
+        if hashed != manifest:
+            self._setAside(manifest.name, path)
+            return False
+        known = self.entries.get(manifest.name)
+        self.entries[manifest.name] = IndexEntry(manifest, path, key)
         self._saveCache()
-        self._notify(IndexChanges(added=[manifest]))
+        if known is None or known.manifest != manifest:
+            self._notify(IndexChanges(added=[manifest]))
+        return True
 
     def _notify(self, changes: IndexChanges) -> None:
         for listener in list(self.listeners):
             listener(changes)
 
+    def open(self, entry: IndexEntry) -> int:
+        """A descriptor on C{entry}'s file, by L{open_indexed} from the data folder."""
+        return open_indexed(entry.path, self.data.path)
+
     def _loadCache(self) -> dict[str, dict[str, Any]]:
-        cache = read_json(self._cacheFile, {})
-        if not isinstance(cache, dict) or cache.get("version") != CACHE_VERSION:
+        cache = read_json(self._cacheFile, {}, check=check_cache)
+        if cache.get("version") != CACHE_VERSION:
             return {}
-        files = cache.get("files")
-        return files if isinstance(files, dict) else {}
+        files: dict[str, dict[str, Any]] = cache.get("files", {})
+        return files
 
     def _saveCache(self) -> None:
         files = {

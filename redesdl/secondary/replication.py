@@ -5,7 +5,7 @@ folder (never indexed, and on the same file system so the final rename is
 atomic), verified chunk by chunk by the engine's store, checked once more
 (every chunk verified, a regular file of the right size), then linked to its
 name without ever replacing an existing file or creating a folder outside the
-data folder, and adopted by the index without rehashing.
+data folder. The index serves it once its own hash of the placed file matches.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
@@ -129,11 +130,18 @@ class Replicator:
                 why = "its folder leads outside the data folder"
             self._report(name, False, f"cannot place {target.path}: {why}")
             return
-        self._index.adopt(manifest, placed)
-        self.log.info(
-            "copied {name} ({size} bytes, verified)", name=name, size=result.size
-        )
-        self._report(name, True, "")
+
+        def adopted(ok: bool) -> None:
+            if not ok:
+                self._report(name, False, "the placed copy did not hash as expected")
+                return
+            self.log.info(
+                "copied {name} ({size} bytes, verified)", name=name, size=result.size
+            )
+            self._report(name, True, "")
+
+        adoption = Deferred.fromCoroutine(self._index.adopt(manifest, placed))
+        adoption.addCallback(adopted)
 
     def _failed(self, reason: Any, download: Download, staged: FilePath) -> None:
         name = download.info.name

@@ -19,11 +19,11 @@ from redesdl.listening import ListeningService
 from redesdl.protocol.auth import ClusterSecret
 from redesdl.protocol.tickets import Tickets
 from redesdl.protocol.tracking import DEFAULT_LIMITS, ConnectionLimits
+from redesdl.protocol.wire import Served
 from redesdl.secondary.centrallink import (
     CentralLinkFactory,
     CentralLinkProtocol,
     ReportingEndpoint,
-    batches,
 )
 from redesdl.secondary.chunkserver import ChunkServerFactory
 from redesdl.secondary.index import DataIndex, IndexChanges
@@ -101,6 +101,8 @@ class SecondaryService(MultiService):
         self._rescan.clock = reactor
         self._activity = LoopingCall(self._reportActivity)
         self._activity.clock = reactor
+        #: The pending second try after the central refused us, if any.
+        self._retry: Any = None
         index.listeners.append(self._indexChanged)
 
     def listeningPort(self) -> int:
@@ -130,6 +132,9 @@ class SecondaryService(MultiService):
         for loop in (self._rescan, self._activity):
             if loop.running:
                 loop.stop()
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         stopping = [super().stopService()]
         if self._centralService.running:
             stopping.append(self._centralService.stopService())
@@ -143,9 +148,12 @@ class SecondaryService(MultiService):
         """
         if self._centralService.running:
             self._centralService.stopService()
-            self.reactor.callLater(REFUSED_RETRY_DELAY, self._retryCentral)
+            self._retry = self.reactor.callLater(
+                REFUSED_RETRY_DELAY, self._retryCentral
+            )
 
     def _retryCentral(self) -> None:
+        self._retry = None
         if self.running and not self._centralService.running:
             self._centralService.startService()
 
@@ -175,7 +183,7 @@ class SecondaryService(MultiService):
             if not ok:
                 self.stats.error("corrupt_copy")
             if self.link is not None and self.link.registered:
-                self.link.sendMessage({"type": "verified", "name": name, "ok": ok})
+                self.link.sendVerified(name, ok)
 
         Deferred.fromCoroutine(self.index.recheck(name)).addCallback(checked)
 
@@ -184,5 +192,5 @@ class SecondaryService(MultiService):
         if self.link is None or not self.link.registered:
             return
         activity = self.stats.takeActivity()
-        for batch in batches(activity):
-            self.link.sendMessage({"type": "activity", "served": batch})
+        if activity:
+            self.link.sendActivity([Served(**served) for served in activity])

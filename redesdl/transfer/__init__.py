@@ -9,7 +9,10 @@ secondary never imports the client. Its parts, each with one job:
   inside a chunk currently requested from their writer, are hashed as they
   land, and a verified chunk is never written again; the rename happens only
   once every chunk verified and the size is right.
-- L{request} and L{source}: one connection to one source, each request an
-  explicit state machine, so a chunk nobody asked for drops the source.
+- L{source}: one connection to one source, each request an explicit state
+  machine (L{redesdl.machines.chunk_request}), so a chunk nobody asked for
+  drops the source.
+- L{fetcher}: what the loop needs of a source, so tests can pass fakes.
 - L{download}: the loop tying them together on a reactor (or a fake clock).
+- L{placement}: putting a replicated copy in place inside the data folder.
 """

@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from redesdl.manifest import MAX_CHUNK_SIZE, FileInfo, Manifest
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.sources import SourceAddress
+from redesdl.protocol.wire import Ticket
 from redesdl.tls import plain_endpoint
 from redesdl.transfer.errors import (
     ChunkCorruptError,
@@ -107,7 +108,7 @@ class Download:
         refreshInterval: float = 3.0,
         onBadSource: Callable[[str], None] | None = None,
         connectSource: Callable[..., IStreamClientEndpoint] = plain_endpoint,
-        ticket: Callable[[], dict[str, Any] | None] = lambda: None,
+        ticket: Callable[[], Ticket | dict[str, Any] | None] = lambda: None,
         openSource: OpenSource | None = None,
     ) -> None:
         self.info = info

@@ -16,6 +16,7 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from redesdl.endpoints import connect_protocol
 from redesdl.manifest import FileInfo, Manifest
 from redesdl.protocol.sources import SourceAddress
+from redesdl.protocol.wire import Ticket
 from redesdl.transfer.source import Accept, SourceConnection
 from redesdl.transfer.store import ChunkWriter, MemoryCopy
 
@@ -57,7 +58,7 @@ def tcp_sources(
     connect_timeout: float,
     progress_timeout: float,
     connect_source: Callable[..., IStreamClientEndpoint],
-    ticket: Callable[[], dict[str, Any] | None],
+    ticket: Callable[[], Ticket | dict[str, Any] | None],
 ) -> OpenSource:
     """Open each source as a L{SourceConnection} through C{connect_source}."""
 

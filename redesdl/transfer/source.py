@@ -19,16 +19,26 @@ from twisted.internet.error import ConnectionLost
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
+from redesdl.machines.chunk_request import ChunkRequest, new_request
 from redesdl.manifest import FileInfo, Manifest
 from redesdl.protocol.errors import ProtocolError
-from redesdl.protocol.messages import PROTOCOL_VERSION, MessageProtocol, count, mapping
+from redesdl.protocol.messages import MessageProtocol
+from redesdl.protocol.wire import (
+    DOWNLOADER_FROM_SERVER,
+    ChunkHeader,
+    ClientHello,
+    Get,
+    ManifestReply,
+    ManifestRequest,
+    Message,
+    Ticket,
+)
 from redesdl.transfer.errors import (
     LocalWriteError,
     ManifestMismatchError,
     OutsideChunkError,
     SourceViolationError,
 )
-from redesdl.transfer.request import ChunkRequest, new_request
 from redesdl.transfer.store import ChunkWriter, MemoryCopy
 from redesdl.transfer.writer import SinkWorker
 
@@ -45,6 +55,7 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
 
     #: A manifest of L{MAX_CHUNKS} chunk hashes is the largest frame.
     maxFrameLength = 384 * 1024
+    vocabulary = DOWNLOADER_FROM_SERVER
 
     def __init__(
         self,
@@ -52,7 +63,7 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         reactor: Any,
         progressTimeout: float = 10.0,
         sourceName: str = "",
-        ticket: Callable[[], dict[str, Any] | None] = lambda: None,
+        ticket: Callable[[], Ticket | dict[str, Any] | None] = lambda: None,
     ) -> None:
         self._client_name = clientName
         self._ticket = ticket
@@ -68,7 +79,7 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         self.timed_out = False
         #: Why we dropped the source for breaking the protocol, if we did.
         self.violation: str | None = None
-        self.welcomed: Deferred[dict[str, Any]] = Deferred()
+        self.welcomed: Deferred[Any] = Deferred()
         self.writes_done: Deferred[None] = Deferred()
 
     @property
@@ -87,28 +98,32 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         if wrapped is not None:
             wrapped.bufferSize = RECEIVE_BUFFER
         self._worker.stopped.chainDeferred(self.writes_done)
-        hello = {
-            "type": "hello",
-            "version": PROTOCOL_VERSION,
-            "role": "client",
-            "name": self._client_name,
-        }
+        hello = ClientHello(self.allocateId(), self._client_name)
         self._send_request(hello).chainDeferred(self.welcomed)
+
+    def _current_ticket(self) -> Ticket | None:
+        ticket = self._ticket()
+        if ticket is None or isinstance(ticket, Ticket):
+            return ticket
+        return Ticket.from_wire(ticket)
 
     # The verbs a request machine may use.
 
-    def send(self, message: dict[str, Any]) -> None:
-        ticket = self._ticket()
-        if ticket is not None and message["type"] != "hello":
-            message = {**message, "ticket": ticket}
+    def send(self, message: Message) -> None:
         self.setTimeout(self._progress_timeout)
         self.sendMessage(message)
 
     def drop(self, why: str) -> None:
         if self.violation is None:
             self.violation = why
-        if not self.lost and not self._broken:
+        if not self.lost:
             self.protocolViolation(ProtocolError("bad_request", why))
+
+    def protocolViolation(self, error: ProtocolError) -> None:
+        """Whatever broke the rules, the download bans this source for it."""
+        if self.violation is None:
+            self.violation = f"{error.code}: {error.message}"
+        super().protocolViolation(error)
 
     def abort(self) -> None:
         """Hang up at once, without waiting for our writes to drain."""
@@ -117,13 +132,12 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
     def close(self) -> None:
         self.transport.loseConnection()
 
-    def _send_request(self, message: dict[str, Any]) -> Deferred[dict[str, Any]]:
+    def _send_request(self, message: Message) -> Deferred[Any]:
         if self.lost:
             return fail(ConnectionLost("the source is disconnected"))
-        request_id = self.allocateId()
-        waiting: Deferred[dict[str, Any]] = Deferred()
-        self._pending[request_id] = waiting
-        self.send({**message, "id": request_id})
+        waiting: Deferred[Any] = Deferred()
+        self._pending[message.id] = waiting  # type: ignore[attr-defined]
+        self.send(message)
         return waiting.addBoth(self._maybe_idle)
 
     def _maybe_idle(self, result: Any) -> Any:
@@ -134,13 +148,16 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
     def fetch_manifest(self, info: FileInfo) -> Deferred[Manifest]:
         """Get the manifest of C{info}; fail unless it matches C{info}."""
 
-        def check(reply: dict[str, Any]) -> Manifest:
-            manifest = Manifest.from_wire(mapping(reply, "manifest"))
-            if not manifest.matches(info):
+        def check(reply: Message) -> Manifest:
+            if not isinstance(reply, ManifestReply):
+                raise ProtocolError("bad_request", f"{reply.TYPE!r} is no manifest")
+            if not reply.manifest.matches(info):
                 raise ManifestMismatchError(f"manifest of {info.name} does not match")
-            return manifest
+            return reply.manifest
 
-        message = {"type": "manifest", "name": info.name, "sha256": info.sha256}
+        message = ManifestRequest(
+            self.allocateId(), info.name, info.sha256, self._current_ticket()
+        )
         return self._send_request(message).addCallback(check)
 
     def fetch_chunk(
@@ -154,16 +171,14 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         if self.lost:
             return fail(ConnectionLost("the source is disconnected"))
         request_id = self.allocateId()
-        request = new_request(
-            self,
-            {
-                "type": "get",
-                "name": manifest.name,
-                "sha256": manifest.sha256,
-                "index": target.index,
-                "id": request_id,
-            },
+        get = Get(
+            request_id,
+            manifest.name,
+            manifest.sha256,
+            target.index,
+            self._current_ticket(),
         )
+        request = new_request(self, get)
         self._requests[request_id] = (request, target)
         self._accept[request_id] = accept
         waiting: Deferred[Any] = Deferred()
@@ -185,9 +200,8 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         self.resetTimeout()
         super().dataReceived(data)
 
-    def msg_chunk(self, message: dict[str, Any]) -> None:
-        request_id, length = count(message, "id"), count(message, "length")
-        entry = self._requests.get(request_id)
+    def msg_chunk(self, header: ChunkHeader) -> None:
+        entry = self._requests.get(header.id)
         if entry is None:
             self.drop("a chunk header for no request of ours")
             return
@@ -195,12 +209,12 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         if self._receiving is not None:
             self.drop("a chunk header while another chunk is received")
             return
-        if length != target.length:
-            request.wrong_length()
+        if (header.index, header.length) != (target.index, target.length):
+            request.mismatched()
             return
         if request.header():
-            self._receiving = request_id
-            self.expectRaw(length)
+            # The decoder hands us exactly header.length raw bytes next.
+            self._receiving = header.id
 
     def rawDataReceived(self, data: memoryview) -> None:
         assert self._receiving is not None

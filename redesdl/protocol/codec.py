@@ -1,0 +1,210 @@
+"""The wire format, with no transport: bytes in, events out; messages in, bytes out.
+
+A frame is a 4-byte big-endian length and that many bytes of UTF-8 JSON: one
+object whose ``type`` names the message. A ``chunk`` header is followed by
+exactly ``length`` raw bytes that belong to no frame. L{FrameDecoder.feed}
+takes whatever the socket delivered and returns what it completed, in order,
+the way h11's ``receive_data``/``next_event`` do:
+
+- L{MessageReceived}: a typed message of the receiver's vocabulary;
+- L{MessageRefused}: a well-framed message with a bad field or an unknown
+  type, to be answered with a typed error (the connection can go on);
+- L{ChunkData} and L{ChunkEnd}: the raw bytes after a ``chunk`` header,
+  as memoryview slices of the input (never copied or accumulated);
+- L{FramingBroken}: the stream cannot be parsed any further (``bad_frame`` or
+  ``too_large``); it is the last event the decoder ever returns.
+
+Nothing here logs, writes or knows a reactor, so every byte sequence can be
+tried on it in a test.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from redesdl.protocol.errors import ProtocolError
+from redesdl.protocol.fields import request_id
+from redesdl.protocol.wire import ChunkHeader, Message, Vocabulary, parse
+
+_LENGTH = struct.Struct("!I")
+#: Deepest nesting of arrays and objects any message needs, with room to spare.
+MAX_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    message: Message
+
+
+@dataclass(frozen=True)
+class MessageRefused:
+    """A message we will not act on: C{error} goes back, with C{request_id}."""
+
+    kind: str
+    error: ProtocolError
+    request_id: int | None
+
+
+@dataclass(frozen=True)
+class ChunkData:
+    data: memoryview
+
+
+@dataclass(frozen=True)
+class ChunkEnd:
+    header: ChunkHeader
+
+
+@dataclass(frozen=True)
+class FramingBroken:
+    error: ProtocolError
+
+
+Event = MessageReceived | MessageRefused | ChunkData | ChunkEnd | FramingBroken
+
+
+def encode(message: Message | dict[str, Any]) -> bytes:
+    """One frame holding C{message}.
+
+    Non-ASCII text goes out as JSON escapes, so no string (not even one
+    holding a lone surrogate) can make encoding fail.
+    """
+    body = message.to_wire() if isinstance(message, Message) else message
+    data = json.dumps(body, separators=(",", ":")).encode("ascii")
+    return _LENGTH.pack(len(data)) + data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _too_deep(value: Any, depth: int = 0) -> bool:
+    if depth > MAX_DEPTH:
+        return True
+    if isinstance(value, dict):
+        return any(_too_deep(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return any(_too_deep(v, depth + 1) for v in value)
+    return False
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """The JSON object of one frame, or a ``bad_frame`` L{ProtocolError}."""
+    try:
+        value = json.loads(body, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ProtocolError("bad_frame", f"frame is not JSON: {e}") from None
+    except RecursionError:
+        raise ProtocolError("bad_frame", "frame is nested too deeply") from None
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        raise ProtocolError("bad_frame", "frame is not an object with a 'type'")
+    if _too_deep(value):
+        raise ProtocolError("bad_frame", f"frame is nested over {MAX_DEPTH} deep")
+    return value
+
+
+class FrameDecoder:
+    """Turn one direction of a connection into events, whatever the splits."""
+
+    def __init__(self, vocabulary: Vocabulary, max_frame_length: int) -> None:
+        self._vocabulary = vocabulary
+        self._max_frame_length = max_frame_length
+        self._buffer = b""
+        self._raw_remaining = 0
+        self._header: ChunkHeader | None = None
+        self.broken = False
+
+    @property
+    def in_chunk(self) -> bool:
+        """True while the bytes fed belong to a chunk's payload."""
+        return self._raw_remaining > 0
+
+    def feed(self, data: bytes | memoryview) -> list[Event]:
+        events: list[Event] = []
+        view = memoryview(data)
+        while view and not self.broken:
+            if self._raw_remaining:
+                view = self._feed_raw(view, events)
+            else:
+                view = self._feed_frames(view, events)
+        return events
+
+    def _feed_raw(self, view: memoryview, events: list[Event]) -> memoryview:
+        taken = min(len(view), self._raw_remaining)
+        self._raw_remaining -= taken
+        events.append(ChunkData(view[:taken]))
+        if not self._raw_remaining:
+            assert self._header is not None
+            events.append(ChunkEnd(self._header))
+            self._header = None
+        return view[taken:]
+
+    def _feed_frames(self, view: memoryview, events: list[Event]) -> memoryview:
+        """Decode every whole frame; return the bytes that follow a chunk header."""
+        buffer = self._buffer + view.tobytes() if self._buffer else view.tobytes()
+        offset = 0
+        while not self._raw_remaining and not self.broken:
+            if len(buffer) - offset < _LENGTH.size:
+                break
+            (length,) = _LENGTH.unpack_from(buffer, offset)
+            if length > self._max_frame_length:
+                self._break(
+                    events,
+                    ProtocolError(
+                        "too_large",
+                        f"frame of {length} bytes exceeds {self._max_frame_length}",
+                    ),
+                )
+                break
+            end = offset + _LENGTH.size + length
+            if len(buffer) < end:
+                break
+            self._decode(buffer[offset + _LENGTH.size : end], events)
+            offset = end
+        if self.broken:
+            self._buffer = b""
+            return memoryview(b"")
+        if self._raw_remaining:
+            self._buffer = b""
+            return memoryview(buffer)[offset:]
+        self._buffer = buffer[offset:]
+        return memoryview(b"")
+
+    def _decode(self, frame: bytes, events: list[Event]) -> None:
+        try:
+            body = decode_body(frame)
+        except ProtocolError as e:
+            self._break(events, e)
+            return
+        kind = body["type"]
+        if kind == ChunkHeader.TYPE:
+            if kind not in self._vocabulary:
+                # Its payload would follow unframed: nothing after can be read.
+                self._break(events, ProtocolError("bad_frame", "unexpected chunk"))
+            else:
+                self._start_chunk(body, events)
+            return
+        try:
+            message = parse(body, self._vocabulary)
+        except ProtocolError as e:
+            events.append(MessageRefused(kind[:64], e, request_id(body)))
+            return
+        events.append(MessageReceived(message))
+
+    def _start_chunk(self, body: dict[str, Any], events: list[Event]) -> None:
+        """A chunk header frames the bytes after it: a bad one breaks the stream."""
+        try:
+            header = ChunkHeader.parse(body)
+        except ProtocolError as e:
+            self._break(events, ProtocolError("bad_frame", f"chunk header: {e}"))
+            return
+        events.append(MessageReceived(header))
+        self._header = header
+        self._raw_remaining = header.length
+
+    def _break(self, events: list[Event], error: ProtocolError) -> None:
+        self.broken = True
+        events.append(FramingBroken(error))

@@ -1,0 +1,275 @@
+"""The pure codec: any split of the stream, every malformed frame, every message."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import struct
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from redesdl.manifest import FileInfo
+from redesdl.protocol.codec import (
+    ChunkData,
+    ChunkEnd,
+    FrameDecoder,
+    FramingBroken,
+    MessageReceived,
+    MessageRefused,
+    encode,
+)
+from redesdl.protocol.sources import SourceAddress
+from redesdl.protocol.wire import (
+    CENTRAL_INBOUND,
+    CHUNK_SERVER_INBOUND,
+    DOWNLOADER_FROM_SERVER,
+    Admit,
+    ChunkHeader,
+    Located,
+    Ping,
+    ServerWelcome,
+    Ticket,
+)
+
+SHA = "ab" * 32
+
+
+def frame(body: bytes) -> bytes:
+    return struct.pack("!I", len(body)) + body
+
+
+STREAM = (
+    encode(ServerWelcome(1, "s1"))
+    + encode(ChunkHeader(2, 0, 5))
+    + b"hello"
+    + encode(Ping(3))
+    + encode(ChunkHeader(4, 1, 3))
+    + b"xyz"
+)
+
+
+def replay(events: list) -> list:
+    """What a receiver saw: messages, and each chunk's bytes joined."""
+    seen: list = []
+    payload = bytearray()
+    for event in events:
+        if isinstance(event, MessageReceived):
+            seen.append(event.message)
+        elif isinstance(event, ChunkData):
+            payload += event.data
+        elif isinstance(event, ChunkEnd):
+            seen.append(bytes(payload))
+            payload.clear()
+        else:
+            seen.append(event)
+    return seen
+
+
+EXPECTED = [
+    ServerWelcome(1, "s1"),
+    ChunkHeader(2, 0, 5),
+    b"hello",
+    Ping(3),
+    ChunkHeader(4, 1, 3),
+    b"xyz",
+]
+
+
+def downloader() -> FrameDecoder:
+    vocabulary = {**DOWNLOADER_FROM_SERVER, "ping": Ping.parse}
+    return FrameDecoder(vocabulary, 1024)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=12))
+def test_any_split_yields_the_same_events(cuts: list[int]) -> None:
+    decoder = downloader()
+    bounds = [0, *sorted(cuts), len(STREAM)]
+    events = []
+    for start, end in itertools.pairwise(bounds):
+        events += decoder.feed(STREAM[start:end])
+    assert replay(events) == EXPECTED
+
+
+def test_oversized_frame_breaks_the_stream_for_good() -> None:
+    decoder = downloader()
+    events = decoder.feed(b"\x00\x01\x00\x00" + b"x" * 10)
+    assert [type(e) for e in events] == [FramingBroken]
+    assert events[0].error.code == "too_large"
+    assert decoder.feed(encode(Ping(1))) == []
+
+
+def test_garbage_is_bad_frame_and_nothing_after_it_is_parsed() -> None:
+    events = downloader().feed(frame(b"abc") + encode(Ping(1)))
+    assert [type(e) for e in events] == [FramingBroken]
+    assert events[0].error.code == "bad_frame"
+
+
+def test_deep_nesting_is_bad_frame_not_a_recursion_error() -> None:
+    for depth in (9, 20_000):
+        body = b'{"type":"ping","id":1,"x":' + b"[" * depth + b"]" * depth + b"}"
+        events = FrameDecoder(CENTRAL_INBOUND, 1 << 20).feed(frame(body))
+        assert [type(e) for e in events] == [FramingBroken]
+        assert events[0].error.code == "bad_frame"
+
+
+def test_non_json_constants_and_huge_numbers_are_bad_frames() -> None:
+    for body in (
+        b'{"type":"ping","id":NaN}',
+        b'{"type":"ping","id":' + b"9" * 5000 + b"}",
+    ):
+        events = FrameDecoder(CENTRAL_INBOUND, 1 << 20).feed(frame(body))
+        assert [e.error.code for e in events] == ["bad_frame"]
+
+
+def test_lone_surrogate_is_a_bad_request_naming_the_field() -> None:
+    body = b'{"type":"admit","id":4,"name":"a\\ud800"}'
+    (event,) = FrameDecoder(CENTRAL_INBOUND, 1024).feed(frame(body))
+    assert isinstance(event, MessageRefused)
+    assert (event.kind, event.error.code, event.request_id) == (
+        "admit",
+        "bad_request",
+        4,
+    )
+    assert "'name'" in event.error.message
+
+
+def test_unknown_type_is_refused_and_the_stream_goes_on() -> None:
+    events = FrameDecoder(CHUNK_SERVER_INBOUND, 1024).feed(
+        encode({"type": "admit", "id": 9, "name": "x"}) + encode(Ping(2))
+    )
+    assert isinstance(events[0], MessageRefused)
+    assert events[0].error.code == "unknown_type" and events[0].request_id == 9
+    assert events[1] == MessageReceived(Ping(2))
+
+
+def test_a_chunk_to_a_receiver_that_takes_none_breaks_the_stream() -> None:
+    events = FrameDecoder(CHUNK_SERVER_INBOUND, 1024).feed(
+        encode(ChunkHeader(1, 0, 3)) + b"abc"
+    )
+    assert [type(e) for e in events] == [FramingBroken]
+
+
+def test_a_malformed_chunk_header_breaks_the_stream() -> None:
+    for header in (
+        {"type": "chunk", "id": 1, "index": 0, "length": "3"},
+        {"type": "chunk", "id": 1, "index": 0, "length": 0},
+        {"type": "chunk", "id": 1, "length": 3},
+    ):
+        events = downloader().feed(encode(header) + b"abc")
+        assert [type(e) for e in events] == [FramingBroken], header
+
+
+def test_bad_field_names_the_nested_field() -> None:
+    located = Located(1, FileInfo("a", 1, SHA, SHA), (SourceAddress("s", "h", 1),))
+    body = located.to_wire()
+    body["sources"][0]["port"] = "x"
+    decoder = FrameDecoder({"located": Located.parse}, 4096)
+    (event,) = decoder.feed(encode(body))
+    assert isinstance(event, MessageRefused)
+    assert "sources[0]" in event.error.message and "'port'" in event.error.message
+
+
+@given(st.text(max_size=50))
+def test_encode_never_raises_and_round_trips_valid_text(name: str) -> None:
+    data = encode(Admit(1, name))
+    assert json.loads(data[4:])["name"] == name
+
+
+@given(st.integers(min_value=0, max_value=2**40), st.text(max_size=20))
+def test_typed_messages_round_trip(expires: int, mac: str) -> None:
+    message = Located(
+        7,
+        FileInfo("dir/a.mp4", 10, SHA, SHA),
+        (SourceAddress("s1", "127.0.0.1", 7101),),
+        Ticket(expires, mac.encode("utf-8", "replace").decode()),
+    )
+    (event,) = FrameDecoder({"located": Located.parse}, 4096).feed(encode(message))
+    assert event == MessageReceived(message)
+
+
+@given(st.binary(max_size=200))
+def test_random_bytes_never_raise(data: bytes) -> None:
+    for vocabulary in (CENTRAL_INBOUND, CHUNK_SERVER_INBOUND, DOWNLOADER_FROM_SERVER):
+        FrameDecoder(vocabulary, 128).feed(data)
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+FIELD_NAMES = st.sampled_from(
+    [
+        "id",
+        "name",
+        "token",
+        "role",
+        "version",
+        "secondary_id",
+        "boot",
+        "port",
+        "advertise",
+        "nonce",
+        "proof",
+        "after",
+        "ok",
+        "size",
+        "bytes_fetched",
+        "reason",
+        "sha256",
+        "source",
+        "files",
+        "names",
+        "served",
+        "file",
+        "sources",
+        "ticket",
+        "position",
+        "queued_seconds",
+        "more",
+        "manifest",
+        "index",
+        "length",
+        "code",
+        "message",
+        "chunks",
+        "expires",
+        "mac",
+        "root",
+        "client",
+    ]
+)
+VOCABULARIES = [CENTRAL_INBOUND, CHUNK_SERVER_INBOUND, DOWNLOADER_FROM_SERVER]
+
+
+@given(
+    st.sampled_from(VOCABULARIES).flatmap(
+        lambda v: st.tuples(st.just(v), st.sampled_from(sorted(v)))
+    ),
+    st.dictionaries(FIELD_NAMES, JSON_VALUES, max_size=8),
+)
+def test_any_fields_of_any_type_give_a_message_or_a_refusal(
+    receiver: tuple, fields: dict
+) -> None:
+    vocabulary, kind = receiver
+    events = FrameDecoder(vocabulary, 1 << 16).feed(
+        encode({**fields, "type": kind, "version": 1})
+    )
+    assert events, "every frame yields an event"
+    for event in events:
+        assert isinstance(
+            event,
+            MessageReceived | MessageRefused | FramingBroken | ChunkData | ChunkEnd,
+        )
+        if isinstance(event, MessageReceived):
+            # What was accepted can be sent back out unchanged.
+            again = FrameDecoder(vocabulary, 1 << 16).feed(encode(event.message))
+            assert again[0] == event

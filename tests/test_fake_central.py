@@ -1,0 +1,77 @@
+"""A client facing a fake central: the output name is the user's, not the central's."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
+
+from redesdl.client.access import ClusterAccess
+from redesdl.client.central import BadCentralReplyError
+from redesdl.client.job import GetJob
+from redesdl.endpoints import central_endpoint
+from redesdl.protocol.codec import FrameDecoder, MessageReceived, encode
+from redesdl.protocol.wire import CENTRAL_INBOUND
+
+SHA = "ab" * 32
+
+
+class LyingCentral(Protocol):
+    """Welcomes anyone, then locates every file as C{evil.bin}."""
+
+    def connectionMade(self) -> None:
+        self.decoder = FrameDecoder(CENTRAL_INBOUND, 1 << 16)
+
+    def dataReceived(self, data: bytes) -> None:
+        for event in self.decoder.feed(data):
+            if not isinstance(event, MessageReceived):
+                continue
+            message: Any = event.message
+            if message.TYPE == "hello":
+                reply = {"type": "welcome", "id": message.id, "version": 1}
+            elif message.TYPE in ("locate", "admit"):
+                reply = {
+                    "type": "located" if message.TYPE == "locate" else "admitted",
+                    "id": message.id,
+                    "file": {"name": "evil.bin", "size": 1, "sha256": SHA, "root": SHA},
+                    "sources": [],
+                    "queued_seconds": 0,
+                }
+            else:
+                continue
+            self.transport.write(encode(reply))
+
+
+@pytest_twisted.async_yield_fixture
+async def central_port() -> AsyncIterator[int]:
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        Factory.forProtocol(LyingCentral)
+    )
+    try:
+        yield port.getHost().port
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_central_answering_for_another_file_writes_nothing(
+    central_port: int, tmp_path: Path
+) -> None:
+    job = GetJob(
+        reactor,
+        ClusterAccess(central_endpoint(reactor, f"127.0.0.1:{central_port}")),
+        "tester",
+        "clip.mp4",
+        str(tmp_path),
+        retryFor=0,
+    )
+    with pytest.raises(BadCentralReplyError, match=r"answered for 'evil\.bin'"):
+        await job.run()
+    assert os.listdir(tmp_path) == []

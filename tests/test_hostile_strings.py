@@ -1,0 +1,84 @@
+"""Hostile shapes and strings at real daemons: one typed error, never a traceback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest_twisted
+
+from redesdl.protocol.codec import encode
+
+from .inprocess import Cluster, eventually
+from .rawpeer import connect, port_of
+
+TOKEN = "t" * 32
+
+
+@pytest_twisted.async_yield_fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    running = Cluster(tmp_path)
+    try:
+        await running.start_central()
+        await running.start_secondary("s1")
+        (running.data("s1") / "a.bin").write_bytes(b"x" * 1000)
+        await running.wait_for_sources("a.bin", 1)
+        yield running
+    finally:
+        await running.stop()
+
+
+def nested_frame(depth: int) -> bytes:
+    body = b'{"type":"ping","id":1,"x":' + b"[" * depth + b"]" * depth + b"}"
+    return len(body).to_bytes(4, "big") + body
+
+
+@pytest_twisted.ensureDeferred
+async def test_deep_nesting_is_bad_frame_at_every_daemon(cluster: Cluster) -> None:
+    # Each as deep as the daemon's largest frame allows.
+    for port, depth in (
+        (port_of(cluster.central), 20_000),
+        (port_of(cluster.secondaries["s1"]), 7_000),
+    ):
+        peer = await connect(port)
+        peer.transport.write(nested_frame(depth))
+        await peer.closed
+        assert [(f["type"], f["code"]) for f in peer.frames()] == [
+            ("error", "bad_frame")
+        ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_lone_surrogate_name_is_refused_and_locate_still_works(
+    cluster: Cluster,
+) -> None:
+    peer = await connect(port_of(cluster.central))
+    hello = {"type": "hello", "version": 1, "role": "client", "id": 1}
+    peer.transport.write(encode({**hello, "name": "\ud800", "token": TOKEN}))
+    peer.transport.write(encode({**hello, "name": "eve", "token": TOKEN, "id": 2}))
+    peer.transport.write(encode({"type": "locate", "id": 3, "name": "a.bin"}))
+    await eventually(lambda: len(peer.frames()) >= 3, "three replies")
+    first, second, third = peer.frames()[:3]
+    assert (first["type"], first["code"], first["id"]) == ("error", "bad_request", 1)
+    assert "surrogate" in first["message"]
+    assert second["type"] == "welcome"
+    assert third["type"] == "located" and third["file"]["name"] == "a.bin"
+    peer.transport.loseConnection()
+    await peer.closed
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_lone_surrogate_client_name_never_reaches_a_chunk_server(
+    cluster: Cluster,
+) -> None:
+    peer = await connect(port_of(cluster.secondaries["s1"]))
+    peer.transport.write(
+        encode(
+            {"type": "hello", "version": 1, "role": "client", "id": 1, "name": "\udfff"}
+        )
+    )
+    await eventually(lambda: peer.frames(), "a reply")
+    (reply,) = peer.frames()
+    assert (reply["type"], reply["code"]) == ("error", "bad_request")
+    peer.transport.loseConnection()
+    await peer.closed
