@@ -47,7 +47,7 @@ def test_a_symlinked_folder_creates_nothing_outside(data, tmp_path) -> None:
     os.symlink(outside, data / "a")
     with pytest.raises(OSError) as raised:
         place_inside(str(data), "a/deeper/c.bin", staged(tmp_path))
-    assert raised.value.errno in (errno.ELOOP, errno.ENOTDIR)
+    assert raised.value.errno == errno.ELOOP
     assert list(outside.iterdir()) == []
     assert (tmp_path / "staged").exists()
 

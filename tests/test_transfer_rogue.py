@@ -132,3 +132,32 @@ async def test_replication_adopts_only_the_honest_bytes(tmp_path: Path) -> None:
         await honest.stop()
     assert reports == [("film.bin", True, "")]
     assert sha256_file(folder / "film.bin") == hashlib.sha256(data).hexdigest()
+
+
+@pytest_twisted.ensureDeferred
+async def test_replication_creates_no_folder_outside_the_data_folder(
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(SIZE)
+    original = tmp_path / "original.bin"
+    original.write_bytes(data)
+    manifest = build_manifest(str(original), "a/deeper/film.bin")
+    folder, outside = tmp_path / "data", tmp_path / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    (folder / "a").symlink_to(outside)
+    index = DataIndex(FilePath(str(folder)), FilePath(str(tmp_path / "cache.json")))
+    reports: list[tuple[str, bool, str]] = []
+    replicator = Replicator(
+        index, "s2", reactor, lambda *report: reports.append(report)
+    )
+    honest = FakeSecondary("honest", manifest, data)
+    try:
+        replicator.replicate(manifest.info, [await honest.listen(reactor)])
+        await eventually(lambda: reports, "the copy to end")
+    finally:
+        await honest.stop()
+    [(_, ok, reason)] = reports
+    assert not ok and "outside the data folder" in reason
+    assert list(outside.iterdir()) == []
+    assert not list((folder / ".redesdl-incoming").iterdir())

@@ -24,8 +24,8 @@ _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 def open_folder_inside(root: str, parts: list[str]) -> int:
     """Open (creating as needed) C{root}/C{parts}, following no symlink in parts.
 
-    Returns a descriptor of the innermost folder; raises OSError (ELOOP or
-    ENOTDIR) if a component is a symlink or not a folder.
+    Returns a descriptor of the innermost folder; raises OSError: ELOOP if a
+    component is a symlink, ENOTDIR if it is not a folder.
     """
     fd = os.open(root, _FOLDER)
     try:
@@ -36,7 +36,12 @@ def open_folder_inside(root: str, parts: list[str]) -> int:
                 os.mkdir(part, 0o755, dir_fd=fd)
             except FileExistsError:
                 pass
-            child = os.open(part, _FOLDER | os.O_NOFOLLOW, dir_fd=fd)
+            try:
+                child = os.open(part, _FOLDER | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError:
+                if stat.S_ISLNK(os.lstat(part, dir_fd=fd).st_mode):
+                    raise OSError(errno.ELOOP, f"{part} is a symbolic link") from None
+                raise
             os.close(fd)
             fd = child
     except BaseException:
