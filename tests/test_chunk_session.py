@@ -327,7 +327,7 @@ def test_a_peer_that_does_not_read_is_no_longer_read_then_cut_off() -> None:
 
 
 def test_a_busy_peer_between_chunks_is_told_why() -> None:
-    session, verbs, core = into("serving")
+    session, verbs, _ = into("serving")
     verbs.unsent = WRITE_BUDGET
     for i in range(MAX_OWED + 1):
         session.ping(Ping(10 + i))
@@ -349,7 +349,7 @@ def test_reading_resumes_once_the_peer_catches_up() -> None:
 
 
 def test_a_file_shorter_than_its_manifest_aborts_mid_chunk() -> None:
-    session, verbs, core = into("serving")
+    session, verbs, _ = into("serving")
     session.get(get(2, "short"))
     assert [described(m) for m in verbs.frames] == ["chunk"]
     assert verbs.hung_up == ("internal", True)
