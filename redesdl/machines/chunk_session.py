@@ -200,6 +200,10 @@ class SessionCore:
     owed: deque[Reply | Chunk] = field(default_factory=deque)
     refusals: int = 0
 
+    def chunk_started(self) -> bool:
+        """True from a chunk's header until the transport has sent its last byte."""
+        return any(isinstance(item, Chunk) and item.started for item in self.owed)
+
     def mid_chunk(self) -> bool:
         """True while a chunk's header is out and not all of its bytes are."""
         return any(

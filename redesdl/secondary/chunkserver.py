@@ -183,7 +183,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
     @property
     def producing(self) -> bool:
         """True while a chunk is being sent."""
-        return self._core.mid_chunk()
+        return self._core.chunk_started()
 
     def heldBytes(self) -> int:
         """Bytes this connection holds for its peer: unsent and rate-limited."""
