@@ -328,7 +328,7 @@ def test_a_peer_that_does_not_read_is_no_longer_read_then_cut_off() -> None:
 
 def test_a_busy_peer_between_chunks_is_told_why() -> None:
     session, verbs, _ = into("serving")
-    verbs.unsent = WRITE_BUDGET
+    verbs.unsent = WRITE_BUDGET + 1
     for i in range(MAX_OWED + 1):
         session.ping(Ping(10 + i))
     assert verbs.hung_up == ("busy", False)

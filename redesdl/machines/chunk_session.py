@@ -48,7 +48,8 @@ from redesdl.protocol.wire import (
 MAX_OWED = 64
 #: Owing this many replies, the server stops reading the peer.
 PAUSE_AT = 8
-#: Unsent bytes in the transport above which no further reply is written.
+#: Unsent bytes in the transport above which no further reply is written
+#: (the size at which Twisted itself pauses a streaming producer).
 WRITE_BUDGET = 64 * 1024
 
 STATES = {
@@ -286,7 +287,7 @@ def _write_some(inputs: ChunkSession, core: SessionCore) -> None:
             core.owed.popleft()
             verbs.served(head.entry, head.length)
             continue
-        if verbs.unsent_bytes() >= WRITE_BUDGET:
+        if verbs.unsent_bytes() > WRITE_BUDGET:
             return
         if isinstance(head, Reply):
             core.owed.popleft()

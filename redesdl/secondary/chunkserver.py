@@ -53,7 +53,7 @@ def open_served(path: str) -> int:
     return fd
 
 
-def unsent_bytes(transport: Any) -> int:
+def unsent_in(transport: Any) -> int:
     """What a transport (and any transport it wraps, such as TLS) holds unsent."""
     total = 0
     for _ in range(3):
@@ -187,7 +187,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
 
     def heldBytes(self) -> int:
         """Bytes this connection holds for its peer: unsent and rate-limited."""
-        return unsent_bytes(self.transport) + sum(
+        return unsent_in(self.transport) + sum(
             item.writer.held  # type: ignore[attr-defined]
             for item in self._core.owed
             if isinstance(item, Chunk) and item.writer is not None
@@ -219,7 +219,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         super().dataReceived(data)
 
     def transportDrained(self) -> None:
-        if unsent_bytes(self.transport) == 0:
+        if unsent_in(self.transport) == 0:
             self.resetTimeout()
         self.session.drained()
 
@@ -254,7 +254,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         super().sendMessage(message)
 
     def unsent_bytes(self) -> int:
-        return unsent_bytes(self.transport)
+        return unsent_in(self.transport)
 
     def open_chunk(self, entry: IndexEntry, offset: int, length: int) -> RangeWriter:
         try:
@@ -307,6 +307,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
     def hang_up(self, error: ProtocolError, abort: bool) -> None:
         self.unwatch_drain()
         if error.code == "internal":
+            # Our fault (a file shorter than its manifest), not the peer's.
             self.log.warn(
                 "aborting a chunk to {peer}: {reason}",
                 peer=self.peerName,
