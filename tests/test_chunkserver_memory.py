@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import socket
+import ssl
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import succeed
@@ -27,12 +29,14 @@ from twisted.internet.task import Clock, LoopingCall, deferLater
 from twisted.internet.threads import deferToThread
 from twisted.python.filepath import FilePath
 
+from redesdl.devca import TestAuthority
 from redesdl.protocol.framing import encode_frame
 from redesdl.protocol.messages import PROTOCOL_VERSION
 from redesdl.secondary.chunkserver import ChunkServerFactory
 from redesdl.secondary.index import DataIndex
 from redesdl.secondary.stats import SecondaryStats, fresh_secondary_stats
 from redesdl.stats import StatsFile
+from redesdl.tls import TLSConfig
 
 from .inprocess import eventually
 
@@ -49,10 +53,33 @@ class Server:
     name: str
     sha256: str
     chunks: int
+    #: How clients wrap their sockets when the server speaks TLS.
+    tls: ssl.SSLContext | None = None
+
+    def connect(self, receive_buffer: int | None = None) -> socket.socket:
+        peer = socket.socket()
+        if receive_buffer is not None:
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        peer.connect(("127.0.0.1", self.port))
+        if self.tls is None:
+            return peer
+        return self.tls.wrap_socket(peer, server_hostname="127.0.0.1")
 
 
-@pytest_twisted.async_yield_fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
+def tls_contexts(folder: Path) -> tuple[TLSConfig, ssl.SSLContext]:
+    """The server's TLS config and a client context, from a test CA."""
+    authority = TestAuthority(folder)
+    _, ca, _, cert, _, key = authority.issue("secondary")
+    _, _, _, client_cert, _, client_key = authority.issue("client")
+    client = ssl.create_default_context(cafile=ca)
+    client.load_cert_chain(client_cert, client_key)
+    return TLSConfig.load(ca, cert, key), client
+
+
+@pytest_twisted.async_yield_fixture(params=[False])
+async def server(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Server]:
     data = tmp_path / "data"
     data.mkdir()
     (data / "big.bin").write_bytes(os.urandom(SIZE))
@@ -71,7 +98,12 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
         )
     )
     factory = ChunkServerFactory(index, "s1", stats, clock=reactor)
-    listening = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    wrapped: Any = factory
+    client_tls = None
+    if request.param:
+        server_tls, client_tls = tls_contexts(tmp_path / "pki")
+        wrapped = server_tls.serverFactory(factory)
+    listening = reactor.listenTCP(0, wrapped, interface="127.0.0.1")
     manifest = index.entries["big.bin"].manifest
     try:
         yield Server(
@@ -80,9 +112,12 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
             "big.bin",
             manifest.sha256,
             len(manifest.chunk_hashes),
+            client_tls,
         )
     finally:
-        factory.disconnectAll()
+        # A stalled peer never takes what is owed: abort rather than flush.
+        for protocol in list(factory.connections):
+            protocol.transport.abortConnection()
         await listening.stopListening()
         await eventually(lambda: not factory.connections, "connections to close")
 
@@ -97,9 +132,7 @@ class Flooder:
     def __init__(
         self, server: Server, kinds: tuple[str, ...], limit: int | None = None
     ) -> None:
-        self.socket = socket.socket()
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-        self.socket.connect(("127.0.0.1", server.port))
+        self.socket = server.connect(receive_buffer=8192)
         self.socket.setblocking(False)
         self.address = self.socket.getsockname()
         self._server = server
@@ -134,7 +167,7 @@ class Flooder:
             return
         try:
             sent = self.socket.send(self._pending)
-        except (BlockingIOError, ConnectionError):
+        except (BlockingIOError, ConnectionError, ssl.SSLWantWriteError):
             return
         self._pending = self._pending[sent:]
         self.sent += sent
@@ -146,17 +179,23 @@ class Flooder:
 def held_by(protocol: Any) -> int:
     """What a server connection holds for its peer: its transport's unsent bytes."""
     transport = protocol.transport
-    unsent = sum(map(len, transport._tempDataBuffer)) + len(transport.dataBuffer)
+    unsent = 0
+    if not hasattr(transport, "_tempDataBuffer"):  # TLS, over TCP
+        unsent += sum(map(len, transport._appSendBuffer))
+        transport = transport.transport
+    unsent += sum(map(len, transport._tempDataBuffer)) + len(transport.dataBuffer)
     unsent -= transport.offset
     held = getattr(protocol, "heldBytes", None)
     return max(unsent, held()) if held is not None else unsent
 
 
-def download(port: int, name: str, sha256: str, chunks: int) -> tuple[str, float]:
+def download(server: Server) -> tuple[str, float]:
     """Fetch every chunk with two requests in flight; return the hash and seconds."""
+    name, sha256, chunks = server.name, server.sha256, server.chunks
     started = time.monotonic()
     whole = hashlib.sha256()
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as peer:
+    with server.connect() as peer:
+        peer.settimeout(30)
         stream = peer.makefile("rb", buffering=1024 * 1024)
 
         def read_frame() -> dict[str, Any]:
@@ -227,18 +266,14 @@ async def flood_while_downloading(
     Return the most one flooder's connection held, and how many flooders
     were still connected when the download ended.
     """
-    expected, alone = await deferToThread(
-        download, server.port, server.name, server.sha256, server.chunks
-    )
+    expected, alone = await deferToThread(download, server)
     assert expected == server.sha256
     try:
         most = await sample(server, flooders, 1.0)
         pumping = LoopingCall(lambda: [f.pump() for f in flooders])
         pumping.start(0.01)
         try:
-            sha256, meanwhile = await deferToThread(
-                download, server.port, server.name, server.sha256, server.chunks
-            )
+            sha256, meanwhile = await deferToThread(download, server)
             connected = flooding(server, flooders)
         finally:
             pumping.stop()
@@ -255,15 +290,23 @@ async def flood_while_downloading(
 KINDS = [("manifest",), ("get",), ("manifest", "get", "ping")]
 
 
+async def connect_flooders(server: Server, limit: int | None = None) -> list[Flooder]:
+    """Nine flooders, connected (and through TLS handshakes) off the reactor."""
+    return await deferToThread(
+        lambda: [Flooder(server, KINDS[i % 3], limit) for i in range(9)]
+    )
+
+
 @pytest_twisted.ensureDeferred
 async def test_pipelining_peers_that_never_read_cost_little(server: Server) -> None:
     """Nine peers pipeline 60 requests each (the cap is 64) and stay connected."""
-    flooders = [Flooder(server, KINDS[i % 3], limit=60) for i in range(9)]
+    flooders = await connect_flooders(server, limit=60)
     most, connected = await flood_while_downloading(server, flooders)
     assert most <= BOUND, f"a peer that never reads made the server hold {most} bytes"
     assert connected >= len(flooders)
 
 
+@pytest.mark.parametrize("server", [False, True], ids=["tcp", "tls"], indirect=True)
 @pytest_twisted.ensureDeferred
 async def test_flooding_peers_that_never_read_cost_little(server: Server) -> None:
     """Nine peers send requests as fast as their sockets take them.
@@ -271,7 +314,7 @@ async def test_flooding_peers_that_never_read_cost_little(server: Server) -> Non
     The server stops reading each of them; one whose requests pile up past
     the cap of 64 is hung up on. Either way it costs the server little.
     """
-    flooders = [Flooder(server, KINDS[i % 3]) for i in range(9)]
+    flooders = await connect_flooders(server)
     most, _ = await flood_while_downloading(server, flooders)
     assert most <= BOUND, f"a peer that never reads made the server hold {most} bytes"
 
@@ -292,7 +335,7 @@ async def test_a_burst_of_requests_over_the_cap_is_hung_up_on(server: Server) ->
         )
         for i in range(2, 300)
     )
-    peer = socket.create_connection(("127.0.0.1", server.port))
+    peer = await deferToThread(server.connect)
     try:
         peer.sendall(burst)
         assert await deferToThread(closed_by_server, peer, 10.0)
