@@ -284,3 +284,19 @@ def test_the_rate_limit_paces_a_chunk(served: Any) -> None:
     out = take(transport)
     assert out[0]["length"] == MIN_CHUNK_SIZE and len(out[1]) == MIN_CHUNK_SIZE
     assert out[1] == CONTENT[:MIN_CHUNK_SIZE]
+
+
+def test_a_peer_that_stops_reading_is_not_read_then_timed_out(served: Any) -> None:
+    protocol, transport, index = served
+    sha = index.entries["dir/file"].manifest.sha256
+    hello(protocol)
+    for i in range(8):
+        send(
+            protocol,
+            {"type": "get", "id": 2 + i, "name": "dir/file", "sha256": sha, "index": 0},
+        )
+    assert transport.producerState == "paused", "the server stopped reading"
+    protocol.factory.clock.advance(61)
+    assert transport.disconnected
+    protocol.connectionLost(None)
+    assert not protocol.producing
