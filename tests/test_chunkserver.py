@@ -300,3 +300,28 @@ def test_a_peer_that_stops_reading_is_not_read_then_timed_out(served: Any) -> No
     assert transport.disconnected
     protocol.connectionLost(None)
     assert not protocol.producing
+
+
+def test_while_the_rate_limit_holds_a_block_drains_are_not_asked_for(
+    served: Any,
+) -> None:
+    """Behind TLS a pull producer is asked for data again and again: while the
+    rate limit holds a block back, the session stops being asked."""
+    protocol, transport, index = served
+    factory = protocol.factory
+    factory.limiter = TokenBucket(64 * 1024, factory.clock)
+    sha = index.entries["dir/file"].manifest.sha256
+    hello(protocol)
+    send(
+        protocol,
+        {"type": "get", "id": 2, "name": "dir/file", "sha256": sha, "index": 0},
+    )
+    for _ in range(100):
+        if transport.producer is None:
+            break
+        transport.producer.resumeProducing()
+    assert transport.producer is None, "not asked while a block waits"
+    assert protocol.heldBytes() > 0, "a block waits for the rate limit"
+    factory.clock.advance(1)
+    assert transport.producer is not None, "asked again once the block went out"
+    take(transport)

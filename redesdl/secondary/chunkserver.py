@@ -177,6 +177,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         self.peerName: str | None = None
         self.servingFiles: set[str] = set()
         self._watcher: _DrainWatcher | None = None
+        self._parked = False
         self._core = SessionCore(self, MAX_REFUSALS, frozenset(ROUTINE_REFUSALS))
         self.session = MACHINE(self._core)
 
@@ -187,11 +188,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
 
     def heldBytes(self) -> int:
         """Bytes this connection holds for its peer: unsent and rate-limited."""
-        return unsent_in(self.transport) + sum(
-            item.writer.held  # type: ignore[attr-defined]
-            for item in self._core.owed
-            if isinstance(item, Chunk) and item.writer is not None
-        )
+        return unsent_in(self.transport) + self._paced_bytes()
 
     # -- Decoded messages and connection events become inputs ------------
 
@@ -219,9 +216,30 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         super().dataReceived(data)
 
     def transportDrained(self) -> None:
+        if self._paced_bytes():
+            # TLS asks a pull producer again and again while it is not
+            # paused: while the rate limit holds a block, stop being asked.
+            self._parked = True
+            self.transport.unregisterProducer()
+            return
         if unsent_in(self.transport) == 0:
             self.resetTimeout()
         self.session.drained()
+
+    def _paced_bytes(self) -> int:
+        """Bytes read and held back by the rate limit."""
+        return sum(
+            item.writer.held  # type: ignore[attr-defined]
+            for item in self._core.owed
+            if isinstance(item, Chunk) and item.writer is not None
+        )
+
+    def _blockWritten(self) -> None:
+        """A block went out (perhaps late, paced by the rate limit)."""
+        self.resetTimeout()
+        if self._parked and self._watcher is not None:
+            self._parked = False
+            self.transport.registerProducer(self._watcher, False)
 
     def timeoutConnection(self) -> None:
         self.session.timed_out()
@@ -271,7 +289,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
             self.transport,
             self.factory.limiter,
             self.factory.clock,
-            self.resetTimeout,
+            self._blockWritten,
         )
 
     def served(self, entry: IndexEntry, length: int) -> None:
@@ -296,7 +314,9 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
     def unwatch_drain(self) -> None:
         if self._watcher is not None:
             self._watcher = None
-            self.transport.unregisterProducer()
+            if not self._parked:
+                self.transport.unregisterProducer()
+        self._parked = False
 
     def stop_reading(self) -> None:
         self.transport.pauseProducing()
