@@ -6,15 +6,18 @@ order, because a ``chunk`` header is followed by raw bytes that nothing may
 interleave with. The machine keeps the replies it owes in one queue and
 bounds what a connection may cost, whatever the peer does:
 
-- a reply is written only while the transport holds less than
+- a reply is written only while the transport holds at most
   L{WRITE_BUDGET} unsent bytes, and a chunk goes out one block per drain of
   the transport, so a peer that stops reading holds at most the budget plus
   one block or reply in the server's memory;
-- every reply (welcome, manifest, chunk, pong, error) counts against
+- after ``hello``, every reply (manifest, chunk, pong, error) counts against
   L{MAX_OWED}; a request beyond it is a peer that pipelines without reading:
   it is told ``busy`` (or simply cut off in the middle of a chunk) and hung up;
 - while L{PAUSE_AT} replies or more are owed, the server stops reading the
   peer, so its next requests wait in its own socket until it has caught up.
+
+Before ``hello`` nothing is queued: the welcome, or a ``hello_first`` error
+(bounded by the refusal limit), goes out at once.
 
 The machine reaches the connection only through L{ChunkSessionVerbs}; the
 Twisted protocol (L{redesdl.secondary.chunkserver}) decodes, calls the inputs
