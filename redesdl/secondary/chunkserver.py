@@ -11,7 +11,6 @@ paced by the C{--rate-limit} bucket.
 from __future__ import annotations
 
 import os
-import stat
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IPullProducer
@@ -39,18 +38,6 @@ from redesdl.secondary.stats import SecondaryStats
 
 #: Largest block of a chunk written at once.
 BLOCK_SIZE = 256 * 1024
-
-
-def open_served(path: str) -> int:
-    """Open an indexed file for reading, refusing a symlink or a non-file."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path} is not a regular file")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def unsent_in(transport: Any) -> int:
@@ -276,7 +263,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
 
     def open_chunk(self, entry: IndexEntry, offset: int, length: int) -> RangeWriter:
         try:
-            fd = open_served(entry.path)
+            fd = self.factory.index.open(entry)
         except OSError as e:
             self.log.warn("cannot open {path}: {error}", path=entry.path, error=e)
             self.factory.stats.error("file_unreadable")
