@@ -17,6 +17,7 @@ from redesdl.protocol.framing import encode_frame
 from redesdl.protocol.messages import PROTOCOL_VERSION
 from redesdl.secondary.chunkserver import ChunkServerFactory
 from redesdl.secondary.index import DataIndex
+from redesdl.secondary.ratelimit import TokenBucket
 from redesdl.secondary.stats import SecondaryStats, fresh_secondary_stats
 from redesdl.stats import StatsFile
 
@@ -195,3 +196,132 @@ def test_a_connection_that_stops_asking_or_reading_is_closed(served: Any) -> Non
     assert not transport.disconnected, "taking a block counts as activity"
     clock.advance(2)
     assert transport.disconnected
+
+
+def test_stats_count_what_was_served_and_who_is_being_served(served: Any) -> None:
+    protocol, transport, index = served
+    factory = protocol.factory
+    sha = index.entries["dir/file"].manifest.sha256
+    hello(protocol)
+    send(
+        protocol,
+        {"type": "get", "id": 2, "name": "dir/file", "sha256": sha, "index": 0},
+        {"type": "get", "id": 3, "name": "dir/file", "sha256": sha, "index": 1},
+    )
+    assert factory.activeTransfers() == 1
+    assert factory.beingServed() == {"dir/file": 1}
+    take(transport)
+    assert factory.activeTransfers() == 0
+    served_file = factory.stats.data["served"]["dir/file"]
+    assert served_file["chunks"] == 2 and served_file["bytes"] == len(CONTENT)
+    assert served_file["clients"]["c"] == {"chunks": 2, "bytes": len(CONTENT)}
+
+
+def test_a_ping_behind_a_chunk_is_answered_after_its_bytes(served: Any) -> None:
+    protocol, transport, index = served
+    sha = index.entries["dir/file"].manifest.sha256
+    hello(protocol)
+    transport.clear()
+    send(
+        protocol,
+        {"type": "get", "id": 2, "name": "dir/file", "sha256": sha, "index": 0},
+        {"type": "ping", "id": 3},
+        {"type": "get", "id": 4, "name": "dir/file", "index": 0},
+    )
+    out = take(transport)
+    assert [m["type"] if isinstance(m, dict) else "bytes" for m in out] == [
+        "chunk",
+        "bytes",
+        "pong",
+        "error",
+    ]
+    assert out[2]["id"] == 3 and out[3]["id"] == 4
+
+
+def test_a_file_swapped_for_a_symlink_is_not_served(
+    served: Any, tmp_path: Path
+) -> None:
+    protocol, transport, index = served
+    entry = index.entries["dir/file"]
+    Path(entry.path).unlink()
+    Path(entry.path).symlink_to(tmp_path / "secret")
+    hello(protocol)
+    transport.clear()
+    send(
+        protocol,
+        {
+            "type": "get",
+            "id": 2,
+            "name": "dir/file",
+            "sha256": entry.manifest.sha256,
+            "index": 0,
+        },
+    )
+    (reply,) = take(transport)
+    assert reply["code"] == "not_found" and reply["id"] == 2
+    assert b"do not serve" not in transport.value()
+
+
+def test_the_rate_limit_paces_a_chunk(served: Any) -> None:
+    protocol, transport, index = served
+    factory = protocol.factory
+    clock = factory.clock
+    rate = 64 * 1024
+    factory.limiter = TokenBucket(rate, clock)
+    sha = index.entries["dir/file"].manifest.sha256
+    hello(protocol)
+    transport.clear()
+    send(
+        protocol,
+        {"type": "get", "id": 2, "name": "dir/file", "sha256": sha, "index": 0},
+    )
+    for step in range(1, 81):
+        clock.advance(0.05)
+        if transport.producer is not None:
+            transport.producer.resumeProducing()
+        allowed = rate / 10 + rate * step * 0.05 + factory.limiter.blockSize + 100
+        assert len(transport.value()) <= allowed
+    out = take(transport)
+    assert out[0]["length"] == MIN_CHUNK_SIZE and len(out[1]) == MIN_CHUNK_SIZE
+    assert out[1] == CONTENT[:MIN_CHUNK_SIZE]
+
+
+def test_a_peer_that_stops_reading_is_not_read_then_timed_out(served: Any) -> None:
+    protocol, transport, index = served
+    sha = index.entries["dir/file"].manifest.sha256
+    hello(protocol)
+    for i in range(8):
+        send(
+            protocol,
+            {"type": "get", "id": 2 + i, "name": "dir/file", "sha256": sha, "index": 0},
+        )
+    assert transport.producerState == "paused", "the server stopped reading"
+    protocol.factory.clock.advance(61)
+    assert transport.disconnected
+    protocol.connectionLost(None)
+    assert not protocol.producing
+
+
+def test_while_the_rate_limit_holds_a_block_drains_are_not_asked_for(
+    served: Any,
+) -> None:
+    """Behind TLS a pull producer is asked for data again and again: while the
+    rate limit holds a block back, the session stops being asked."""
+    protocol, transport, index = served
+    factory = protocol.factory
+    factory.limiter = TokenBucket(64 * 1024, factory.clock)
+    sha = index.entries["dir/file"].manifest.sha256
+    hello(protocol)
+    send(
+        protocol,
+        {"type": "get", "id": 2, "name": "dir/file", "sha256": sha, "index": 0},
+    )
+    for _ in range(100):
+        if transport.producer is None:
+            break
+        transport.producer.resumeProducing()
+    assert transport.producer is None, "not asked while a block waits"
+    assert protocol.heldBytes() > 0, "a block waits for the rate limit"
+    factory.clock.advance(1)
+    assert transport.producer is not None, "asked again once the block went out"
+    take(transport)

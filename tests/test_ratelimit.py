@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
 
-from redesdl.secondary.chunkserver import RangeProducer
+from redesdl.secondary.chunkserver import RangeWriter
 from redesdl.secondary.ratelimit import TokenBucket, parse_rate
 
 
@@ -34,24 +33,36 @@ def test_bad_rates_are_refused(text: str) -> None:
 
 
 class DrainingConsumer:
-    """A transport whose buffer empties at once: it pulls again after each write."""
+    """A transport whose buffer empties at once: asks for a block after each write.
+
+    It drives a L{RangeWriter} the way the chunk session does: one block
+    each time the transport has sent what it held.
+    """
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self.data = bytearray()
-        self.producer: Any = None
+        self.writer: RangeWriter | None = None
 
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        self.producer = producer
-        self._clock.callLater(0, producer.resumeProducing)
+    def start(self, writer: RangeWriter) -> None:
+        self.writer = writer
+        self._clock.callLater(0, self._drained)
 
-    def unregisterProducer(self) -> None:
-        self.producer = None
+    def _drained(self) -> None:
+        assert self.writer is not None
+        if not self.writer.done:
+            self.writer.write_block()
 
     def write(self, data: bytes) -> None:
         self.data += data
-        if self.producer is not None:
-            self._clock.callLater(0, self.producer.resumeProducing)
+        self._clock.callLater(0, self._drained)
+
+
+def writer(
+    path: Path, consumer: DrainingConsumer, bucket: TokenBucket, clock: Clock
+) -> RangeWriter:
+    size = path.stat().st_size
+    return RangeWriter(os.open(path, os.O_RDONLY), 0, size, consumer, bucket, clock)
 
 
 def test_a_range_is_sent_no_faster_than_the_rate(tmp_path: Path) -> None:
@@ -61,17 +72,16 @@ def test_a_range_is_sent_no_faster_than_the_rate(tmp_path: Path) -> None:
     clock = Clock()
     bucket = TokenBucket(rate, clock)
     consumer = DrainingConsumer(clock)
-    finished: list[None] = []
-    producer = RangeProducer(
-        os.open(path, os.O_RDONLY), 0, size, consumer, bucket, clock
-    )
-    producer.start().addCallback(finished.append)
+    sending = writer(path, consumer, bucket, clock)
+    consumer.start(sending)
     for step in range(1, 121):
         clock.advance(0.05)
         allowed = rate / 10 + rate * step * 0.05 + bucket.blockSize
         assert len(consumer.data) <= allowed
-    assert finished == [None]
+        assert sending.held <= bucket.blockSize
+    assert sending.done
     assert bytes(consumer.data) == path.read_bytes()
+    sending.close()
 
 
 def test_two_ranges_share_one_budget(tmp_path: Path) -> None:
@@ -81,13 +91,14 @@ def test_two_ranges_share_one_budget(tmp_path: Path) -> None:
     clock = Clock()
     bucket = TokenBucket(rate, clock)
     consumers = [DrainingConsumer(clock), DrainingConsumer(clock)]
-    for consumer in consumers:
-        RangeProducer(
-            os.open(path, os.O_RDONLY), 0, size, consumer, bucket, clock
-        ).start()
+    writers = [writer(path, consumer, bucket, clock) for consumer in consumers]
+    for consumer, sending in zip(consumers, writers, strict=True):
+        consumer.start(sending)
     clock.advance(0)
     for _ in range(40):
         clock.advance(0.05)
     sent = sum(len(c.data) for c in consumers)
     assert sent <= rate / 10 + rate * 2.0 + 2 * bucket.blockSize
     assert sent >= rate * 1.5
+    for sending in writers:
+        sending.close()

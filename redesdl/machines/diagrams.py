@@ -49,7 +49,8 @@ def machine_modules() -> dict[str, ModuleType]:
 def _is_refusal(outputs: tuple[str, ...], refusals: frozenset[str]) -> bool:
     """A loop that only refuses: named C{refuse*}/C{ignore*}, or in C{REFUSALS}."""
     return len(outputs) == 1 and (
-        outputs[0].startswith(("refuse", "ignore")) or outputs[0] in refusals
+        outputs[0].lstrip("_").startswith(("refuse", "ignore"))
+        or outputs[0] in refusals
     )
 
 

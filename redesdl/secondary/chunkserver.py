@@ -1,32 +1,30 @@
 """The secondary's server side: manifests and byte ranges for clients and peers.
 
-A connection says ``hello``, then pipelines ``manifest`` and ``get`` requests.
-Replies go out strictly in request order, because a ``chunk`` header is
-followed by raw bytes that nothing may interleave with. Each range is written
-by a pull producer, one block per pull, so memory stays bounded whatever the
-file size and however slow the reader.
+The conversation itself (hello first, replies strictly in request order, what
+a connection may owe, when to stop reading a peer that does not read) is the
+machine in L{redesdl.machines.chunk_session}. This module is its Twisted
+shell: L{ChunkServerProtocol} decodes, calls the machine's inputs and
+implements its verbs; L{RangeWriter} writes one chunk a block at a time,
+paced by the C{--rate-limit} bucket.
 """
 
 from __future__ import annotations
 
 import os
-from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IConsumer, IDelayedCall, IPullProducer
+from twisted.internet.interfaces import IDelayedCall, IPullProducer
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
-from redesdl.names import validate_name
+from redesdl.machines.chunk_session import MACHINE, Chunk, SessionCore
+from redesdl.protocol import wire
+from redesdl.protocol.complaints import COMPLAINTS, peer_host
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.messages import (
-    PROTOCOL_VERSION,
+    MAX_REFUSALS,
+    ROUTINE_REFUSALS,
     MessageProtocol,
-    count,
-    digest,
-    text,
 )
 from redesdl.protocol.tickets import Tickets
 from redesdl.protocol.tracking import (
@@ -38,106 +36,124 @@ from redesdl.secondary.index import DataIndex, IndexEntry
 from redesdl.secondary.ratelimit import TokenBucket
 from redesdl.secondary.stats import SecondaryStats
 
-#: Requests a client may have queued on one connection before it is refused.
-MAX_QUEUED_REQUESTS = 64
+#: Largest block of a chunk written at once.
+BLOCK_SIZE = 256 * 1024
 
 
-@implementer(IPullProducer)
-class RangeProducer:
-    """Write C{length} bytes of an open file from C{offset}, one block per pull.
+def unsent_in(transport: Any) -> int:
+    """What a transport (and any transport it wraps, such as TLS) holds unsent."""
+    total = 0
+    for _ in range(3):
+        if transport is None:
+            break
+        total += len(getattr(transport, "dataBuffer", b"")) - getattr(
+            transport, "offset", 0
+        )
+        total += getattr(transport, "_tempDataLen", 0)
+        total += sum(len(data) for data in getattr(transport, "_appSendBuffer", ()))
+        transport = getattr(transport, "transport", None)
+    return total
+
+
+class RangeWriter:
+    """Write C{length} bytes of an open file from C{offset}, a block per call.
 
     With a L{TokenBucket}, a block the bucket cannot pay for yet is written
-    by a timer once it can; meanwhile nothing is written, so the connection
-    idles (the transport asks for more only after a write drains).
+    by a timer once it can; meanwhile L{write_block} does nothing, so the
+    connection idles instead of buffering.
     """
-
-    blockSize = 1024 * 1024
 
     def __init__(
         self,
         fd: int,
         offset: int,
         length: int,
-        consumer: IConsumer,
+        consumer: Any,
         limiter: TokenBucket | None = None,
         clock: Any = None,
-        onBlock: Any = None,
+        on_block: Any = None,
     ) -> None:
-        self._fd = fd
-        self._onBlock = onBlock
+        self._fd: int | None = fd
         self._offset = offset
         self._remaining = length
         self._consumer = consumer
         self._limiter = limiter
         self._clock = clock
+        self._on_block = on_block
         self._delayed: IDelayedCall | None = None
-        self.finished: Deferred[None] = Deferred()
+        self._held = 0
 
-    def start(self) -> Deferred[None]:
-        self._consumer.registerProducer(self, False)
-        return self.finished
+    @property
+    def done(self) -> bool:
+        return not self._remaining and self._delayed is None
 
-    def resumeProducing(self) -> None:
-        if self._delayed is not None or self.finished.called:
-            return
-        size = min(self.blockSize, self._remaining)
+    @property
+    def held(self) -> int:
+        """Bytes read and waiting for the rate limit."""
+        return self._held
+
+    def write_block(self) -> bool:
+        if self._delayed is not None or not self._remaining or self._fd is None:
+            return True
+        size = min(BLOCK_SIZE, self._remaining)
         if self._limiter is not None:
             size = min(size, self._limiter.blockSize)
         try:
             block = os.pread(self._fd, size, self._offset)
-            if not block:
-                raise OSError("the file is shorter than its manifest says")
-        except OSError as e:
-            self._finish(e)
-            return
-        self._offset += len(block)
-        self._remaining -= len(block)
-        wait = self._limiter.take(len(block)) if self._limiter is not None else 0.0
+        except OSError:
+            return False
+        if len(block) != size:
+            return False
+        self._offset += size
+        self._remaining -= size
+        wait = self._limiter.take(size) if self._limiter is not None else 0.0
         if wait > 0:
+            self._held = size
             self._delayed = self._clock.callLater(wait, self._write, block)
         else:
             self._write(block)
+        return True
 
     def _write(self, block: bytes) -> None:
         self._delayed = None
+        self._held = 0
         self._consumer.write(block)
-        if self._onBlock is not None:
-            self._onBlock()
-        if not self._remaining:
-            self._finish(None)
+        if self._on_block is not None:
+            self._on_block()
 
-    def stopProducing(self) -> None:
-        self._finish(ConnectionError("the connection closed mid-range"))
-
-    def _finish(self, error: Exception | None) -> None:
-        if self.finished.called:
-            return
+    def close(self) -> None:
         if self._delayed is not None and self._delayed.active():
             self._delayed.cancel()
         self._delayed = None
-        self._consumer.unregisterProducer()
-        os.close(self._fd)
-        if error is None:
-            self.finished.callback(None)
-        else:
-            self.finished.errback(error)
+        self._held = 0
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
-@dataclass(frozen=True)
-class ChunkRequest:
-    request_id: int
-    entry: IndexEntry
-    index: int
+@implementer(IPullProducer)
+class _DrainWatcher:
+    """Tell the session each time the transport has sent what it held."""
+
+    def __init__(self, protocol: ChunkServerProtocol) -> None:
+        self._protocol = protocol
+
+    def resumeProducing(self) -> None:
+        self._protocol.transportDrained()
+
+    def stopProducing(self) -> None:
+        """The connection is closing; connectionLost tells the session."""
 
 
 class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
     """Answer one client's or peer's manifest and chunk requests, in order.
 
-    A connection that neither sends a request nor takes a block of a chunk
+    A connection that neither sends a request nor takes what was written
     for C{factory.idleTimeout} seconds is closed: a client that stopped
     reading must not hold a file descriptor and a slot forever.
     """
 
+    vocabulary = wire.CHUNK_SERVER_INBOUND
     maxFrameLength = 16 * 1024
     factory: ChunkServerFactory
 
@@ -147,159 +163,180 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         self.setTimeout(self.factory.idleTimeout)
         self.peerName: str | None = None
         self.servingFiles: set[str] = set()
-        self._queue: deque[dict[str, Any] | ChunkRequest] = deque()
-        self.producing = False
+        self._watcher: _DrainWatcher | None = None
+        self._parked = False
+        self._core = SessionCore(self, MAX_REFUSALS, frozenset(ROUTINE_REFUSALS))
+        self.session = MACHINE(self._core)
 
-    def sendMessage(self, message: dict[str, Any]) -> None:
-        if self.producing or self._queue:
-            self._queue.append(message)
-        else:
-            super().sendMessage(message)
+    @property
+    def producing(self) -> bool:
+        """True while a chunk is being sent."""
+        return self._core.chunk_started()
 
-    def _enqueue(self, item: ChunkRequest | dict[str, Any]) -> None:
-        if len(self._queue) >= MAX_QUEUED_REQUESTS:
-            raise ProtocolError(
-                "busy", f"at most {MAX_QUEUED_REQUESTS} queued requests"
-            )
-        self._queue.append(item)
-        self._pump()
+    def heldBytes(self) -> int:
+        """Bytes this connection holds for its peer: unsent and rate-limited."""
+        return unsent_in(self.transport) + self._paced_bytes()
 
-    def _pump(self) -> None:
-        while self._queue and not self.producing:
-            item = self._queue.popleft()
-            if isinstance(item, ChunkRequest):
-                self._startChunk(item)
-            else:
-                super().sendMessage(item)
+    # -- Decoded messages and connection events become inputs ------------
 
-    def _requireHello(self) -> None:
-        if self.peerName is None:
-            raise ProtocolError("hello_first", "say hello first")
+    def msg_hello(self, message: wire.ClientHello) -> None:
+        self.session.hello(message)
 
-    def msg_hello(self, message: dict[str, Any]) -> None:
-        if message.get("version") != PROTOCOL_VERSION:
-            raise ProtocolError(
-                "version", f"this secondary speaks version {PROTOCOL_VERSION}"
-            )
-        self.peerName = text(message, "name", max_length=256)
-        self._enqueue(
-            {
-                "type": "welcome",
-                "id": message.get("id"),
-                "version": PROTOCOL_VERSION,
-                "name": self.factory.name,
-            }
+    def msg_manifest(self, message: wire.ManifestRequest) -> None:
+        self.session.manifest(message)
+
+    def msg_get(self, message: wire.Get) -> None:
+        self.session.get(message)
+
+    def msg_ping(self, message: wire.Ping) -> None:
+        self.session.ping(message)
+
+    def refuse(self, kind: str, error: ProtocolError, request_id: int | None) -> None:
+        self.session.malformed(kind, error, request_id)
+
+    def protocolViolation(self, error: ProtocolError) -> None:
+        self._broken = True
+        self.session.broken(error)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        super().dataReceived(data)
+
+    def transportDrained(self) -> None:
+        if self._paced_bytes():
+            # TLS asks a pull producer again and again while it is not
+            # paused: while the rate limit holds a block, stop being asked.
+            self._parked = True
+            self.transport.unregisterProducer()
+            return
+        if unsent_in(self.transport) == 0:
+            self.resetTimeout()
+        self.session.drained()
+
+    def _paced_bytes(self) -> int:
+        """Bytes read and held back by the rate limit."""
+        return sum(
+            item.writer.held  # type: ignore[attr-defined]
+            for item in self._core.owed
+            if isinstance(item, Chunk) and item.writer is not None
         )
 
-    def _lookup(self, message: dict[str, Any]) -> IndexEntry:
-        """The indexed file a request names, if this peer may have it."""
-        self._requireHello()
-        sha256 = digest(message, "sha256")
+    def _blockWritten(self) -> None:
+        """A block went out (perhaps late, paced by the rate limit)."""
+        self.resetTimeout()
+        if self._parked and self._watcher is not None:
+            self._parked = False
+            self.transport.registerProducer(self._watcher, False)
+
+    def timeoutConnection(self) -> None:
+        self.session.timed_out()
+
+    def connectionLost(self, reason: Any) -> None:
+        self.setTimeout(None)
+        self._watcher = None
+        self.session.connection_lost()
+        super().connectionLost(reason)
+
+    # -- The verbs of the session ----------------------------------------
+
+    def welcome(self, hello: wire.ClientHello) -> None:
+        self.peerName = hello.name
+        self.send(wire.ServerWelcome(hello.id, self.factory.name))
+
+    def find(self, request: wire.ManifestRequest | wire.Get) -> IndexEntry:
         tickets = self.factory.tickets
         if tickets is not None:
             assert self.peerName is not None
             tickets.check(
-                message.get("ticket"),
-                sha256,
+                request.ticket.to_wire() if request.ticket is not None else None,
+                request.sha256,
                 self.peerName,
                 self.factory.clock.seconds(),
             )
-        return self.factory.index.lookup(validate_name(text(message, "name")), sha256)
+        return self.factory.index.lookup(request.name, request.sha256)
 
-    def msg_manifest(self, message: dict[str, Any]) -> None:
-        entry = self._lookup(message)
-        self._enqueue(
-            {
-                "type": "manifest",
-                "id": count(message, "id"),
-                "manifest": entry.manifest.to_wire(),
-            }
-        )
+    def send(self, message: wire.Message) -> None:
+        super().sendMessage(message)
 
-    def msg_get(self, message: dict[str, Any]) -> None:
-        request_id = count(message, "id")
-        entry = self._lookup(message)
-        index = count(message, "index")
-        if index >= len(entry.manifest.chunk_hashes):
-            raise ProtocolError("bad_request", f"chunk {index} is past the end")
-        self.servingFiles.add(entry.manifest.name)
-        self._enqueue(ChunkRequest(request_id, entry, index))
+    def unsent_bytes(self) -> int:
+        return unsent_in(self.transport)
 
-    def _startChunk(self, request: ChunkRequest) -> None:
-        offset, length = request.entry.manifest.chunk_range(request.index)
+    def open_chunk(self, entry: IndexEntry, offset: int, length: int) -> RangeWriter:
         try:
-            fd = os.open(request.entry.path, os.O_RDONLY)
+            fd = self.factory.index.open(entry)
         except OSError as e:
-            self.log.warn(
-                "cannot open {path}: {error}", path=request.entry.path, error=e
-            )
+            self.log.warn("cannot open {path}: {error}", path=entry.path, error=e)
             self.factory.stats.error("file_unreadable")
-            super().sendMessage(
-                ProtocolError("not_found", "the file is gone").to_message(
-                    request.request_id
-                )
-            )
-            return
-        super().sendMessage(
-            {
-                "type": "chunk",
-                "id": request.request_id,
-                "index": request.index,
-                "length": length,
-            }
-        )
-        self.producing = True
-        RangeProducer(
+            raise ProtocolError("not_found", "the file is gone") from None
+        self.servingFiles.add(entry.manifest.name)
+        return RangeWriter(
             fd,
             offset,
             length,
             self.transport,
             self.factory.limiter,
             self.factory.clock,
-            self.resetTimeout,
-        ).start().addCallbacks(
-            self._chunkSent,
-            self._chunkFailed,
-            callbackArgs=(request, length),
-            errbackArgs=(request,),
+            self._blockWritten,
         )
 
-    def dataReceived(self, data: bytes) -> None:
-        self.resetTimeout()
-        super().dataReceived(data)
-
-    def timeoutConnection(self) -> None:
-        self.closeSilent(self.factory.idleTimeout)
-
-    def connectionLost(self, reason: Any) -> None:
-        self.setTimeout(None)
-        super().connectionLost(reason)
-
-    def _chunkSent(self, _: None, request: ChunkRequest, length: int) -> None:
-        self.producing = False
+    def served(self, entry: IndexEntry, length: int) -> None:
         self.factory.stats.chunkServed(
-            request.entry.manifest.name, self.peerName or "?", length
+            entry.manifest.name, self.peerName or "?", length
         )
-        self._pump()
 
-    def _chunkFailed(self, reason: Any, request: ChunkRequest) -> None:
-        if reason.check(ConnectionError):
-            self.log.info(
-                "{peer} hung up during chunk {index} of {name}",
-                peer=self.peerName,
-                index=request.index,
-                name=request.entry.manifest.name,
-            )
-            return
-        self.log.warn(
-            "aborting chunk {index} of {name} to {peer}: {error}",
-            index=request.index,
-            name=request.entry.manifest.name,
-            peer=self.peerName,
-            error=reason.getErrorMessage(),
+    def complain(self, kind: str, error: ProtocolError) -> None:
+        COMPLAINTS.complain(
+            peer_host(self.transport),
+            "refused {kind} from {peer}: {code}: {reason}",
+            kind=kind[:64],
+            code=error.code,
+            reason=error.message,
         )
-        self.factory.stats.error("range_aborted")
-        self.transport.abortConnection()
+
+    def watch_drain(self) -> None:
+        if self._watcher is None:
+            self._watcher = _DrainWatcher(self)
+            self.transport.registerProducer(self._watcher, False)
+
+    def unwatch_drain(self) -> None:
+        if self._watcher is not None:
+            self._watcher = None
+            if not self._parked:
+                self.transport.unregisterProducer()
+        self._parked = False
+
+    def stop_reading(self) -> None:
+        self.transport.pauseProducing()
+
+    def start_reading(self) -> None:
+        self.transport.resumeProducing()
+
+    def hang_up(self, error: ProtocolError, abort: bool) -> None:
+        self.unwatch_drain()
+        if error.code == "internal":
+            # Our fault (a file shorter than its manifest), not the peer's.
+            self.log.warn(
+                "aborting a chunk to {peer}: {reason}",
+                peer=self.peerName,
+                reason=error.message,
+            )
+            self.factory.stats.error("range_aborted")
+        else:
+            COMPLAINTS.complain(
+                peer_host(self.transport),
+                "closing connection to {peer}: {code}: {reason}",
+                code=error.code,
+                reason=error.message,
+            )
+        if abort:
+            self.transport.abortConnection()
+        else:
+            self.send(wire.Error(error.code, error.message))
+            self.transport.loseConnection()
+
+    def close_silent(self) -> None:
+        self.unwatch_drain()
+        self.closeSilent(self.factory.idleTimeout)
 
 
 class ChunkServerFactory(TrackingFactory):

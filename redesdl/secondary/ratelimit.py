@@ -2,7 +2,7 @@
 
 A token bucket: each block to send takes its size in tokens, which refill at
 the configured rate. A block that would overdraw the bucket is sent later,
-by a timer, instead of now; until then the producer writes nothing, so the
+by a timer, instead of now; until then the range writer writes nothing, so the
 transport stays idle and the client's socket fills no further. No sleeping,
 no buffering of more than one block per connection.
 """
