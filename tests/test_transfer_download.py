@@ -18,9 +18,10 @@ from twisted.python.failure import Failure
 
 from redesdl.manifest import MIN_CHUNK_SIZE, Manifest, build_manifest
 from redesdl.protocol.sources import SourceAddress
-from redesdl.transfer.download import Download, DownloadResult
+from redesdl.transfer.download import Download
 from redesdl.transfer.errors import IntegrityError, NoLiveSourceError
 from redesdl.transfer.plan import MAX_DUPLICATES
+from redesdl.transfer.result import DownloadResult
 
 from .fakesources import FakeCluster
 

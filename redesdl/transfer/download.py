@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
@@ -40,10 +39,8 @@ from redesdl.transfer.errors import (
 from redesdl.transfer.fetcher import Fetcher, OpenSource, tcp_sources
 from redesdl.transfer.plan import TransferPlan
 from redesdl.transfer.reasons import describe_error
+from redesdl.transfer.result import DownloadResult, Timeline
 from redesdl.transfer.store import ChunkStore, ChunkWriter, MemoryCopy, notice
-
-#: Most chunk events kept in a download's timeline.
-MAX_TIMELINE_EVENTS = 20000
 
 #: Failures that mean the source lied or broke the protocol: it is banned.
 BAD_SOURCE = (
@@ -52,34 +49,6 @@ BAD_SOURCE = (
     ChunkCorruptError,
     SourceViolationError,
 )
-
-
-@dataclass
-class DownloadResult:
-    """What a finished download did, as ``get --json`` reports it."""
-
-    name: str
-    path: str
-    size: int
-    sha256: str
-    seconds: float
-    bytes_fetched: int
-    sources: dict[str, int]
-    bytes_reused: int = 0
-    queued_seconds: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "path": self.path,
-            "size": self.size,
-            "sha256": self.sha256,
-            "seconds": round(self.seconds, 3),
-            "bytes_fetched": self.bytes_fetched,
-            "bytes_reused": self.bytes_reused,
-            "queued_seconds": round(self.queued_seconds, 3),
-            "sources": dict(self.sources),
-        }
 
 
 class Download:
@@ -148,9 +117,9 @@ class Download:
         self._waiters: list[Deferred[None]] = []
         #: Bytes of chunks kept from an interrupted earlier attempt.
         self.bytesReused = 0
+        self._timeline = Timeline(reactor)
         #: What happened to each chunk, in order: the download's evidence.
-        self.timeline: list[dict[str, Any]] = []
-        self._started_at = reactor.seconds()
+        self.timeline = self._timeline.events
         #: Set once the download ended: late connections are closed at once.
         self._hung_up = False
 
@@ -349,7 +318,7 @@ class Download:
         kept = await self.store.open(manifest)
         if kept:
             self.bytesReused = sum(manifest.chunk_range(i)[1] for i in kept)
-            self._event("reused", None, None, chunks=len(kept))
+            self._timeline.add("reused", None, None, chunks=len(kept))
             notice.info(
                 "resuming {name}: {chunks} chunks ({size} bytes) already verified",
                 name=manifest.name,
@@ -364,20 +333,6 @@ class Download:
         self._plan = TransferPlan(missing, endgame=endgame)
         for name in self._banned:
             self._plan.ban(name)
-
-    def _event(
-        self, event: str, index: int | None, source: str | None, **details: Any
-    ) -> None:
-        if len(self.timeline) >= MAX_TIMELINE_EVENTS:
-            return
-        entry = {
-            "t": round(self._reactor.seconds() - self._started_at, 3),
-            "event": event,
-            "chunk": index,
-            "source": source,
-            **details,
-        }
-        self.timeline.append(entry)
 
     def saveProgress(self) -> None:
         """Record which chunks are verified, so a later get can resume."""
@@ -460,14 +415,14 @@ class Download:
                 self._wake()
                 continue
             target = store.begin(index) if claim.direct else store.begin_copy(index)
-            self._event("start" if claim.direct else "duplicate", index, name)
+            self._timeline.add("start" if claim.direct else "duplicate", index, name)
             try:
                 won = await fetcher.fetch_chunk(
                     manifest, target, self._accept_from(name, index)
                 )
             except (LocalWriteError, DiskError) as e:
                 self.store.abandon(target)
-                self._event("failed", index, name, reason=f"local disk: {e}")
+                self._timeline.add("failed", index, name, reason=f"local disk: {e}")
                 plan.fail(index, name)
                 self._fail(
                     e
@@ -507,7 +462,7 @@ class Download:
                     fetcher.abort()
         plan.complete(index, name)
         self.bytesBySource[name] += self.manifest.chunk_range(index)[1]
-        self._event("verified", index, name)
+        self._timeline.add("verified", index, name)
         self._wake()
 
     def _chunk_failed(
@@ -526,7 +481,7 @@ class Download:
             if fetcher.timed_out
             else describe_error(error)
         )
-        self._event("failed", index, name, reason=why)
+        self._timeline.add("failed", index, name, reason=why)
         plan.fail(index, name)
         self.retriedChunks += 1
         self._drop_source(name, f"chunk {index}: {why}", isinstance(error, BAD_SOURCE))
