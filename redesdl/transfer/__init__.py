@@ -14,5 +14,6 @@ secondary never imports the client. Its parts, each with one job:
   drops the source.
 - L{fetcher}: what the loop needs of a source, so tests can pass fakes.
 - L{download}: the loop tying them together on a reactor (or a fake clock).
+- L{result}: what a download did (its result and timeline).
 - L{placement}: putting a replicated copy in place inside the data folder.
 """
