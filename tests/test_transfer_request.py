@@ -45,7 +45,7 @@ PATHS = {
 
 INPUTS = [
     "send", "header", "mismatched", "body_done", "verified", "failed", "refused",
-    "lost",
+    "odd_reply", "lost",
 ]  # fmt: skip
 
 #: The inputs that mean something in each state; every other one is a
@@ -165,6 +165,12 @@ def header(request_id: int, length: int = MIN_CHUNK_SIZE, index: int = -1) -> by
         pytest.param(lambda: header(99), id="unknown id"),
         pytest.param(lambda: header(2, 5), id="wrong length"),
         pytest.param(lambda: header(2, index=1), id="wrong chunk"),
+        pytest.param(
+            lambda: encode_frame(
+                {"type": "welcome", "id": 2, "version": 1, "name": "s"}
+            ),
+            id="a welcome for a get",
+        ),
         pytest.param(
             lambda: header(2) + bytes(MIN_CHUNK_SIZE) + header(2), id="answered twice"
         ),

@@ -70,6 +70,9 @@ class ChunkRequest(Protocol):
     def refused(self) -> None:
         """The source answered with an error."""
 
+    def odd_reply(self) -> None:
+        """The source answered with a message that is no answer to a ``get``."""
+
     def lost(self) -> None:
         """The connection ended."""
 
@@ -114,6 +117,10 @@ def answered_twice(request: ChunkRequest, core: RequestCore) -> None:
     _violation(core, "an error reply for a request already answered")
 
 
+def not_a_chunk(request: ChunkRequest, core: RequestCore) -> None:
+    _violation(core, "a reply to a get that is neither a chunk nor an error")
+
+
 def out_of_order(request: ChunkRequest, core: RequestCore) -> None:
     _violation(core, "a chunk request event out of order")
 
@@ -124,6 +131,7 @@ receiving.upon(ChunkRequest.body_done).to(writing).returns(None)
 writing.upon(ChunkRequest.verified).to(verified).returns(None)
 writing.upon(ChunkRequest.failed).to(failed).returns(None)
 requested.upon(ChunkRequest.refused).to(failed).returns(None)
+requested.upon(ChunkRequest.odd_reply).to(failed)(not_a_chunk)
 for _state in (requested, receiving, writing):
     _state.upon(ChunkRequest.lost).to(failed).returns(None)
     _state.upon(ChunkRequest.mismatched).to(failed)(header_mismatched)
@@ -142,6 +150,7 @@ INPUTS = [
     ChunkRequest.verified,
     ChunkRequest.failed,
     ChunkRequest.refused,
+    ChunkRequest.odd_reply,
 ]
 refuse_the_rest(
     [created, requested, receiving, writing, verified, failed], INPUTS, out_of_order

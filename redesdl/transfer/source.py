@@ -185,10 +185,18 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         self._pending[request_id] = waiting
 
         def ended(result: Any) -> Any:
-            # Still listed only if it ended by an error reply or a hang-up.
+            # Still listed only if it ended by a reply other than its chunk
+            # (an error, or some other message) or by a hang-up.
             self._accept.pop(request_id, None)
-            if self._requests.pop(request_id, None) is not None:
-                request.lost() if self.lost else request.refused()
+            if self._requests.pop(request_id, None) is None:
+                return result
+            if self.lost:
+                request.lost()
+            elif isinstance(result, Failure):
+                request.refused()
+            else:
+                request.odd_reply()
+                return Failure(SourceViolationError(self.violation or "odd reply"))
             return result
 
         waiting.addBoth(ended)
