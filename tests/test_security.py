@@ -139,10 +139,15 @@ def test_with_tickets_only_clients_the_central_sent_are_served(tmp_path: Path) -
         data = os.urandom(2 * 1024 * 1024 + 7)
         (cluster.data(1) / "t.bin").write_bytes(data)
         entry = cluster.wait_for_sources("t.bin", 3)
-        result = cluster.client("get", "t.bin", "-o", str(tmp_path / "t.bin"), "--json")
+        result = cluster.client(
+            "-v", "get", "t.bin", "-o", str(tmp_path / "t.bin"), "--json"
+        )
         assert result.returncode == 0, result.stderr
         assert sha256_file(tmp_path / "t.bin") == entry["sha256"]
-        assert len(json.loads(result.stdout)["sources"]) == 3
+        assert json.loads(result.stdout)["sources"]
+        # No source refused the ticket (how many served depends on timing:
+        # one that connects after the others fetched the file serves none).
+        assert "ticket" not in result.stderr
         port = cluster.secondaries[1].port
         assert port is not None
         hello = {"type": "hello", "version": PROTOCOL_VERSION, "name": "x", "id": 1}

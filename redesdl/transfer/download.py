@@ -18,7 +18,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import LoopingCall, deferLater
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from redesdl.manifest import MAX_CHUNK_SIZE, FileInfo, Manifest
@@ -122,6 +122,8 @@ class Download:
         self.timeline = self._timeline.events
         #: Set once the download ended: late connections are closed at once.
         self._hung_up = False
+        #: Slow sources we hung up on because a duplicate of their chunk won.
+        self._outpaced: set[str] = set()
 
     @property
     def manifest(self) -> Manifest | None:
@@ -292,7 +294,12 @@ class Download:
                 self._plan.ban(name)
             if self._on_bad_source is not None:
                 self._on_bad_source(name)
-        self.log.warn("dropping source {source}: {why}", source=name, why=why)
+        self.log.emit(
+            LogLevel.info if name in self._outpaced else LogLevel.warn,
+            "dropping source {source}: {why}",
+            source=name,
+            why=why,
+        )
         self._wake()
 
     def _ensure_store(self, manifest: Manifest) -> Deferred[None]:
@@ -459,6 +466,7 @@ class Download:
             # Its writer is closed already; stop its stream too.
             for fetcher in self._fetchers:
                 if fetcher.source_name == slow and not fetcher.lost:
+                    self._outpaced.add(slow)
                     fetcher.abort()
         plan.complete(index, name)
         self.bytesBySource[name] += self.manifest.chunk_range(index)[1]
@@ -476,11 +484,15 @@ class Download:
         plan = self._plan
         assert plan is not None
         self.store.abandon(target)
-        why = (
-            f"no progress for {self._progress_timeout:g} s"
-            if fetcher.timed_out
-            else describe_error(error)
-        )
+        if self._hung_up:
+            # We hung up on it: the request ended with the download.
+            return
+        if name in self._outpaced:
+            why = "another source finished its chunk first (endgame)"
+        elif fetcher.timed_out:
+            why = f"no progress for {self._progress_timeout:g} s"
+        else:
+            why = describe_error(error)
         self._timeline.add("failed", index, name, reason=why)
         plan.fail(index, name)
         self.retriedChunks += 1
