@@ -25,7 +25,7 @@ from redesdl import __version__
 from redesdl.console import CommandSet, attach_console
 from redesdl.printable import escape_logs
 from redesdl.protocol.auth import SecretFileError, load_secret
-from redesdl.protocol.tracking import ConnectionLimits
+from redesdl.shells.tracking import ConnectionLimits
 from redesdl.tls import TLS_PARAMETERS, TLSConfig, TLSFileError
 
 #: Options that bound what peers may hold on either daemon's server.

@@ -17,8 +17,8 @@ from twisted.python.failure import Failure
 from redesdl.client.access import load_client_token
 from redesdl.protocol.auth import ClusterSecret, SecretFileError, load_secret
 from redesdl.protocol.errors import ProtocolError
-from redesdl.protocol.messages import PROTOCOL_VERSION
 from redesdl.protocol.tickets import Tickets
+from redesdl.protocol.wire import PROTOCOL_VERSION
 from redesdl.secondary.centrallink import CentralLinkProtocol
 
 from .test_central import A, Peer, client, make_factory

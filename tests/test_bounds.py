@@ -9,10 +9,11 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import Logger
 
+from redesdl.protocol.codec import encode
 from redesdl.protocol.complaints import Complaints
-from redesdl.protocol.framing import encode_frame
-from redesdl.protocol.messages import MAX_REFUSALS, PROTOCOL_VERSION
-from redesdl.protocol.tracking import ConnectionLimits
+from redesdl.protocol.wire import PROTOCOL_VERSION
+from redesdl.shells.messages import MAX_REFUSALS
+from redesdl.shells.tracking import ConnectionLimits
 
 from .test_central import A, Peer, _Address, client, make_factory, secondary
 from .wire import frames
@@ -106,8 +107,8 @@ def test_a_peer_that_keeps_sending_bad_requests_is_hung_up_on(tmp_path: Path) ->
 def test_an_unsolicited_error_is_not_answered(tmp_path: Path) -> None:
     factory = make_factory(tmp_path, Clock())
     peer = Peer(factory)
-    peer.protocol.dataReceived(encode_frame({"type": "error", "code": "x"}))
-    peer.protocol.dataReceived(encode_frame({"type": "nonsense" * 1000, "id": 3}))
+    peer.protocol.dataReceived(encode({"type": "error", "code": "x"}))
+    peer.protocol.dataReceived(encode({"type": "nonsense" * 1000, "id": 3}))
     [reply] = peer.replies()
     assert reply["code"] == "unknown_type" and len(reply["message"]) < 200
 
@@ -146,6 +147,6 @@ def test_the_client_drops_catalog_names_a_terminal_would_obey() -> None:
     hostile = {**A, "name": "\x1b]0;owned\x07x.bin", "sources": 1}
     [_, request] = frames(transport.value())
     connection.dataReceived(
-        encode_frame({"type": "catalog", "id": request["id"], "files": [hostile, good]})
+        encode({"type": "catalog", "id": request["id"], "files": [hostile, good]})
     )
     assert [entry["name"] for entry in listing.result] == ["a.bin"]

@@ -13,7 +13,7 @@ from twisted.python.filepath import FilePath
 
 from redesdl.central.protocol import CentralFactory
 from redesdl.central.stats import CentralStats, fresh_central_stats
-from redesdl.protocol.messages import PROTOCOL_VERSION
+from redesdl.protocol.wire import PROTOCOL_VERSION
 from redesdl.stats import StatsFile
 
 from .wire import frames, send

@@ -16,7 +16,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 
 from redesdl.central import services
 from redesdl.protocol.auth import ClusterSecret
-from redesdl.protocol.messages import PROTOCOL_VERSION
+from redesdl.protocol.wire import PROTOCOL_VERSION
 
 from .test_central import A, B, Peer, client, make_factory, secondary
 

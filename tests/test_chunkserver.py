@@ -13,8 +13,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.filepath import FilePath
 
 from redesdl.manifest import MIN_CHUNK_SIZE
-from redesdl.protocol.framing import encode_frame
-from redesdl.protocol.messages import PROTOCOL_VERSION
+from redesdl.protocol.codec import encode
+from redesdl.protocol.wire import PROTOCOL_VERSION
 from redesdl.secondary.chunkserver import ChunkServerFactory
 from redesdl.secondary.index import DataIndex
 from redesdl.secondary.ratelimit import TokenBucket
@@ -177,7 +177,7 @@ def test_a_garbage_frame_closes_only_that_connection(served: Any) -> None:
     protocol, transport, _ = served
     protocol.dataReceived(b"\x00\x00\x00\x05{bad}")
     assert transport.disconnecting
-    protocol.dataReceived(encode_frame({"type": "hello"}))
+    protocol.dataReceived(encode({"type": "hello"}))
     assert b"welcome" not in transport.value()
 
 

@@ -30,8 +30,8 @@ from twisted.internet.threads import deferToThread
 from twisted.python.filepath import FilePath
 
 from redesdl.devca import TestAuthority
-from redesdl.protocol.framing import encode_frame
-from redesdl.protocol.messages import PROTOCOL_VERSION
+from redesdl.protocol.codec import encode
+from redesdl.protocol.wire import PROTOCOL_VERSION
 from redesdl.secondary.chunkserver import ChunkServerFactory
 from redesdl.secondary.index import DataIndex
 from redesdl.secondary.stats import SecondaryStats, fresh_secondary_stats
@@ -123,7 +123,7 @@ async def server(
 
 
 def frame(message: dict[str, Any]) -> bytes:
-    return encode_frame(message)
+    return encode(message)
 
 
 class Flooder:

@@ -11,8 +11,8 @@ from twisted.internet.testing import StringTransport
 from redesdl.client import central as central_module
 from redesdl.client.central import BadCentralReplyError, CentralConnection
 from redesdl.client.reasons import explain
+from redesdl.protocol.codec import encode
 from redesdl.protocol.errors import RemoteError
-from redesdl.protocol.framing import encode_frame
 from redesdl.protocol.wire import Ticket
 
 from .wire import frames
@@ -40,7 +40,7 @@ class Central:
 
     def answer(self, *messages: dict[str, Any]) -> None:
         for message in messages:
-            self.connection.dataReceived(encode_frame(message))
+            self.connection.dataReceived(encode(message))
 
 
 def welcomed() -> Central:

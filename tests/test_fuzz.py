@@ -26,11 +26,11 @@ from redesdl.client.central import CentralConnection
 from redesdl.client.source import SourceConnection
 from redesdl.manifest import FileInfo, Manifest
 from redesdl.protocol.auth import ClusterSecret
+from redesdl.protocol.codec import encode
 from redesdl.protocol.errors import ProtocolError
-from redesdl.protocol.framing import encode_frame
-from redesdl.protocol.messages import PROTOCOL_VERSION
 from redesdl.protocol.sources import SourceAddress
 from redesdl.protocol.tickets import Tickets
+from redesdl.protocol.wire import PROTOCOL_VERSION
 from redesdl.secondary.chunkserver import ChunkServerFactory
 from redesdl.secondary.index import DataIndex
 from redesdl.secondary.stats import SecondaryStats, fresh_secondary_stats
@@ -198,7 +198,7 @@ def test_any_fields_in_any_client_message(
         for message in opening:
             peer.send(message)
         for message in sequence:
-            peer.protocol.dataReceived(encode_frame(message))
+            peer.protocol.dataReceived(encode(message))
         assert_no_internal_errors(answers(peer.transport))
 
 
@@ -218,7 +218,7 @@ def test_any_fields_from_a_registered_secondary(
         peer = secondary(factory, "s1", [A])
         peer.replies()
         for message in sequence:
-            peer.protocol.dataReceived(encode_frame(message))
+            peer.protocol.dataReceived(encode(message))
         assert_no_internal_errors(answers(peer.transport))
 
 
@@ -233,7 +233,7 @@ def test_any_answer_to_the_central_challenge(sequence: list[dict[str, Any]]) -> 
              "name": "s1", "secondary_id": "i", "port": 1, "nonce": "0" * 32}
         )  # fmt: skip
         for message in sequence:
-            peer.protocol.dataReceived(encode_frame(message))
+            peer.protocol.dataReceived(encode(message))
         assert_no_internal_errors(answers(peer.transport))
         assert factory.registry.secondaries == {}
 
@@ -291,9 +291,9 @@ def test_any_fields_at_a_chunk_server(
 ) -> None:
     with tempfile.TemporaryDirectory() as folder:
         protocol, transport = chunk_server(Path(folder), tickets)
-        protocol.dataReceived(encode_frame(VALID_FOR_CHUNK_SERVER[0]))
+        protocol.dataReceived(encode(VALID_FOR_CHUNK_SERVER[0]))
         for message in sequence:
-            protocol.dataReceived(encode_frame(message))
+            protocol.dataReceived(encode(message))
         while transport.producer is not None:
             transport.producer.resumeProducing()
         assert_no_internal_errors(answers(transport))
@@ -308,7 +308,7 @@ def test_any_reply_from_a_hostile_central(sequence: list[dict[str, Any]]) -> Non
     connection.makeConnection(transport)
     connection.welcomed.addErrback(lambda _: None)
     for message in sequence:
-        connection.dataReceived(encode_frame({**message, "id": 1}))
+        connection.dataReceived(encode({**message, "id": 1}))
     assert_no_internal_errors(answers(transport))
 
 
@@ -320,7 +320,7 @@ def test_any_reply_from_a_hostile_source(sequence: list[dict[str, Any]]) -> None
     connection.makeConnection(transport)
     connection.welcomed.addErrback(lambda _: None)
     for message in sequence:
-        connection.dataReceived(encode_frame(message))
+        connection.dataReceived(encode(message))
     assert_no_internal_errors(answers(transport))
     connection.connectionLost(None)  # type: ignore[arg-type]
 

@@ -27,8 +27,7 @@ from twisted.python.filepath import FilePath
 
 from redesdl.fsutil import write_private_file
 from redesdl.manifest import build_manifest
-from redesdl.protocol.codec import decode_body
-from redesdl.protocol.framing import encode_frame
+from redesdl.protocol.codec import decode_body, encode
 from redesdl.secondary import tap as secondary_tap
 from redesdl.secondary.chunkserver import ChunkServerFactory
 from redesdl.secondary.index import DataIndex
@@ -65,7 +64,7 @@ class FakeCentral(Protocol):
             self._buffer = self._buffer[4 + length :]
             self.received.append(message)
             for answer in self.script(message, self):
-                self.transport.write(encode_frame(answer))
+                self.transport.write(encode(answer))
 
     def connectionLost(self, reason: Any) -> None:
         self.lost.callback(None)

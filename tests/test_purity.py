@@ -18,6 +18,7 @@ PURE = [
     "redesdl.protocol.tickets",
     "redesdl.manifest",
     "redesdl.names",
+    "redesdl.transfer.plan",
 ] + [
     f"redesdl.machines.{info.name}"
     for info in pkgutil.iter_modules(redesdl.machines.__path__)

@@ -16,8 +16,8 @@ import pytest
 from redesdl.devca import TestAuthority
 from redesdl.localcluster import LocalCluster, wait_until
 from redesdl.manifest import file_sha256 as sha256_file
-from redesdl.protocol.framing import encode_frame
-from redesdl.protocol.messages import PROTOCOL_VERSION
+from redesdl.protocol.codec import encode
+from redesdl.protocol.wire import PROTOCOL_VERSION
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -30,7 +30,7 @@ def converse(
     received: list[dict[str, Any]] = []
     with socket.create_connection(("127.0.0.1", port), timeout=5) as peer:
         for message in messages:
-            peer.sendall(encode_frame(message))
+            peer.sendall(encode(message))
         data = b""
         while len(received) < replies:
             try:

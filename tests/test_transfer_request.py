@@ -13,7 +13,7 @@ from twisted.internet.testing import StringTransport
 from redesdl.machines import chunk_request as request
 from redesdl.machines.chunk_request import new_request
 from redesdl.manifest import MIN_CHUNK_SIZE, Manifest, chunk_size_for
-from redesdl.protocol.framing import encode_frame
+from redesdl.protocol.codec import encode
 from redesdl.transfer import plan
 from redesdl.transfer.errors import SourceViolationError
 from redesdl.transfer.source import SourceConnection
@@ -144,7 +144,7 @@ def connected() -> tuple[SourceConnection, StringTransport, QueuedClock]:
     connection.makeConnection(transport)
     connection.welcomed.addErrback(lambda _: None)
     connection.dataReceived(
-        encode_frame({"type": "welcome", "id": 1, "version": 1, "name": "s"})
+        encode({"type": "welcome", "id": 1, "version": 1, "name": "s"})
     )
     return connection, transport, clock
 
@@ -154,9 +154,7 @@ MANIFEST = Manifest("f", 2 * MIN_CHUNK_SIZE, "0" * 64, ("1" * 64, "2" * 64))
 
 def header(request_id: int, length: int = MIN_CHUNK_SIZE, index: int = -1) -> bytes:
     index = request_id - 2 if index < 0 else index
-    return encode_frame(
-        {"type": "chunk", "id": request_id, "index": index, "length": length}
-    )
+    return encode({"type": "chunk", "id": request_id, "index": index, "length": length})
 
 
 @pytest.mark.parametrize(
@@ -166,9 +164,7 @@ def header(request_id: int, length: int = MIN_CHUNK_SIZE, index: int = -1) -> by
         pytest.param(lambda: header(2, 5), id="wrong length"),
         pytest.param(lambda: header(2, index=1), id="wrong chunk"),
         pytest.param(
-            lambda: encode_frame(
-                {"type": "welcome", "id": 2, "version": 1, "name": "s"}
-            ),
+            lambda: encode({"type": "welcome", "id": 2, "version": 1, "name": "s"}),
             id="a welcome for a get",
         ),
         pytest.param(

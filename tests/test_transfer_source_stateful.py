@@ -18,7 +18,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from redesdl.manifest import MIN_CHUNK_SIZE, Manifest
-from redesdl.protocol.framing import encode_frame
+from redesdl.protocol.codec import encode
 from redesdl.transfer.source import SourceConnection
 
 CHUNKS = 4
@@ -85,7 +85,7 @@ class HostileSource(RuleBasedStateMachine):
         self.connection._worker = self.worker  # type: ignore[assignment]
         self.connection.welcomed.addErrback(lambda _: None)
         welcome = {"type": "welcome", "id": 1, "version": 1, "name": "s"}
-        self.connection.dataReceived(encode_frame(welcome))
+        self.connection.dataReceived(encode(welcome))
         self.requests: dict[int, Target] = {}
         self.outcomes: dict[int, list[Any]] = {}
         self.next_index = 0
@@ -120,7 +120,7 @@ class HostileSource(RuleBasedStateMachine):
         self.sent += 1
         body = bytes([self.sent % 250 + 1]) * length
         # Split anywhere: the header and its bytes may arrive in pieces.
-        stream = encode_frame(header) + body
+        stream = encode(header) + body
         self.feed(stream[:cut])
         self.feed(stream[cut:])
 
@@ -131,14 +131,12 @@ class HostileSource(RuleBasedStateMachine):
     @rule(request_id=st.integers(0, 8))
     def error_reply(self, request_id: int) -> None:
         self.feed(
-            encode_frame(
-                {"type": "error", "id": request_id, "code": "busy", "message": "x"}
-            )
+            encode({"type": "error", "id": request_id, "code": "busy", "message": "x"})
         )
 
     @rule(kind=st.sampled_from(["welcome", "manifest", "pong", "x", "chunk"]))
     def odd_message(self, kind: str) -> None:
-        self.feed(encode_frame({"type": kind, "id": 2}))
+        self.feed(encode({"type": kind, "id": 2}))
 
     @invariant()
     def only_one_answer_lands_per_request(self) -> None:

@@ -7,8 +7,7 @@ from typing import Any
 
 from twisted.internet.testing import StringTransport
 
-from redesdl.protocol.codec import decode_body
-from redesdl.protocol.framing import encode_frame
+from redesdl.protocol.codec import decode_body, encode
 
 
 def frames(data: bytes) -> list[Any]:
@@ -28,7 +27,7 @@ def frames(data: bytes) -> list[Any]:
 
 def send(protocol: Any, *messages: dict[str, Any]) -> None:
     for message in messages:
-        protocol.dataReceived(encode_frame(message))
+        protocol.dataReceived(encode(message))
 
 
 def drain(transport: StringTransport) -> None:

@@ -25,8 +25,8 @@ from redesdl.protocol import wire
 from redesdl.protocol.auth import ClusterSecret
 from redesdl.protocol.complaints import COMPLAINTS, peer_host
 from redesdl.protocol.errors import ProtocolError
-from redesdl.protocol.messages import MessageProtocol
-from redesdl.protocol.tracking import (
+from redesdl.shells.messages import MessageProtocol
+from redesdl.shells.tracking import (
     DEFAULT_LIMITS,
     ConnectionLimits,
     TrackingFactory,
@@ -81,7 +81,7 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
                 peer=self.transport.getPeer(),
             )
             error = ProtocolError("internal", f"failed to handle {message.TYPE!r}")
-            self.sendMessage(error.to_message(getattr(message, "id", None)))
+            self.sendMessage(wire.Error.of(error, getattr(message, "id", None)))
 
     def timeoutConnection(self) -> None:
         self.session.silence()
@@ -99,7 +99,7 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
 
     def hang_up(self, error: ProtocolError | None) -> None:
         if error is not None:
-            self.sendMessage(error.to_message())
+            self.sendMessage(wire.Error.of(error))
         self.transport.loseConnection()
 
     def close_silent(self, seconds: float) -> None:

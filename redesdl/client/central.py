@@ -27,8 +27,8 @@ from redesdl.names import name_problem
 from redesdl.protocol import wire
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.fields import items
-from redesdl.protocol.messages import MessageProtocol
 from redesdl.protocol.sources import SourceAddress
+from redesdl.shells.messages import MessageProtocol
 
 #: Messages a person should see even without -v (the CLI shows this namespace).
 notice = Logger(namespace="redesdl.notice")

@@ -8,8 +8,6 @@ we will not act on".
 
 from __future__ import annotations
 
-from typing import Any
-
 from redesdl.printable import printable
 
 #: Every code an ``error`` message may carry, with what it means.
@@ -46,16 +44,6 @@ class ProtocolError(Exception):
         self.code = code
         self.message = message
 
-    def to_message(self, request_id: int | None = None) -> dict[str, Any]:
-        reply: dict[str, Any] = {
-            "type": "error",
-            "code": self.code,
-            "message": self.message,
-        }
-        if request_id is not None:
-            reply["id"] = request_id
-        return reply
-
 
 class RemoteError(Exception):
     """The peer answered a request with an ``error`` message.
@@ -68,9 +56,3 @@ class RemoteError(Exception):
         super().__init__(message)
         self.code = printable(code, 64)
         self.message = message
-
-    @classmethod
-    def from_message(cls, message: dict[str, Any]) -> RemoteError:
-        return cls(
-            str(message.get("code", "internal")), str(message.get("message", ""))
-        )

@@ -175,6 +175,11 @@ class Error(Message):
     id: int | None = None
 
     @classmethod
+    def of(cls, error: ProtocolError, request_id: int | None = None) -> Error:
+        """The message refusing a request with C{error}."""
+        return cls(error.code, error.message, request_id)
+
+    @classmethod
     def parse(cls, body: dict[str, Any]) -> Error:
         # Lenient on purpose: an error is never answered, so a malformed one
         # is still taken as a refusal of the request it names.

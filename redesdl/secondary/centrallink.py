@@ -32,9 +32,9 @@ from redesdl.protocol import wire
 from redesdl.protocol.auth import new_nonce
 from redesdl.protocol.complaints import COMPLAINTS, peer_host
 from redesdl.protocol.errors import ProtocolError
-from redesdl.protocol.framing import FrameProtocol
 from redesdl.protocol.wire import MAX_FILES_PER_MESSAGE
 from redesdl.secondary.index import IndexChanges
+from redesdl.shells.framing import FrameProtocol
 
 if TYPE_CHECKING:
     from redesdl.secondary.service import SecondaryService

@@ -21,20 +21,20 @@ from redesdl.machines.chunk_session import MACHINE, Chunk, SessionCore
 from redesdl.protocol import wire
 from redesdl.protocol.complaints import COMPLAINTS, peer_host
 from redesdl.protocol.errors import ProtocolError
-from redesdl.protocol.messages import (
+from redesdl.protocol.tickets import Tickets
+from redesdl.secondary.index import DataIndex, IndexEntry
+from redesdl.secondary.ratelimit import TokenBucket
+from redesdl.secondary.stats import SecondaryStats
+from redesdl.shells.messages import (
     MAX_REFUSALS,
     ROUTINE_REFUSALS,
     MessageProtocol,
 )
-from redesdl.protocol.tickets import Tickets
-from redesdl.protocol.tracking import (
+from redesdl.shells.tracking import (
     DEFAULT_LIMITS,
     ConnectionLimits,
     TrackingFactory,
 )
-from redesdl.secondary.index import DataIndex, IndexEntry
-from redesdl.secondary.ratelimit import TokenBucket
-from redesdl.secondary.stats import SecondaryStats
 
 #: Largest block of a chunk written at once.
 BLOCK_SIZE = 256 * 1024

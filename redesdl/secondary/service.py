@@ -18,7 +18,6 @@ from twisted.internet.task import LoopingCall
 from redesdl.listening import ListeningService
 from redesdl.protocol.auth import ClusterSecret
 from redesdl.protocol.tickets import Tickets
-from redesdl.protocol.tracking import DEFAULT_LIMITS, ConnectionLimits
 from redesdl.protocol.wire import Served
 from redesdl.secondary.centrallink import (
     CentralLinkFactory,
@@ -30,6 +29,7 @@ from redesdl.secondary.index import DataIndex, IndexChanges
 from redesdl.secondary.ratelimit import TokenBucket
 from redesdl.secondary.replication import Replicator
 from redesdl.secondary.stats import SecondaryStats
+from redesdl.shells.tracking import DEFAULT_LIMITS, ConnectionLimits
 from redesdl.tls import TLSConfig, source_connector
 
 ROLE = "redesdl-secondary"

@@ -22,7 +22,6 @@ from twisted.python.failure import Failure
 from redesdl.machines.chunk_request import ChunkRequest, new_request
 from redesdl.manifest import FileInfo, Manifest
 from redesdl.protocol.errors import ProtocolError
-from redesdl.protocol.messages import MessageProtocol
 from redesdl.protocol.wire import (
     DOWNLOADER_FROM_SERVER,
     ChunkHeader,
@@ -33,6 +32,7 @@ from redesdl.protocol.wire import (
     Message,
     Ticket,
 )
+from redesdl.shells.messages import MessageProtocol
 from redesdl.transfer.errors import (
     LocalWriteError,
     ManifestMismatchError,

@@ -16,9 +16,10 @@ from typing import Any
 
 from twisted.internet.protocol import Factory, Protocol
 
+from redesdl.protocol.codec import encode
 from redesdl.protocol.complaints import COMPLAINTS, address_host, peer_host
 from redesdl.protocol.errors import ProtocolError
-from redesdl.protocol.framing import encode_frame
+from redesdl.protocol.wire import Error
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,7 @@ class OverCapacity(Protocol):
             "refused a connection from {peer}: {why}",
             why=self._why,
         )
-        self.transport.write(
-            encode_frame(ProtocolError("busy", self._why).to_message())
-        )
+        self.transport.write(encode(Error.of(ProtocolError("busy", self._why))))
         self.transport.loseConnection()
 
 

@@ -1,10 +1,9 @@
 """Requests and replies over a framed connection, and refusals by rule.
 
-L{MessageProtocol} calls ``msg_<type>`` for each message it receives, turns
-a L{ProtocolError} raised there into a typed ``error`` reply, and matches
-replies to the requests it sent by their ``id``. A receiver that declares a
-L{FrameProtocol.vocabulary} gets typed messages (L{redesdl.protocol.wire});
-one that does not yet still gets the decoded dict.
+L{MessageProtocol} calls ``msg_<type>`` with each typed message it receives
+(L{redesdl.protocol.wire}), turns a L{ProtocolError} raised there into a
+typed ``error`` reply, and matches replies to the requests it sent by their
+``id``.
 """
 
 from __future__ import annotations
@@ -18,24 +17,9 @@ from twisted.python.failure import Failure
 
 from redesdl.protocol.complaints import COMPLAINTS, peer_host
 from redesdl.protocol.errors import ProtocolError, RemoteError
-from redesdl.protocol.fields import (  # noqa: F401 (re-exported)
-    MAX_STRING,
-    count,
-    digest,
-    items,
-    mapping,
-    optional_text,
-    text,
-)
-from redesdl.protocol.fields import request_id as request_id_of
-from redesdl.protocol.framing import FrameProtocol, Untyped
-from redesdl.protocol.tracking import TrackingFactory
-from redesdl.protocol.wire import (  # noqa: F401 (re-exported)
-    MAX_FILES_PER_MESSAGE,
-    PROTOCOL_VERSION,
-    Error,
-    Message,
-)
+from redesdl.protocol.wire import Error, Message
+from redesdl.shells.framing import FrameProtocol
+from redesdl.shells.tracking import TrackingFactory
 
 #: Requests refused on one connection before the peer is taken for broken.
 MAX_REFUSALS = 32
@@ -59,30 +43,20 @@ class MessageProtocol(FrameProtocol):
         """A request id not used before on this connection."""
         return next(self._ids)
 
-    def request(
-        self, message: Message | dict[str, Any], request_id: int | None = None
-    ) -> Deferred[Any]:
-        """Send C{message} with an id; fire with the reply bearing that id.
+    def request(self, message: Message) -> Deferred[Any]:
+        """Send C{message} (it carries an id from L{allocateId}); fire with the
+        reply bearing that id.
 
-        A typed message must already carry its id (from L{allocateId}).
         An ``error`` reply errbacks with L{RemoteError}; losing the connection
         errbacks every request still waiting.
         """
-        if isinstance(message, Message):
-            request_id = message.id  # type: ignore[attr-defined]
-        elif request_id is None:
-            request_id = self.allocateId()
+        request_id: int = message.id  # type: ignore[attr-defined]
         waiting: Deferred[Any] = Deferred()
         self._pending[request_id] = waiting
-        if isinstance(message, dict):
-            message = {**message, "id": request_id}
         self.sendMessage(message)
         return waiting
 
     def messageReceived(self, message: Message) -> None:
-        if isinstance(message, Untyped):
-            self._untypedReceived(message.body)
-            return
         kind = message.TYPE
         request_id = getattr(message, "id", None)
         if isinstance(message, Error):
@@ -107,30 +81,6 @@ class MessageProtocol(FrameProtocol):
             return
         self._handle(kind, handler, message, request_id)
 
-    def _untypedReceived(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        request_id = request_id_of(message)
-        if kind == "error":
-            if request_id in self._pending:
-                self._pending.pop(request_id).errback(RemoteError.from_message(message))
-            elif hasattr(self, "msg_error"):
-                self.msg_error(message)
-            return
-        handler = getattr(self, "msg_" + kind, None)
-        if handler is None:
-            if request_id in self._pending:
-                self._pending.pop(request_id).callback(message)
-            else:
-                self.refuse(
-                    kind,
-                    ProtocolError(
-                        "unknown_type", f"unknown message type {kind[:64]!r}"
-                    ),
-                    request_id,
-                )
-            return
-        self._handle(kind, handler, message, request_id)
-
     def _handle(
         self, kind: str, handler: Any, message: Any, request_id: int | None
     ) -> None:
@@ -144,11 +94,8 @@ class MessageProtocol(FrameProtocol):
                 kind=kind,
                 peer=self.transport.getPeer(),
             )
-            self.sendMessage(
-                ProtocolError("internal", f"failed to handle {kind!r}").to_message(
-                    request_id
-                )
-            )
+            internal = ProtocolError("internal", f"failed to handle {kind!r}")
+            self.sendMessage(Error.of(internal, request_id))
 
     def messageRefused(
         self, kind: str, error: ProtocolError, request_id: int | None
@@ -181,7 +128,7 @@ class MessageProtocol(FrameProtocol):
                 code=error.code,
                 reason=error.message,
             )
-        self.sendMessage(error.to_message(request_id))
+        self.sendMessage(Error.of(error, request_id))
 
     def closeSilent(self, seconds: float) -> None:
         """Hang up on a peer silent for C{seconds}; say so, rate-limited."""

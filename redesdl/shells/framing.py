@@ -10,9 +10,6 @@ stream cannot be parsed any further. It decides nothing itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
@@ -27,37 +24,8 @@ from redesdl.protocol.codec import (
 )
 from redesdl.protocol.complaints import COMPLAINTS, peer_host
 from redesdl.protocol.errors import ProtocolError
-from redesdl.protocol.wire import Message, Vocabulary
+from redesdl.protocol.wire import Error, Message, Vocabulary
 from redesdl.trace import TRACER
-
-
-@dataclass(frozen=True)
-class Untyped(Message):
-    """A message of a receiver not yet moved to typed messages: the raw dict."""
-
-    body: dict[str, Any]
-
-    def to_wire(self) -> dict[str, Any]:
-        return self.body
-
-    @classmethod
-    def parse(cls, body: dict[str, Any]) -> Untyped:
-        return cls(body)
-
-
-class _AnyType(dict[str, Any]):
-    """The vocabulary of an untyped receiver: every type, as L{Untyped}."""
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return Untyped.parse
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-
-def encode_frame(message: Message | dict[str, Any]) -> bytes:
-    """Serialize one message as a length-prefixed frame."""
-    return encode(message)
 
 
 class FrameProtocol(Protocol):
@@ -72,16 +40,15 @@ class FrameProtocol(Protocol):
 
     #: Largest frame body accepted from the peer; a longer one is a violation.
     maxFrameLength = 64 * 1024
-    #: What this receiver accepts; None while it still reads raw dicts.
-    vocabulary: Vocabulary | None = None
+    #: The message types this receiver accepts from its peer.
+    vocabulary: Vocabulary
 
     _decoder: FrameDecoder | None = None
     _broken = False
 
     def _frameDecoder(self) -> FrameDecoder:
         if self._decoder is None:
-            vocabulary = self.vocabulary if self.vocabulary is not None else _AnyType()
-            self._decoder = FrameDecoder(vocabulary, self.maxFrameLength)
+            self._decoder = FrameDecoder(self.vocabulary, self.maxFrameLength)
         return self._decoder
 
     def dataReceived(self, data: bytes) -> None:
@@ -101,11 +68,10 @@ class FrameProtocol(Protocol):
             elif isinstance(event, FramingBroken):
                 self.protocolViolation(event.error)
 
-    def sendMessage(self, message: Message | dict[str, Any]) -> None:
+    def sendMessage(self, message: Message) -> None:
         """Send one message as a frame."""
         if TRACER.enabled:
-            wire = message.to_wire() if isinstance(message, Message) else message
-            TRACER.emit("->", self.peerDescription(), wire)
+            TRACER.emit("->", self.peerDescription(), message.to_wire())
         self.transport.write(encode(message))
 
     def peerDescription(self) -> str:
@@ -126,7 +92,7 @@ class FrameProtocol(Protocol):
             code=error.code,
             reason=error.message,
         )
-        self.sendMessage(error.to_message())
+        self.sendMessage(Error.of(error))
         self.transport.loseConnection()
 
     def messageReceived(self, message: Message) -> None:
