@@ -23,7 +23,6 @@ from twisted.internet.testing import StringTransport
 from twisted.python.filepath import FilePath
 
 from redesdl.client.central import CentralConnection
-from redesdl.client.source import SourceConnection
 from redesdl.manifest import FileInfo, Manifest
 from redesdl.protocol.auth import ClusterSecret
 from redesdl.protocol.codec import encode
@@ -35,6 +34,7 @@ from redesdl.secondary.chunkserver import ChunkServerFactory
 from redesdl.secondary.index import DataIndex
 from redesdl.secondary.stats import SecondaryStats, fresh_secondary_stats
 from redesdl.stats import StatsFile
+from redesdl.transfer.source import SourceConnection
 
 from .test_central import A, Peer, make_factory, secondary
 from .wire import frames

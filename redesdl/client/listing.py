@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from redesdl.client.download import DownloadResult
 from redesdl.client.progress import human_size
+from redesdl.transfer.result import DownloadResult
 
 
 def format_listing(files: list[dict[str, Any]]) -> list[str]:

@@ -25,7 +25,6 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from redesdl.client.reasons import describe_error
 from redesdl.machines.central_link import MACHINE, LinkCore, deliver
 from redesdl.manifest import Manifest
 from redesdl.protocol import wire
@@ -35,6 +34,7 @@ from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.wire import MAX_FILES_PER_MESSAGE
 from redesdl.secondary.index import IndexChanges
 from redesdl.shells.framing import FrameProtocol
+from redesdl.transfer.reasons import describe_error
 
 if TYPE_CHECKING:
     from redesdl.secondary.service import SecondaryService
