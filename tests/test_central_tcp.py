@@ -10,6 +10,7 @@ from twisted.internet.defer import Deferred
 
 from redesdl.client.central import CentralConnection, connect_central
 from redesdl.endpoints import central_endpoint
+from redesdl.protocol.wire import Ping
 
 from .inprocess import Cluster, eventually
 
@@ -39,7 +40,7 @@ async def test_five_clients_that_admit_then_only_ping_no_longer_starve_everyone(
         started = reactor.seconds()
         for _ in range(3):
             for hoarder in hoarders[:5]:
-                await hoarder.request({"type": "ping"})
+                await hoarder.request(Ping(hoarder.allocateId()))
         admitted = Deferred.fromCoroutine(patient.admit("f.bin"))
         await admitted.addTimeout(10, reactor)
         assert reactor.seconds() - started < 10
