@@ -285,13 +285,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         )
 
     def complain(self, kind: str, error: ProtocolError) -> None:
-        COMPLAINTS.complain(
-            peer_host(self.transport),
-            "refused {kind} from {peer}: {code}: {reason}",
-            kind=kind[:64],
-            code=error.code,
-            reason=error.message,
-        )
+        self.complain_of_refusal(kind, error)
 
     def watch_drain(self) -> None:
         if self._watcher is None:
