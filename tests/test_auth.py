@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from pathlib import Path
@@ -135,7 +136,7 @@ def test_tickets_name_one_file_one_holder_and_expire() -> None:
     assert caught.value.code == "ticket_required"
     for garbage in ("\x80", "é" * 64, 7, None):
         assert not SECRET.verify(garbage, "central")
-    forged = {**ticket, "expires": 10**9}
+    forged = dataclasses.replace(ticket, expires=10**9)
     with pytest.raises(ProtocolError) as caught:
         tickets.check(forged, "a" * 64, "alice", 99)
     assert caught.value.code == "ticket_invalid"

@@ -179,7 +179,6 @@ def test_located_gives_typed_sources_and_a_typed_ticket() -> None:
     info, sources = located.result
     assert info.sha256 == SHA and [s.port for s in sources] == [7101]
     assert central.connection.ticket(SHA) == Ticket(100, "m" * 64)
-    assert central.connection.tickets == {SHA: ticket}
 
 
 def test_located_for_another_name_is_refused() -> None:

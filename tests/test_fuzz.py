@@ -264,7 +264,7 @@ def chunk_server(folder: Path, tickets: bool) -> Any:
 
 
 SERVED = hashlib.sha256(b"x" * 1000).hexdigest()
-TICKET = Tickets(ClusterSecret(b"k" * 20)).issue(SERVED, "c", 10**6)
+TICKET = Tickets(ClusterSecret(b"k" * 20)).issue(SERVED, "c", 10**6).to_wire()
 #: One valid message of each type a client sends a chunk server.
 VALID_FOR_CHUNK_SERVER = [
     {"type": "hello", "id": 1, "version": PROTOCOL_VERSION, "name": "c"},

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from redesdl.central.registry import Registry, SecondaryRecord
 from redesdl.protocol.tickets import REPLICATION_TICKET_LIFETIME
+from redesdl.protocol.wire import Replicate, Ticket
 
 
 class ReplicationPlanner:
@@ -29,7 +30,7 @@ class ReplicationPlanner:
         clock: Any,
         perSecondary: int = 2,
         retryDelay: float = 10.0,
-        ticketFor: Callable[[str, str, int], dict[str, Any] | None] = (
+        ticketFor: Callable[[str, str, int], Ticket | None] = (
             lambda sha256, holder, lifetime: None
         ),
     ) -> None:
@@ -90,15 +91,10 @@ class ReplicationPlanner:
             name=info.name,
             sources=", ".join(h.name for h in holders),
         )
-        order: dict[str, Any] = {
-            "type": "replicate",
-            "file": info.to_wire(),
-            "sources": [h.address.to_wire() for h in holders],
-        }
         ticket = self._ticketFor(info.sha256, record.name, REPLICATION_TICKET_LIFETIME)
-        if ticket is not None:
-            order["ticket"] = ticket
-        record.connection.sendMessage(order)
+        record.connection.sendMessage(
+            Replicate(info, tuple(h.address for h in holders), ticket)
+        )
 
     def finished(
         self, record: SecondaryRecord, name: str, ok: bool, reason: str

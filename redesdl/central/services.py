@@ -42,6 +42,7 @@ from redesdl.protocol.wire import (
     SecondaryHello,
     Ticket,
     Verified,
+    Verify,
 )
 
 #: Bytes of entries per ``catalog`` page, so a reply stays a small frame.
@@ -89,7 +90,7 @@ class CentralServices:
 
     def ticketFor(
         self, sha256: str, holder: str, lifetime: int = TICKET_LIFETIME
-    ) -> dict[str, Any] | None:
+    ) -> Ticket | None:
         """A download ticket for C{holder}, if this cluster has a secret."""
         if self.tickets is None:
             return None
@@ -127,9 +128,7 @@ class CentralServices:
             )
         ticket = None
         if ticket_holder is not None:
-            issued = self.ticketFor(entry.info.sha256, ticket_holder)
-            if issued is not None:
-                ticket = Ticket(issued["expires"], issued["mac"])
+            ticket = self.ticketFor(entry.info.sha256, ticket_holder)
         sources = tuple(holder.address for holder in entry.holders)
         return Located(request.id, entry.info, sources, ticket)
 
@@ -187,9 +186,7 @@ class CentralServices:
             name=report.name,
         )
         self.registry.suspect(record, report.name)
-        record.connection.sendMessage(
-            {"type": "verify", "name": report.name, "sha256": report.sha256}
-        )
+        record.connection.sendMessage(Verify(report.name, report.sha256))
 
     def _may_complain(self, client: str) -> bool:
         now = self.clock.seconds()

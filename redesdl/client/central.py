@@ -120,11 +120,6 @@ class CentralConnection(MessageProtocol):
         """The latest download ticket for content C{sha256}, if any."""
         return self._tickets.get(sha256)
 
-    @property
-    def tickets(self) -> dict[str, dict[str, Any]]:
-        """The tickets in their wire form, for downloads that still send dicts."""
-        return {sha: ticket.to_wire() for sha, ticket in self._tickets.items()}
-
     async def catalog(self) -> list[wire.CatalogEntry]:
         """The whole catalog, page by page, within L{MAX_LISTING_ENTRIES}."""
         entries: list[wire.CatalogEntry] = []

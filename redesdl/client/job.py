@@ -107,7 +107,7 @@ class GetJob:
                     info.name, info.sha256, source
                 ),
                 connectSource=access.connectSource,
-                ticket=lambda: central.tickets.get(info.sha256),
+                ticket=lambda: central.ticket(info.sha256),
             )
             try:
                 result = await self.download.start()

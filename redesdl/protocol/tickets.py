@@ -9,10 +9,9 @@ secret, so any secondary can check it without asking the central.
 
 from __future__ import annotations
 
-from typing import Any
-
 from redesdl.protocol.auth import ClusterSecret
 from redesdl.protocol.errors import ProtocolError
+from redesdl.protocol.wire import Ticket
 
 #: Seconds a ticket issued to a client stays valid; clients renew them by
 #: locating the file again every few seconds while they download.
@@ -27,21 +26,20 @@ class Tickets:
     def __init__(self, secret: ClusterSecret) -> None:
         self._key = secret.derive("download tickets")
 
-    def issue(self, sha256: str, holder: str, expires: int) -> dict[str, Any]:
-        return {"expires": expires, "mac": self._key.mac(sha256, holder, expires)}
+    def issue(self, sha256: str, holder: str, expires: int) -> Ticket:
+        return Ticket(expires, self._key.mac(sha256, holder, expires))
 
-    def check(self, ticket: Any, sha256: str, holder: str, now: float) -> None:
+    def check(
+        self, ticket: Ticket | None, sha256: str, holder: str, now: float
+    ) -> None:
         """Return if C{ticket} lets C{holder} fetch C{sha256}; else a typed error."""
         if ticket is None:
             raise ProtocolError(
                 "ticket_required", "this secondary serves only ticket holders"
             )
-        expires = ticket.get("expires") if isinstance(ticket, dict) else None
-        if type(expires) is not int or not self._key.verify(
-            ticket.get("mac"), sha256, holder, expires
-        ):
+        if not self._key.verify(ticket.mac, sha256, holder, ticket.expires):
             raise ProtocolError(
                 "ticket_invalid", "the ticket is not for this file and client"
             )
-        if expires <= now:
+        if ticket.expires <= now:
             raise ProtocolError("ticket_expired", "the ticket has expired")

@@ -151,9 +151,9 @@ class CentralLinkProtocol(FrameProtocol, TimeoutMixin):
         self._secondary.linkUp(self)
 
     def replicate(self, order: wire.Replicate) -> None:
-        # The replicator still takes the ticket in its wire form.
-        ticket = order.ticket.to_wire() if order.ticket is not None else None
-        self._secondary.replicator.replicate(order.file, list(order.sources), ticket)
+        self._secondary.replicator.replicate(
+            order.file, list(order.sources), order.ticket
+        )
 
     def verify(self, order: wire.Verify) -> None:
         self._secondary.checkCopy(order.name)

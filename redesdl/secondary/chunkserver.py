@@ -248,7 +248,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         if tickets is not None:
             assert self.peerName is not None
             tickets.check(
-                request.ticket.to_wire() if request.ticket is not None else None,
+                request.ticket,
                 request.sha256,
                 self.peerName,
                 self.factory.clock.seconds(),

@@ -23,6 +23,7 @@ from twisted.python.filepath import FilePath
 
 from redesdl.manifest import FileInfo
 from redesdl.protocol.sources import SourceAddress
+from redesdl.protocol.wire import Ticket
 from redesdl.secondary.index import DataIndex
 from redesdl.tls import plain_endpoint
 from redesdl.transfer.download import Download
@@ -60,7 +61,7 @@ class Replicator:
         self,
         info: FileInfo,
         sources: list[SourceAddress],
-        ticket: dict[str, Any] | None = None,
+        ticket: Ticket | None = None,
     ) -> None:
         if info.name in self.active:
             return

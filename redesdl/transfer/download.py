@@ -77,7 +77,7 @@ class Download:
         refreshInterval: float = 3.0,
         onBadSource: Callable[[str], None] | None = None,
         connectSource: Callable[..., IStreamClientEndpoint] = plain_endpoint,
-        ticket: Callable[[], Ticket | dict[str, Any] | None] = lambda: None,
+        ticket: Callable[[], Ticket | None] = lambda: None,
         openSource: OpenSource | None = None,
     ) -> None:
         self.info = info

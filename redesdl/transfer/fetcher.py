@@ -58,7 +58,7 @@ def tcp_sources(
     connect_timeout: float,
     progress_timeout: float,
     connect_source: Callable[..., IStreamClientEndpoint],
-    ticket: Callable[[], Ticket | dict[str, Any] | None],
+    ticket: Callable[[], Ticket | None],
 ) -> OpenSource:
     """Open each source as a L{SourceConnection} through C{connect_source}."""
 

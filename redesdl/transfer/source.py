@@ -63,7 +63,7 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         reactor: Any,
         progressTimeout: float = 10.0,
         sourceName: str = "",
-        ticket: Callable[[], Ticket | dict[str, Any] | None] = lambda: None,
+        ticket: Callable[[], Ticket | None] = lambda: None,
     ) -> None:
         self._client_name = clientName
         self._ticket = ticket
@@ -100,12 +100,6 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         self._worker.stopped.chainDeferred(self.writes_done)
         hello = ClientHello(self.allocateId(), self._client_name)
         self._send_request(hello).chainDeferred(self.welcomed)
-
-    def _current_ticket(self) -> Ticket | None:
-        ticket = self._ticket()
-        if ticket is None or isinstance(ticket, Ticket):
-            return ticket
-        return Ticket.from_wire(ticket)
 
     # The verbs a request machine may use.
 
@@ -156,7 +150,7 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
             return reply.manifest
 
         message = ManifestRequest(
-            self.allocateId(), info.name, info.sha256, self._current_ticket()
+            self.allocateId(), info.name, info.sha256, self._ticket()
         )
         return self._send_request(message).addCallback(check)
 
@@ -176,7 +170,7 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
             manifest.name,
             manifest.sha256,
             target.index,
-            self._current_ticket(),
+            self._ticket(),
         )
         request = new_request(self, get)
         self._requests[request_id] = (request, target)
