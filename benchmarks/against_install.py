@@ -5,7 +5,7 @@ not make the data path dearer. This starts two clusters of three secondaries
 on 127.0.0.1, one from this install and one from another (``--other-bin``,
 the ``bin`` folder of a virtualenv holding, say, the previous release), each
 serving the same file (hard links, so both read the same cached pages), and
-runs ``redesdl get`` on them alternately. Before each run dirty pages are
+runs ``redesdl get`` on them alternately (ABBA). Before each run dirty pages are
 flushed; one warm-up run of each comes first. It prints the medians of wall
 time, of CPU seconds per GiB of the client and of the three secondaries
 together (read from /proc, the figure that does not swing on a busy VM), and
@@ -65,6 +65,7 @@ def run_get(cluster: LocalCluster, output: Path) -> dict[str, float]:
     return {
         "wall": wall,
         "client_cpu": usage.ru_utime + usage.ru_stime,
+        "client_sys": usage.ru_stime,
         "servers_cpu": sum(cpu_seconds(pid) for pid in servers) - before,
         "rss_mib": usage.ru_maxrss / 1024,
     }
@@ -94,7 +95,10 @@ def main() -> None:
                 cluster.wait_for_sources("big.bin", 3, timeout=600)
             results: dict[str, list[dict[str, float]]] = {k: [] for k in clusters}
             for run in range(args.runs + 1):
-                for label, cluster in clusters.items():
+                # ABBA order: whoever goes first in a round meets the other's
+                # freed pages and writeback, so each goes first half the time.
+                order = list(clusters.items())
+                for label, cluster in order if run % 2 else order[::-1]:
                     output = work / f"out-{label}.bin"
                     measured = run_get(cluster, output)
                     if file_sha256(output) != sha:
@@ -107,13 +111,14 @@ def main() -> None:
                 cluster.stop()
     print(f"{args.size_mib} MiB from 3 secondaries, {args.runs} runs each (medians)")
     print(
-        f"{'':6} {'wall s':>8} {'client CPU-s/GiB':>17} {'servers CPU-s/GiB':>18}"
-        f" {'client RSS MiB':>15}"
+        f"{'':6} {'wall s':>8} {'client CPU-s/GiB':>17} {'(system)':>9}"
+        f" {'servers CPU-s/GiB':>18} {'client RSS MiB':>15}"
     )
     for label, runs in results.items():
         median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         print(
             f"{label:6} {median['wall']:8.2f} {median['client_cpu'] / gib:17.2f}"
+            f" {median['client_sys'] / gib:9.2f}"
             f" {median['servers_cpu'] / gib:18.2f} {median['rss_mib']:15.0f}"
         )
     ratio = statistics.median(r["wall"] for r in results["this"]) / statistics.median(
