@@ -1,8 +1,10 @@
-"""Turn the ``--central`` value into a client endpoint.
+"""Turn the ``--central`` value into client endpoints.
 
 Users type ``HOST:PORT``; operators may give any Twisted client endpoint
 string instead (``tls:...``, ``unix:path=...``), recognised by its ``=``.
-With a L{TLSConfig}, ``HOST:PORT`` is reached over mutual TLS.
+With a L{TLSConfig}, ``HOST:PORT`` is reached over mutual TLS. Several
+centrals are separated by commas: a secondary registers with each, a client
+uses the first that answers (L{FirstReachable}).
 """
 
 from __future__ import annotations
@@ -13,9 +15,40 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, clientFromString
 from twisted.internet.interfaces import IProtocol, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
+from zope.interface import implementer
 
 from redesdl.protocol.sources import parse_host_port
 from redesdl.tls import TLSConfig
+
+
+def central_addresses(value: str) -> list[str]:
+    """The centrals a comma-separated C{--central} value names, in order."""
+    addresses = [part.strip() for part in value.split(",") if part.strip()]
+    if not addresses:
+        raise ValueError("no central given")
+    return addresses
+
+
+@implementer(IStreamClientEndpoint)
+class FirstReachable:
+    """Connect to the first of several endpoints that accepts, trying them in order.
+
+    The error of the last one is what a caller sees when none answers.
+    """
+
+    def __init__(self, endpoints: list[IStreamClientEndpoint]) -> None:
+        self._endpoints = endpoints
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        return Deferred.fromCoroutine(self._first(factory))
+
+    async def _first(self, factory: Any) -> Any:
+        for endpoint in self._endpoints[:-1]:
+            try:
+                return await endpoint.connect(factory)
+            except Exception:
+                continue
+        return await self._endpoints[-1].connect(factory)
 
 
 def central_endpoint(
@@ -23,9 +56,17 @@ def central_endpoint(
 ) -> IStreamClientEndpoint:
     """The endpoint for C{value}; ValueError if it is neither form.
 
+    Several centrals (C{A,B}) give a L{FirstReachable} over them.
+
     With C{tls}, a C{HOST:PORT} is reached over mutual TLS; an endpoint
     string is taken as it is.
     """
+    addresses = central_addresses(value)
+    if len(addresses) > 1:
+        return FirstReachable(
+            [central_endpoint(reactor, one, timeout, tls) for one in addresses]
+        )
+    value = addresses[0]
     if "=" in value:
         try:
             return clientFromString(reactor, value)

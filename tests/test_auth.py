@@ -194,7 +194,7 @@ class FakeSecondary:
 
 def link_to(secret: ClusterSecret | None) -> tuple[Any, StringTransport, FakeSecondary]:
     secondary = FakeSecondary(secret)
-    link = CentralLinkProtocol(secondary)  # type: ignore[arg-type]
+    link = CentralLinkProtocol(secondary, secondary)  # type: ignore[arg-type]
     transport = StringTransport()
     link.makeConnection(transport)
     return link, transport, secondary

@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--central",
         default=os.environ.get("REDESDL_CENTRAL", DEFAULT_CENTRAL),
         help="the central as HOST:PORT or a Twisted client endpoint "
-        "string [default: $REDESDL_CENTRAL or %(default)s]",
+        "string; several, separated by commas, are tried in order "
+        "[default: $REDESDL_CENTRAL or %(default)s]",
     )
     parser.add_argument(
         "--name",

@@ -14,7 +14,7 @@ from an operator.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -49,6 +49,14 @@ def batches(
         yield list(values[start : start + size])
 
 
+class Membership(Protocol):
+    """What a link tells about itself: up, down, or refused by its central."""
+
+    def linkUp(self, link: CentralLinkProtocol) -> None: ...
+    def linkDown(self, link: CentralLinkProtocol) -> None: ...
+    def centralRefused(self) -> None: ...
+
+
 class CentralLinkProtocol(FrameProtocol, TimeoutMixin):
     """Register with the central, keep it informed, take its orders once registered.
 
@@ -60,8 +68,10 @@ class CentralLinkProtocol(FrameProtocol, TimeoutMixin):
     maxFrameLength = 256 * 1024
     vocabulary = wire.SECONDARY_FROM_CENTRAL
 
-    def __init__(self, secondary: SecondaryService) -> None:
+    def __init__(self, secondary: SecondaryService, membership: Membership) -> None:
         self._secondary = secondary
+        #: Told when the link is up, down or refused: this central's membership.
+        self._membership = membership
         self.callLater = secondary.reactor.callLater
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = secondary.reactor
@@ -118,7 +128,7 @@ class CentralLinkProtocol(FrameProtocol, TimeoutMixin):
         if self.registered:
             self.log.info("lost the central: {reason}", reason=reason.getErrorMessage())
         self._machine.connection_lost()
-        self._secondary.linkDown(self)
+        self._membership.linkDown(self)
 
     # -- The machine's verbs (redesdl.machines.central_link.LinkWorld) -------
 
@@ -128,7 +138,7 @@ class CentralLinkProtocol(FrameProtocol, TimeoutMixin):
     def refuse(self, why: str) -> None:
         self.log.error("{why}", why=why)
         self._hang_up()
-        self._secondary.centralRefused()
+        self._membership.centralRefused()
 
     def reconnect(self, why: str) -> None:
         self.log.warn("{why}", why=why)
@@ -148,7 +158,7 @@ class CentralLinkProtocol(FrameProtocol, TimeoutMixin):
         self.sendAdded(self._secondary.index.manifests())
         self.sendMessage(wire.CatalogDone())
         self._heartbeat.start(self._secondary.heartbeatInterval, now=False)
-        self._secondary.linkUp(self)
+        self._membership.linkUp(self)
 
     def replicate(self, order: wire.Replicate) -> None:
         self._secondary.replicator.replicate(
@@ -200,11 +210,12 @@ class CentralLinkFactory(Factory):
 
     noisy = False
 
-    def __init__(self, secondary: SecondaryService) -> None:
+    def __init__(self, secondary: SecondaryService, membership: Membership) -> None:
         self._secondary = secondary
+        self._membership = membership
 
     def buildProtocol(self, addr: Any) -> CentralLinkProtocol:
-        return CentralLinkProtocol(self._secondary)
+        return CentralLinkProtocol(self._secondary, self._membership)
 
 
 @implementer(IStreamClientEndpoint)

@@ -22,21 +22,22 @@ class SecondaryCommands(CommandSet):
 
     aliases = {"h": "help", "exit": "quit"}
 
-    def __init__(self, secondary: SecondaryService, centralText: str) -> None:
+    def __init__(self, secondary: SecondaryService) -> None:
         super().__init__()
         self._secondary = secondary
-        self._centralText = centralText
 
     def cmd_status(self, args: list[str]) -> list[str]:
         """Registered or not, the central's address, files, copies in progress."""
         secondary = self._secondary
-        link = secondary.link
-        state = (
-            "registered" if link is not None and link.registered else "not registered"
-        )
+        standing = [
+            f"{secondary.name}: "
+            f"{'registered' if m.registered else 'not registered'} "
+            f"with the central at {m.description}"
+            for m in secondary.memberships
+        ]
         copying = ", ".join(sorted(secondary.replicator.active)) or "none"
         return [
-            f"{secondary.name}: {state} with the central at {self._centralText}",
+            *standing,
             f"{len(secondary.index.entries)} files served from "
             f"{secondary.index.data.path}",
             f"copying from peers: {copying}",

@@ -17,7 +17,6 @@ def secondary_metrics(secondary: SecondaryService) -> Iterable[Metric]:
     served = secondary.stats.data["served"].values()
     replication = secondary.stats.data["replication"]
     entries = secondary.index.entries.values()
-    link = secondary.link
     return families(
         [
             (COUNTER, "redesdl_served_bytes",
@@ -42,7 +41,7 @@ def secondary_metrics(secondary: SecondaryService) -> Iterable[Metric]:
             (GAUGE, "redesdl_index_bytes", "Bytes of the files indexed and served.",
              sum(entry.manifest.size for entry in entries)),
             (GAUGE, "redesdl_central_link_up",
-             "1 while registered with the central, else 0.",
-             1 if link is not None and link.registered else 0),
+             "Centrals this secondary is registered with (1 with one central).",
+             len(secondary.links)),
         ]
     )  # fmt: skip

@@ -2,14 +2,16 @@
 
 Start order matters: the chunk server listens first (the central must be told
 a port that works), the first index scan completes, and only then does the
-link to the central start, so a registration always carries a full catalog.
+links to the centrals start, so a registration always carries a full catalog.
+A secondary may register with several centrals: each index change, copy
+result and activity report goes to every central that accepted it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -19,13 +21,10 @@ from redesdl.listening import ListeningService
 from redesdl.protocol.auth import ClusterSecret
 from redesdl.protocol.tickets import Tickets
 from redesdl.protocol.wire import Served
-from redesdl.secondary.centrallink import (
-    CentralLinkFactory,
-    CentralLinkProtocol,
-    ReportingEndpoint,
-)
+from redesdl.secondary.centrallink import CentralLinkProtocol
 from redesdl.secondary.chunkserver import ChunkServerFactory
 from redesdl.secondary.index import DataIndex, IndexChanges
+from redesdl.secondary.membership import CentralMembership
 from redesdl.secondary.ratelimit import TokenBucket
 from redesdl.secondary.replication import Replicator
 from redesdl.secondary.stats import SecondaryStats
@@ -33,9 +32,6 @@ from redesdl.shells.tracking import DEFAULT_LIMITS, ConnectionLimits
 from redesdl.tls import TLSConfig, source_connector
 
 ROLE = "redesdl-secondary"
-
-#: Seconds to wait before asking again a central that refused us.
-REFUSED_RETRY_DELAY = 30.0
 
 #: Seconds between reports of served chunks to the central.
 ACTIVITY_INTERVAL = 5.0
@@ -49,8 +45,7 @@ class SecondaryService(MultiService):
         *,
         reactor: Any,
         listen: str,
-        central: IStreamClientEndpoint,
-        centralDescription: str,
+        centrals: Sequence[tuple[IStreamClientEndpoint, str]],
         index: DataIndex,
         name: str,
         secondaryId: str,
@@ -80,7 +75,6 @@ class SecondaryService(MultiService):
         self.stats = stats
         self.secret = secret
         stats.file.setServiceParent(self)
-        self.link: CentralLinkProtocol | None = None
         self.replicator = Replicator(
             index, name, reactor, self._reportReplicated, source_connector(tls)
         )
@@ -91,18 +85,15 @@ class SecondaryService(MultiService):
         )
         self.listener = ListeningService(listen, self.chunkServer, ROLE, reactor, tls)
         self.listener.setServiceParent(self)
-        self._centralService = ClientService(
-            ReportingEndpoint(central, centralDescription),
-            CentralLinkFactory(self),
-            clock=reactor,
-            retryPolicy=backoffPolicy(initialDelay=0.5, maxDelay=5.0),
-        )
+        #: One per central this secondary registers with (``--central A,B``).
+        self.memberships = [
+            CentralMembership(self, endpoint, description)
+            for endpoint, description in centrals
+        ]
         self._rescan = LoopingCall(self._scan)
         self._rescan.clock = reactor
         self._activity = LoopingCall(self._reportActivity)
         self._activity.clock = reactor
-        #: The pending second try after the central refused us, if any.
-        self._retry: Any = None
         index.listeners.append(self._indexChanged)
 
     def listeningPort(self) -> int:
@@ -118,7 +109,8 @@ class SecondaryService(MultiService):
     def _connect(self, _: Any) -> None:
         if not self.running:
             return
-        self._centralService.startService()
+        for membership in self.memberships:
+            membership.start()
         self._rescan.start(self._rescanInterval, now=False)
         self._activity.start(ACTIVITY_INTERVAL, now=False)
 
@@ -132,49 +124,31 @@ class SecondaryService(MultiService):
         for loop in (self._rescan, self._activity):
             if loop.running:
                 loop.stop()
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
         stopping = [super().stopService()]
-        if self._centralService.running:
-            stopping.append(self._centralService.stopService())
+        stopping += [membership.stop() for membership in self.memberships]
         return gatherResults([d for d in stopping if d is not None])
 
-    def centralRefused(self) -> None:
-        """The central would not have us: ask again only after a long pause.
+    @property
+    def links(self) -> list[CentralLinkProtocol]:
+        """The links of every central that has accepted this secondary."""
+        return [m.registered for m in self.memberships if m.registered is not None]
 
-        A refusal (wrong secret, other version) will not go away in a second,
-        and retrying at ClientService's pace would fill both logs.
-        """
-        if self._centralService.running:
-            self._centralService.stopService()
-            self._retry = self.reactor.callLater(
-                REFUSED_RETRY_DELAY, self._retryCentral
-            )
-
-    def _retryCentral(self) -> None:
-        self._retry = None
-        if self.running and not self._centralService.running:
-            self._centralService.startService()
-
-    def linkUp(self, link: CentralLinkProtocol) -> None:
-        self.link = link
-
-    def linkDown(self, link: CentralLinkProtocol) -> None:
-        if self.link is link:
-            self.link = None
+    @property
+    def link(self) -> CentralLinkProtocol | None:
+        """The first central's link, registered or not (for the console)."""
+        return self.memberships[0].link if self.memberships else None
 
     def _indexChanged(self, changes: IndexChanges) -> None:
-        if self.link is not None and self.link.registered:
-            self.link.sendChanges(changes)
+        for link in self.links:
+            link.sendChanges(changes)
 
     def _reportReplicated(self, name: str, ok: bool, reason: str) -> None:
         entry = self.index.entries.get(name)
         self.stats.copyEnded(
             name, ok, entry.manifest.size if ok and entry else 0, reason
         )
-        if self.link is not None and self.link.registered:
-            self.link.sendReplicated(name, ok, reason)
+        for link in self.links:
+            link.sendReplicated(name, ok, reason)
 
     def checkCopy(self, name: str) -> None:
         """Hash C{name} again and tell the central whether it is intact."""
@@ -182,15 +156,18 @@ class SecondaryService(MultiService):
         def checked(ok: bool) -> None:
             if not ok:
                 self.stats.error("corrupt_copy")
-            if self.link is not None and self.link.registered:
-                self.link.sendVerified(name, ok)
+            for link in self.links:
+                link.sendVerified(name, ok)
 
         Deferred.fromCoroutine(self.index.recheck(name)).addCallback(checked)
 
     def _reportActivity(self) -> None:
         """Tell the central what was served since the last report."""
-        if self.link is None or not self.link.registered:
+        links = self.links
+        if not links:
             return
         activity = self.stats.takeActivity()
         if activity:
-            self.link.sendActivity([Served(**served) for served in activity])
+            served = [Served(**record) for record in activity]
+            for link in links:
+                link.sendActivity(served)

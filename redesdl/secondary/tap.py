@@ -21,7 +21,7 @@ from redesdl.daemon import (
     prepare_state_dir,
     wants_console,
 )
-from redesdl.endpoints import central_endpoint
+from redesdl.endpoints import central_addresses, central_endpoint
 from redesdl.metrics import METRICS_PARAMETER, metrics_service
 from redesdl.protocol.sources import parse_host_port
 from redesdl.secondary.console import SecondaryCommands
@@ -60,7 +60,8 @@ class Options(DaemonOptions):
             "central",
             "c",
             "127.0.0.1:7000",
-            "The central, as HOST:PORT or a Twisted client endpoint string.",
+            "The central, as HOST:PORT or a Twisted client endpoint string; "
+            "several, separated by commas, to register with each.",
         ],
         ["data", "d", None, "The folder of files to serve (required)."],
         [
@@ -140,7 +141,8 @@ class Options(DaemonOptions):
         from twisted.internet import reactor
 
         try:
-            central_endpoint(reactor, self["central"])
+            for central in central_addresses(self["central"]):
+                central_endpoint(reactor, central)
             if self["advertise"] is not None:
                 parse_host_port(self["advertise"])
         except ValueError as e:
@@ -171,8 +173,10 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     secondary = SecondaryService(
         reactor=reactor,
         listen=config["listen"],
-        central=central_endpoint(reactor, config["central"], tls=tls),
-        centralDescription=config["central"],
+        centrals=[
+            (central_endpoint(reactor, central, tls=tls), central)
+            for central in central_addresses(config["central"])
+        ],
         index=DataIndex(data, state.child("index.json")),
         name=config["name"] or default_name(secondary_id),
         secondaryId=secondary_id,
@@ -199,7 +203,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     )
     if wants_console(config):
         ConsoleService(
-            SecondaryCommands(secondary, config["central"]),
+            SecondaryCommands(secondary),
             f"{secondary.name}> ",
             f"redesdl-secondary {secondary.name} console; type 'help'",
             reactor,
