@@ -11,7 +11,7 @@ from twisted.logger import Logger, formatEvent
 
 from redesdl.central.admission import FRONT, AdmissionQueue, SlotRequest
 
-from .test_central import A, make_factory, secondary
+from .test_central import A, client, make_factory, secondary
 
 
 class Holder:
@@ -93,7 +93,7 @@ WAITERS = 1_000
 BOUND = FRONT + WAITERS.bit_length()
 
 
-class Line:
+class FullQueue:
     """A full queue: one active holder, WAITERS waiting, every message kept."""
 
     def __init__(self, waiters: int = WAITERS, most: int = 1) -> None:
@@ -122,7 +122,7 @@ class Line:
 
 
 def test_a_new_waiter_is_told_its_place_and_nobody_else_hears_anything() -> None:
-    line = Line()
+    line = FullQueue()
     line.fresh()
     line.holders.append(Holder("late"))
     line.ask(len(line.holders) - 1)
@@ -131,7 +131,7 @@ def test_a_new_waiter_is_told_its_place_and_nobody_else_hears_anything() -> None
 
 
 def test_when_the_head_goes_only_bounded_front_and_milestone_waiters_are_told() -> None:
-    line = Line()
+    line = FullQueue()
     line.fresh()
     line.queue.release(line.holders[0])
     assert line.admitted[-1] == 1
@@ -142,7 +142,7 @@ def test_when_the_head_goes_only_bounded_front_and_milestone_waiters_are_told() 
 
 
 def test_a_waiter_leaving_tells_only_some_of_those_behind_it() -> None:
-    line = Line()
+    line = FullQueue()
     line.fresh()
     line.queue.release(line.holders[700])
     assert line.told == []  # nobody behind place 700 reached a milestone
@@ -154,7 +154,7 @@ def test_a_waiter_leaving_tells_only_some_of_those_behind_it() -> None:
 
 
 def test_draining_the_whole_line_tells_each_waiter_a_bounded_number_of_times() -> None:
-    line = Line()
+    line = FullQueue()
     line.fresh()
     for n in range(WAITERS + 1):
         line.queue.release(line.holders[n])
@@ -168,7 +168,7 @@ def test_draining_the_whole_line_tells_each_waiter_a_bounded_number_of_times() -
 
 
 def test_positions_heard_never_understate_the_true_place() -> None:
-    line = Line(waiters=200, most=3)
+    line = FullQueue(waiters=200, most=3)
     heard: dict[int, int] = {}
     for step, n in enumerate([5, 0, 150, 1, 60, 2, 3, 199, 4, 30]):
         line.queue.release(line.holders[n])
@@ -181,7 +181,7 @@ def test_positions_heard_never_understate_the_true_place() -> None:
 
 
 def test_releasing_a_holder_with_nothing_costs_nothing() -> None:
-    line = Line()
+    line = FullQueue()
     line.fresh()
     line.queue.release(Holder("a secondary"))
     assert line.told == [] and line.admitted == [0] and line.queue.touched == 0
@@ -199,7 +199,22 @@ def test_closing_a_secondary_connection_never_reaches_the_queue(
 
 
 def test_the_queue_length_is_known_without_walking_the_line() -> None:
-    line = Line()
+    line = FullQueue()
     assert len(line.queue.waiting) == WAITERS
     assert len(line.queue.active) == 1
     assert line.queue.waiting != []
+
+
+def test_through_the_central_only_moved_clients_get_queued(tmp_path: Path) -> None:
+    factory = make_factory(tmp_path, Clock(), maxActive=1)
+    secondary(factory, "s1", [A])
+    peers = [client(factory, f"c{n}", f"token-of-c{n:03d}-0000") for n in range(41)]
+    for peer in peers:
+        peer.send({"type": "admit", "name": "a.bin"})
+    assert [peer.replies()[-1]["position"] for peer in peers[1:]] == [*range(1, 41)]
+    report = {"name": "a.bin", "ok": True, "size": 10, "bytes_fetched": 10}
+    peers[0].send({"type": "report", **report, "reason": ""})
+    assert [m["type"] for m in peers[1].replies()] == ["admitted"]
+    heard = {n: peer.replies() for n, peer in enumerate(peers[2:], start=2)}
+    told = {n: [m["position"] for m in got] for n, got in heard.items() if got}
+    assert told == {n: [n - 1] for n in [*range(2, FRONT + 2), 33]}
