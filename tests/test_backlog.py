@@ -6,6 +6,8 @@ accept queue of 50; without ``backlog=`` in ``--listen`` we ask for 1024.
 
 from __future__ import annotations
 
+import select
+import socket
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,45 @@ def test_the_systemd_socket_unit_holds_1024_waiting_connections() -> None:
     unit = Path(__file__).parent.parent / "contrib/systemd/redesdl-central.socket"
     settings = [line.strip() for line in unit.read_text().splitlines()]
     assert f"Backlog={DEFAULT_BACKLOG}" in settings
+
+
+BURST = 600
+
+
+def connect_burst(port: int, count: int) -> list[socket.socket]:
+    sockets = []
+    for _ in range(count):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        sockets.append(s)
+    return sockets
+
+
+def established(sockets: list[socket.socket]) -> int:
+    """How many finished their handshake: the kernel queued them for accept."""
+    _, writable, _ = select.select([], sockets, [], 2.0)
+    return sum(
+        1 for s in writable if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_burst_waits_in_the_queue_while_the_daemon_is_busy() -> None:
+    """Every connection of a burst the daemon cannot accept yet (its reactor
+    busy: here, this test holds it) is kept by the kernel; with Twisted's 50
+    only 51 would finish their handshake."""
+    if int(Path("/proc/sys/net/core/somaxconn").read_text()) < DEFAULT_BACKLOG:
+        pytest.skip("net.core.somaxconn is below 1024")
+    service = ListeningService(
+        "tcp:0:interface=127.0.0.1", Factory.forProtocol(Protocol), "test", reactor
+    )
+    service.startService()
+    assert service.port is not None
+    sockets = connect_burst(service.port.getHost().port, BURST)
+    try:
+        assert established(sockets) == BURST
+    finally:
+        for s in sockets:
+            s.close()
+        await service.stopService()
