@@ -4,10 +4,15 @@ A bare ``StreamServerEndpointService`` only logs a failed bind and leaves the
 daemon running with no socket. Under twistd, L{ListeningService} listens in
 ``privilegedStartService`` and turns a failure into ``SystemExit`` with one
 clear line, so the process exits non-zero before the reactor starts.
+
+It also listens with an accept queue of L{DEFAULT_BACKLOG} unless the
+description names its own ``backlog=``: Twisted's default of 50 overflows when
+a thousand secondaries reconnect at once after a central restart.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from twisted.application.service import Service
@@ -20,6 +25,23 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from redesdl.tls import TLSConfig
+
+DEFAULT_BACKLOG = 1024
+"""Connections the kernel holds for us before we accept them (capped by the
+kernel's own limit, net.core.somaxconn on Linux)."""
+
+_TAKES_BACKLOG = frozenset({"tcp", "tcp6", "ssl", "unix"})
+
+
+def with_backlog(description: str, backlog: int = DEFAULT_BACKLOG) -> str:
+    """C{description} with C{backlog} added if its endpoint takes one and it
+    names none; any other description (``systemd:``...) is returned as is."""
+    fields = re.split(r"(?<!\\):", description)
+    if fields[0] not in _TAKES_BACKLOG:
+        return description
+    if any(field.startswith("backlog=") for field in fields[1:]):
+        return description
+    return f"{description}:backlog={backlog}"
 
 
 class ListeningService(Service):
@@ -70,7 +92,7 @@ class ListeningService(Service):
             self._listen()
 
     def _listen(self) -> None:
-        endpoint = serverFromString(self._reactor, self.description)
+        endpoint = serverFromString(self._reactor, with_backlog(self.description))
         factory = self.factory
         if self._tls is not None:
             factory = self._tls.serverFactory(factory)

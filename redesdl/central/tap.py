@@ -43,7 +43,8 @@ class Options(DaemonOptions):
             "listen",
             "l",
             "tcp:7000:interface=127.0.0.1",
-            "Twisted server endpoint to listen on (tcp:7000 for every interface).",
+            "Twisted server endpoint to listen on (tcp:7000 for every interface; "
+            "backlog 1024 unless it names backlog=).",
         ],
         [
             "state-dir",

@@ -54,7 +54,8 @@ class Options(DaemonOptions):
             "listen",
             "l",
             "tcp:7101:interface=127.0.0.1",
-            "Twisted server endpoint the chunk server listens on.",
+            "Twisted server endpoint the chunk server listens on (backlog 1024 "
+            "unless it names backlog=).",
         ],
         [
             "central",
