@@ -160,15 +160,17 @@ class Point:
 
     @property
     def name(self) -> str:
-        def short(n: int) -> str:
-            return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
-
-        text = f"{short(self.secondaries)}x{short(self.files)}"
-        if self.copies is None:
-            return f"{text}-all" + (f"x{self.clients}" if self.clients != 1 else "")
-        return f"{text}x{self.clients}" + (
-            f"-c{self.copies}" if self.copies != 2 else ""
+        """As the issue writes it: files in thousands, the rest plain."""
+        files = self.files
+        files_text = (
+            f"{files // 1000}k" if files >= 1000 and not files % 1000 else f"{files}"
         )
+        text = f"{self.secondaries}x{files_text}"
+        if self.copies is None:
+            clients = f"x{self.clients}" if self.clients != 1 else ""
+            return f"{text}{clients}-all"
+        copies = f"-c{self.copies}" if self.copies != 2 else ""
+        return f"{text}x{self.clients}{copies}"
 
 
 class Library:
@@ -723,28 +725,47 @@ def raise_open_files_limit() -> int:
     return hard
 
 
-#: Every cluster started, so that an interrupted run still stops its central.
-STARTED: list[LocalCluster] = []
+class CentralRun:
+    """One central process and its folder, stopped and removed exactly once."""
+
+    def __init__(self, work: Path, point: Point, options: argparse.Namespace) -> None:
+        args = list(options.central_arg)
+        wanted = point.secondaries + point.clients + 64
+        if wanted > CENTRAL_DEFAULT_CONNECTIONS and "--max-connections" not in args:
+            args += ["--max-connections", str(wanted)]
+        self.work = work
+        self.keep = options.keep
+        self.cluster = LocalCluster(
+            work, secondaries=0, bin_dir=options.central_bin, central_args=args
+        )
+
+    def start(self) -> tuple[int, int]:
+        """Start the central; its PID and port."""
+        daemon = self.cluster.start_central()
+        assert daemon.process is not None and daemon.port is not None
+        return daemon.process.pid, daemon.port
+
+    def stop(self) -> None:
+        if self in RUNNING:
+            RUNNING.remove(self)
+        self.cluster.stop()
+        if self.keep:
+            print(f"kept {self.work}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
 
 
-def start_central(
-    root: Path, point: Point, options: argparse.Namespace
-) -> LocalCluster:
-    args = list(options.central_arg)
-    wanted = point.secondaries + point.clients + 64
-    if wanted > CENTRAL_DEFAULT_CONNECTIONS and "--max-connections" not in args:
-        args += ["--max-connections", str(wanted)]
-    cluster = LocalCluster(
-        root, secondaries=0, bin_dir=options.central_bin, central_args=args
-    )
-    STARTED.append(cluster)
-    cluster.start_central()
-    return cluster
+#: Every central running, so that an interrupted run still stops it.
+RUNNING: list[CentralRun] = []
+
+
+#: Set once every point ran: a shutdown before that is an interruption.
+FINISHED: list[bool] = []
 
 
 def stop_all() -> None:
-    while STARTED:
-        STARTED.pop().stop()
+    for run in list(RUNNING):
+        run.stop()
 
 
 # -- One point, start to end -------------------------------------------------
@@ -818,11 +839,13 @@ async def run_point(reactor: Any, point: Point, options: argparse.Namespace) -> 
     tally = Tally()
     started = _now()
     own_cpu = time.process_time()
-    cluster = await deferToThread(start_central, work, point, options)
-    assert cluster.central is not None and cluster.central.process is not None
-    pid = cluster.central.process.pid
-    port = cluster.central.port
-    assert port is not None
+    central = CentralRun(work, point, options)
+    RUNNING.append(central)
+    try:
+        pid, port = await deferToThread(central.start)
+    except BaseException:
+        await deferToThread(central.stop)
+        raise
     fleet = Fleet(reactor, port, library, tally, options)
     clients: list[FakeClient] = []
     try:
@@ -867,13 +890,7 @@ async def run_point(reactor: Any, point: Point, options: argparse.Namespace) -> 
         fleet.stop()
         for client in clients:
             client.transport.abortConnection()
-        await deferToThread(cluster.stop)
-        if cluster in STARTED:
-            STARTED.remove(cluster)
-        if options.keep:
-            print(f"kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        await deferToThread(central.stop)
     return Row(
         point=point.name,
         secondaries=point.secondaries,
@@ -1116,6 +1133,7 @@ async def run(reactor: Any, options: argparse.Namespace) -> None:
         print(table_line(cells(row)), flush=True)
     if options.json is not None:
         options.json.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+    FINISHED.append(True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1127,10 +1145,18 @@ def main(argv: list[str] | None = None) -> None:
     from twisted.internet import epollreactor
 
     epollreactor.install()
+    from twisted.internet import reactor
     from twisted.internet.task import react
 
+    # Ctrl-C or SIGTERM stops the reactor: the central goes first.
+    reactor.addSystemEventTrigger("before", "shutdown", stop_all)
     try:
         react(lambda r: Deferred.fromCoroutine(run(r, options)))
+    except SystemExit as e:
+        if e.code in (0, None) and not FINISHED:
+            print("interrupted; the central was stopped", file=sys.stderr)
+            raise SystemExit(130) from None
+        raise
     finally:
         stop_all()
 
