@@ -595,6 +595,8 @@ class Listing:
     entries: int
     #: Entries listed with fewer sources than the point puts copies.
     short_sources: int
+    #: False if it was stopped before the last page.
+    complete: bool = True
 
 
 async def list_all(
@@ -603,13 +605,17 @@ async def list_all(
     holders: int,
     stopped: Callable[[], bool] = lambda: False,
 ) -> Listing | None:
-    """The whole catalog, page after page; None if stopped or refused."""
+    """The whole catalog, page after page; None if refused.
+
+    Once C{stopped} says so it asks for no more pages and returns what it
+    has, marked incomplete.
+    """
     started = _now()
     after: str | None = None
     entries = short = 0
     while True:
         if stopped():
-            return None
+            return Listing(_now() - started, entries, short, complete=False)
         asked = _now()
         page = await client.request(lambda i, after=after: ListFiles(i, after))
         if not isinstance(page, Catalog):
@@ -652,7 +658,7 @@ class Load:
                 listing = await list_all(
                     client, self.tally.pages, point.holders, self.stopped
                 )
-                if listing is None:
+                if listing is None or not listing.complete:
                     if client.closed:
                         return
                     continue
@@ -696,13 +702,22 @@ class Load:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a live process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User + system CPU of a process, from /proc (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    """The process's peak resident memory (VmHWM), 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
@@ -900,7 +915,7 @@ async def run_point(reactor: Any, point: Point, options: argparse.Namespace) -> 
         registered=still_registered,
         register_seconds=register_seconds,
         listed=listing.entries if listing is not None else 0,
-        listing_seconds=listing.seconds if listing is not None else None,
+        listing_seconds=listing.seconds if listing and listing.complete else None,
         drops=tally.drops,
         dropped={
             "closed": tally.dropped_closed,
@@ -953,7 +968,11 @@ async def verify_listing(
     while True:
         started = _now()
         remaining = deadline - started
-        listing_done = Deferred.fromCoroutine(list_all(monitor, None, point.holders))
+        # Past the deadline it asks for no more pages, so it cannot run on
+        # into the load phase.
+        listing_done = Deferred.fromCoroutine(
+            list_all(monitor, None, point.holders, lambda: _now() > deadline)
+        )
         outcome: list[Listing | None] = []
         listing_done.addBoth(outcome.append)
         if not await within(reactor, listing_done, max(remaining, 0.1)):
@@ -961,7 +980,11 @@ async def verify_listing(
         found = outcome[0]
         if isinstance(found, Listing):
             last = found
-            if found.entries == point.files and not found.short_sources:
+            if (
+                found.complete
+                and found.entries == point.files
+                and not found.short_sources
+            ):
                 return started, found
         if _now() >= deadline or monitor.closed:
             return None, last
@@ -999,7 +1022,7 @@ def cells(row: Row) -> list[str]:
     if row.register_seconds is not None:
         registered = _f(row.register_seconds, digits=2)
     else:
-        registered = f">({row.registered}/{row.secondaries})"
+        registered = f"t/o {row.registered}/{row.secondaries}"
     listed = _f(row.listing_seconds, digits=2)
     if row.listed != row.files:
         listed = f"{row.listed}!"
