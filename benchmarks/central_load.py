@@ -22,7 +22,16 @@ puts every file on every secondary). Its phases, each with a deadline:
    and again while it locates a random file every ``--locate-interval``
    seconds and, every ``--admit-every`` locates, takes a download slot and
    reports the download done;
-4. the answers still owed are awaited, then the central is stopped by PID.
+4. the answers still owed are awaited (``--drain-timeout``), then the
+   central is stopped by PID (SIGTERM, SIGKILL 10 s later), as it is on
+   Ctrl-C, SIGTERM or any failure.
+
+So a point lasts at most about 30 s (the central starting) + 30 s (the
+clients welcomed) + ``--register-timeout`` + ``--list-timeout`` +
+``--duration`` + ``--drain-timeout`` + 10 s: 240 s with the defaults, and
+about ``--duration`` plus a few seconds on a central that keeps up. A point
+above the central's default 1,024 connections starts it with
+``--max-connections`` raised to fit; ``--central-arg`` passes anything else.
 
 One table row per point::
 
@@ -113,6 +122,8 @@ FILE_SIZE = 1 << 20
 MAX_FRAME = 4 << 20
 #: Catalog bytes one fake secondary hands its transport per write turn.
 CATALOG_WRITE = 256 * 1024
+#: Seconds for the clients of a point to connect and be welcomed.
+CLIENTS_WELCOMED_WITHIN = 30.0
 #: The central's own default cap on connections (--max-connections).
 CENTRAL_DEFAULT_CONNECTIONS = 1024
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -570,8 +581,9 @@ class FakeClient(Protocol):
 
 
 async def connect_client(
-    reactor: Any, port: int, number: int, tally: Tally
+    reactor: Any, port: int, number: int, tally: Tally, made: list[FakeClient]
 ) -> FakeClient:
+    """A welcomed client; every connection made is added to C{made}."""
     endpoint = TCP4ClientEndpoint(
         reactor,
         "127.0.0.1",
@@ -580,6 +592,7 @@ async def connect_client(
         bindAddress=(loopback_address(2, number), 0),
     )
     client = await connectProtocol(endpoint, FakeClient(tally))
+    made.append(client)
     token = secrets.token_hex(32)
     answer = await client.request(
         lambda i: ClientHello(i, f"load-client-{number}", token)
@@ -587,6 +600,30 @@ async def connect_client(
     if not isinstance(answer, Welcome):
         raise RuntimeError(f"client {number} not welcomed: {answer}")
     return client
+
+
+async def connect_clients(
+    reactor: Any,
+    port: int,
+    numbers: range,
+    tally: Tally,
+    made: list[FakeClient],
+    timeout: float,
+) -> list[FakeClient]:
+    """The clients welcomed within C{timeout}; the others count as errors."""
+    welcomed: list[FakeClient] = []
+    failures: list[Any] = []
+    attempts = [
+        Deferred.fromCoroutine(
+            connect_client(reactor, port, n, tally, made)
+        ).addCallbacks(welcomed.append, failures.append)
+        for n in numbers
+    ]
+    await within(reactor, DeferredList(attempts), timeout)
+    tally.connect_errors += len(numbers) - len(welcomed)
+    if failures and not welcomed:
+        print(f"no client connected: {failures[0].getErrorMessage()}", file=sys.stderr)
+    return list(welcomed)
 
 
 @dataclass
@@ -865,8 +902,13 @@ async def run_point(reactor: Any, point: Point, options: argparse.Namespace) -> 
     clients: list[FakeClient] = []
     try:
         overflows = listen_overflows()
-        monitor = await connect_client(reactor, port, 0, tally)
-        clients.append(monitor)
+        timeout = CLIENTS_WELCOMED_WITHIN
+        welcomed = await connect_clients(
+            reactor, port, range(1), tally, clients, timeout
+        )
+        if not welcomed:
+            raise RuntimeError(f"the central welcomed no client within {timeout} s")
+        monitor = welcomed[0]
         begun = _now()
         fleet.start()
         await within(reactor, fleet.all_registered(), options.register_timeout)
@@ -879,15 +921,13 @@ async def run_point(reactor: Any, point: Point, options: argparse.Namespace) -> 
         register_seconds = None
         if registered_at is not None and complete and first is not None:
             register_seconds = max(registered_at, first) - begun
-        for number in range(1, point.clients + 1):
-            try:
-                clients.append(await connect_client(reactor, port, number, tally))
-            except Exception:
-                tally.connect_errors += 1
+        loaded = await connect_clients(
+            reactor, port, range(1, point.clients + 1), tally, clients, timeout
+        )
         load = Load(reactor, library, tally, options)
         workers = [
             Deferred.fromCoroutine(work_fn(client))
-            for client in clients[1:]
+            for client in loaded
             for work_fn in (load.lister, load.locator)
         ]
         load_started = _now()
