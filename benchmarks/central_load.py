@@ -17,7 +17,8 @@ puts every file on every secondary). Its phases, each with a deadline:
    wait until every one is registered: welcomed, its catalog sent, and the
    ``ping`` after its ``catalog_done`` answered;
 2. one full listing, repeated until the central lists every file with all its
-   copies (the time to register is when that listing started);
+   copies (the time to register ends at the later of the last registration
+   and the start of that complete listing);
 3. ``--duration`` seconds of load: each client lists the whole catalog again
    and again while it locates a random file every ``--locate-interval``
    seconds and, every ``--admit-every`` locates, takes a download slot and
@@ -26,9 +27,9 @@ puts every file on every secondary). Its phases, each with a deadline:
    central is stopped by PID (SIGTERM, SIGKILL 10 s later), as it is on
    Ctrl-C, SIGTERM or any failure.
 
-So a point lasts at most about 30 s (the central starting) + 30 s (the
-clients welcomed) + ``--register-timeout`` + ``--list-timeout`` +
-``--duration`` + ``--drain-timeout`` + 10 s: 240 s with the defaults, and
+So a point lasts at most about 30 s (the central starting) + 60 s (clients
+welcomed, twice) + ``--register-timeout`` + ``--list-timeout`` +
+``--duration`` + ``--drain-timeout`` + 10 s: 270 s with the defaults, and
 about ``--duration`` plus a few seconds on a central that keeps up. A point
 above the central's default 1,024 connections starts it with
 ``--max-connections`` raised to fit; ``--central-arg`` passes anything else.
@@ -682,11 +683,29 @@ class Load:
         self.tally = tally
         self.locate_interval = options.locate_interval
         self.admit_every = options.admit_every
+        self.duration = options.duration
+        self.drain_timeout = options.drain_timeout
         self.stopping = False
         self.random = random.Random(11)
 
     def stopped(self) -> bool:
         return self.stopping
+
+    async def run(self, clients: list[FakeClient]) -> float:
+        """Load for the duration, then wait for what is owed; the seconds loaded."""
+        workers = [
+            Deferred.fromCoroutine(work(client))
+            for client in clients
+            for work in (self.lister, self.locator)
+        ]
+        started = _now()
+        await deferLater(self.reactor, self.duration, lambda: None)
+        self.stopping = True
+        seconds = _now() - started
+        everyone = DeferredList(workers, consumeErrors=True)
+        if not await within(self.reactor, everyone, self.drain_timeout):
+            self.tally.lost += sum(len(client.pending) for client in clients)
+        return seconds
 
     async def lister(self, client: FakeClient) -> None:
         point = self.library.point
@@ -917,26 +936,13 @@ async def run_point(reactor: Any, point: Point, options: argparse.Namespace) -> 
         first, listing = await verify_listing(
             reactor, monitor, library, options.list_timeout
         )
-        complete = listing is not None and listing.entries == point.files
         register_seconds = None
-        if registered_at is not None and complete and first is not None:
+        if registered_at is not None and first is not None:
             register_seconds = max(registered_at, first) - begun
         loaded = await connect_clients(
             reactor, port, range(1, point.clients + 1), tally, clients, timeout
         )
-        load = Load(reactor, library, tally, options)
-        workers = [
-            Deferred.fromCoroutine(work_fn(client))
-            for client in loaded
-            for work_fn in (load.lister, load.locator)
-        ]
-        load_started = _now()
-        await deferLater(reactor, options.duration, lambda: None)
-        load.stopping = True
-        load_seconds = _now() - load_started
-        everyone = DeferredList(workers, consumeErrors=True)
-        if not await within(reactor, everyone, options.drain_timeout):
-            tally.lost += sum(len(client.pending) for client in clients)
+        load_seconds = await Load(reactor, library, tally, options).run(loaded)
         still_registered = len(fleet.registered_numbers)
         overflows = listen_overflows() - overflows
         central_cpu = cpu_seconds(pid)
