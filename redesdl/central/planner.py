@@ -2,8 +2,10 @@
 
 Whenever the registry changes, the planner looks for secondaries lacking a
 name that others serve and asks each to copy a few files at a time from the
-holders. A secondary holding a different content under that name is left
-alone (files are never overwritten); a failed copy is retried after a delay.
+holders. It walks the catalog index, never rebuilding it, and skips at once
+a secondary the index says holds every listed name. A secondary holding a
+different content under that name is left alone (files are never
+overwritten); a failed copy is retried after a delay.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class ReplicationPlanner:
         self._perSecondary = perSecondary
         self._retryDelay = retryDelay
         self.inProgress: dict[tuple[str, str], str] = {}
+        #: The names each secondary is copying now, by secondary id.
+        self._copying: dict[str, set[str]] = {}
         self._retryAfter: dict[tuple[str, str], float] = {}
         self._pending: IDelayedCall | None = None
         registry.listeners.append(self.schedule)
@@ -51,40 +55,44 @@ class ReplicationPlanner:
 
     def plan(self) -> None:
         now = self._clock.seconds()
-        entries = self._registry.catalog()
-        for record in list(self._registry.secondaries.values()):
+        registry = self._registry
+        listed = registry.file_count()
+        for record in list(registry.secondaries.values()):
             if not record.catalogComplete:
                 continue
-            busy = sum(1 for (sid, _) in self.inProgress if sid == record.id)
-            for entry in entries:
+            busy = len(self._copying.get(record.id, ()))
+            if busy >= self._perSecondary or record.listed_held >= listed:
+                continue
+            for entry in registry.names_after(None):
                 if busy >= self._perSecondary:
                     break
-                key = (record.id, entry.info.name)
+                key = (record.id, entry.name)
                 if (
-                    entry.info.name in record.files
+                    entry.name in record.files
                     or key in self.inProgress
                     or self._retryAfter.get(key, 0) > now
-                    or not entry.holders
                 ):
                     continue
-                self._ask(record, entry.info, entry.holders)
+                self._ask(record, entry.info, entry.holders())
                 busy += 1
 
     def backlog(self) -> int:
-        """Copies still needed: (secondary, file) pairs a live holder could fill."""
-        entries = [e for e in self._registry.catalog() if e.holders]
+        """Copies still needed: (secondary, file) pairs a live holder could fill.
+
+        O(secondaries): the index counts the listed names each one holds.
+        """
+        listed = self._registry.file_count()
         return sum(
-            1
+            listed - record.listed_held
             for record in self._registry.secondaries.values()
             if record.catalogComplete
-            for entry in entries
-            if entry.info.name not in record.files
         )
 
     def _ask(
         self, record: SecondaryRecord, info: Any, holders: list[SecondaryRecord]
     ) -> None:
         self.inProgress[(record.id, info.name)] = info.sha256
+        self._copying.setdefault(record.id, set()).add(info.name)
         self.log.info(
             "asking {target} to copy {name} from {sources}",
             target=record.name,
@@ -103,6 +111,7 @@ class ReplicationPlanner:
         key = (record.id, name)
         if self.inProgress.pop(key, None) is None:
             return
+        self._copying[record.id].discard(name)
         if ok:
             self.log.info("{target} now holds {name}", target=record.name, name=name)
         else:
@@ -119,6 +128,6 @@ class ReplicationPlanner:
 
     def forget(self, record: SecondaryRecord) -> None:
         """C{record} disconnected: its copies in progress are void."""
-        for key in [key for key in self.inProgress if key[0] == record.id]:
-            del self.inProgress[key]
+        for name in self._copying.pop(record.id, ()):
+            del self.inProgress[(record.id, name)]
         self.schedule()
