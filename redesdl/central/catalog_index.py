@@ -12,7 +12,7 @@ not under suspicion; a name nobody holds is dropped.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from sortedcontainers import SortedDict
@@ -89,6 +89,10 @@ class CatalogIndex:
         self._names: dict[str, NameEntry] = {}
         self._listed: SortedDict = SortedDict()
         self.touched = 0
+        #: Called with a name that was not listed and now is.
+        self.on_listed: list[Callable[[str], None]] = []
+        #: Called with a secondary and a name it no longer holds.
+        self.on_released: list[Callable[[SecondaryRecord, str], None]] = []
 
     def __len__(self) -> int:
         """How many names are listed."""
@@ -140,6 +144,8 @@ class CatalogIndex:
         if not copies.holders:
             del entry.contents[info.content]
         self._settle(entry)
+        for released in self.on_released:
+            released(record, info.name)
         if entry.contents:
             return False
         del self._names[info.name]
@@ -172,7 +178,9 @@ class CatalogIndex:
         for copies in entry.contents.values():
             for holder in copies.holders.values():
                 holder.listed_held += change
-        if listed:
-            self._listed[entry.name] = entry
-        else:
+        if not listed:
             del self._listed[entry.name]
+            return
+        self._listed[entry.name] = entry
+        for listener in self.on_listed:
+            listener(entry.name)
