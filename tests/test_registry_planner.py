@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from twisted.internet.task import Clock
 
+from redesdl.central import planner as planner_module
 from redesdl.central.planner import ReplicationPlanner
 from redesdl.central.registry import Registry, SecondaryRecord
 
@@ -47,7 +49,11 @@ class _RebuildingPlanner(ReplicationPlanner):
                 busy += 1
 
 
-def test_the_planner_plans_what_the_rebuilding_one_did() -> None:
+@pytest.mark.parametrize("kept", [planner_module.REVISIT_KEPT, 1])
+def test_the_planner_plans_what_the_rebuilding_one_did(
+    kept: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(planner_module, "REVISIT_KEPT", kept)
     rng = random.Random(12)
     clock = Clock()
     registry = Registry()

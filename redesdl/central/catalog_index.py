@@ -109,6 +109,11 @@ class CatalogIndex:
             self.touched += 1
             yield listed[key]
 
+    def before(self, name: str) -> str | None:
+        """The last listed name before C{name}, if any: O(log n)."""
+        at = self._listed.bisect_left(name)
+        return None if at == 0 else self._listed.keys()[at - 1]
+
     def add(self, record: SecondaryRecord, info: FileInfo) -> NameEntry:
         """C{record} now holds C{info} (it held no other content of that name)."""
         entry = self._names.get(info.name)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sortedcontainers import SortedList
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
@@ -26,6 +27,10 @@ from redesdl.central.catalog_index import NameEntry
 from redesdl.central.registry import Registry, SecondaryRecord
 from redesdl.protocol.tickets import REPLICATION_TICKET_LIFETIME
 from redesdl.protocol.wire import Replicate, Ticket
+
+#: Names a secondary keeps to look at again; past this its cursor moves back
+#: before the first of them instead, so memory stays bounded.
+REVISIT_KEPT = 4096
 
 
 class ReplicationPlanner:
@@ -53,8 +58,10 @@ class ReplicationPlanner:
         self._copying: dict[str, set[str]] = {}
         #: ...the names it failed to copy, with the time to try again...
         self._retrying: dict[str, dict[str, float]] = {}
-        #: ...the last name its walk reached...
+        #: ...the last name its walk reached (also sorted, by name, so a newly
+        #: listed name visits only the walks that passed it)...
         self._cursor: dict[str, str] = {}
+        self._cursors = SortedList()
         #: ...and names up to the cursor to look at again.
         self._revisit: dict[str, set[str]] = {}
         self._pending: IDelayedCall | None = None
@@ -86,19 +93,22 @@ class ReplicationPlanner:
         revisit = self._revisit.pop(rid, set())
         for name in sorted(revisit):
             if room == 0:
-                self._revisit.setdefault(rid, set()).add(name)
+                self._again(rid, name)
             elif cursor is not None and name <= cursor:
                 entry = self._registry.index.get(name)
                 if entry is not None and self._wanted(record, entry):
                     self._ask(record, entry)
                     room -= 1
+        reached = cursor
         for entry in self._registry.names_after(cursor):
             if room == 0:
                 break
-            self._cursor[rid] = entry.name
+            reached = entry.name
             if self._wanted(record, entry):
                 self._ask(record, entry)
                 room -= 1
+        if reached != cursor:
+            self._move(rid, reached)
 
     def _wanted(self, record: SecondaryRecord, entry: NameEntry) -> bool:
         name = entry.name
@@ -119,16 +129,32 @@ class ReplicationPlanner:
                 self._again(rid, name)
 
     def _again(self, rid: str, name: str) -> None:
+        """Look at C{name} again for C{rid} if its walk went past it."""
         cursor = self._cursor.get(rid)
-        if cursor is not None and name <= cursor:
-            self._revisit.setdefault(rid, set()).add(name)
+        if cursor is None or name > cursor:
+            return
+        revisit = self._revisit.setdefault(rid, set())
+        revisit.add(name)
+        if len(revisit) > REVISIT_KEPT:
+            first = min(revisit)
+            del self._revisit[rid]
+            self._move(rid, self._registry.index.before(first))
+
+    def _move(self, rid: str, cursor: str | None) -> None:
+        old = self._cursor.pop(rid, None)
+        if old is not None:
+            self._cursors.remove((old, rid))
+        if cursor is not None:
+            self._cursor[rid] = cursor
+            self._cursors.add((cursor, rid))
 
     def _listed(self, name: str) -> None:
         secondaries = self._registry.secondaries
-        for rid, cursor in self._cursor.items():
+        passed = [rid for _, rid in self._cursors.irange(minimum=(name,))]
+        for rid in passed:
             record = secondaries.get(rid)
-            if name <= cursor and (record is None or name not in record.files):
-                self._revisit.setdefault(rid, set()).add(name)
+            if record is None or name not in record.files:
+                self._again(rid, name)
 
     def _released(self, record: SecondaryRecord, name: str) -> None:
         self._again(record.id, name)
@@ -189,6 +215,6 @@ class ReplicationPlanner:
         rid = record.id
         for name in self._copying.pop(rid, ()):
             del self.inProgress[(rid, name)]
-        self._cursor.pop(rid, None)
+        self._move(rid, None)
         self._revisit.pop(rid, None)
         self.schedule()
