@@ -23,7 +23,7 @@ from redesdl.manifest import FileInfo
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.wire import MAX_FILES_PER_MESSAGE, ListFiles
 
-from .test_central import make_factory
+from .test_central import client, make_factory, secondary
 
 BIG = 100_000
 
@@ -234,3 +234,31 @@ def test_the_index_agrees_with_a_rebuild_after_random_changes() -> None:
         assert listed == expected, step
         for holder in registry.secondaries.values():
             assert holder.listed_held == len(set(holder.files) & set(expected)), step
+
+
+def test_a_full_listing_over_the_wire_reads_each_entry_about_once(
+    factory: CentralFactory,
+) -> None:
+    count = 20_000
+    wire = [info(f"v/{i:06d}.mkv", size=i + 1).to_wire() for i in range(count)]
+    holder = secondary(factory, "s1", [])
+    for start in range(0, count, MAX_FILES_PER_MESSAGE):
+        batch = wire[start : start + MAX_FILES_PER_MESSAGE]
+        holder.send({"type": "files_added", "files": batch})
+    alice = client(factory)
+    before = factory.registry.index.touched
+    listed: list[str] = []
+    pages, after = 0, None
+    while True:
+        ask: dict[str, Any] = {"type": "list"}
+        if after is not None:
+            ask["after"] = after
+        page = alice.ask(ask)
+        pages += 1
+        listed += [f["name"] for f in page["files"]]
+        if not page["more"]:
+            break
+        after = listed[-1]
+    assert listed == [f["name"] for f in wire]
+    assert pages == -(-count // MAX_FILES_PER_MESSAGE)
+    assert factory.registry.index.touched - before <= count + pages
