@@ -49,9 +49,9 @@ class CentralCommands(CommandSet):
     def cmd_files(self, args: list[str]) -> list[str]:
         """The merged catalog: each name, its size and how many sources."""
         return [
-            f"{e.info.name}  {e.info.size} bytes  {len(e.holders)} source(s)  "
+            f"{e.name}  {e.info.size} bytes  {e.sources} source(s)  "
             f"{e.info.sha256[:16]}"
-            for e in self._factory.registry.catalog()
+            for e in self._factory.registry.names_after(None)
         ] or ["no files"]
 
     def cmd_clients(self, args: list[str]) -> list[str]:

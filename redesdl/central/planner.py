@@ -2,8 +2,16 @@
 
 Whenever the registry changes, the planner looks for secondaries lacking a
 name that others serve and asks each to copy a few files at a time from the
-holders. A secondary holding a different content under that name is left
-alone (files are never overwritten); a failed copy is retried after a delay.
+holders, smallest names first. A secondary holding a different content under
+that name is left alone (files are never overwritten); a failed copy is
+retried after a delay, which holds back no other planning.
+
+It never rebuilds the catalog: each secondary has a cursor in the catalog
+index, and every listed name up to it that the secondary lacks is being
+copied, waiting for its retry, or in the secondary's small set of names to
+look at again (a name newly listed, a file it dropped, a copy that ended).
+A plan resumes each walk from its cursor, so a secondary walks the catalog
+once, not once per plan, and one that holds every listed name is skipped.
 """
 
 from __future__ import annotations
@@ -11,12 +19,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sortedcontainers import SortedList
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
+from redesdl.central.catalog_index import NameEntry
 from redesdl.central.registry import Registry, SecondaryRecord
 from redesdl.protocol.tickets import REPLICATION_TICKET_LIFETIME
 from redesdl.protocol.wire import Replicate, Ticket
+
+#: Names a secondary keeps to look at again; past this its cursor moves back
+#: before the first of them instead, so memory stays bounded.
+REVISIT_KEPT = 4096
 
 
 class ReplicationPlanner:
@@ -40,51 +54,127 @@ class ReplicationPlanner:
         self._perSecondary = perSecondary
         self._retryDelay = retryDelay
         self.inProgress: dict[tuple[str, str], str] = {}
-        self._retryAfter: dict[tuple[str, str], float] = {}
+        #: By secondary id: the names it copies now...
+        self._copying: dict[str, set[str]] = {}
+        #: ...the names it failed to copy, with the time to try again...
+        self._retrying: dict[str, dict[str, float]] = {}
+        #: ...the last name its walk reached (also sorted, by name, so a newly
+        #: listed name visits only the walks that passed it)...
+        self._cursor: dict[str, str] = {}
+        self._cursors = SortedList()
+        #: ...and names up to the cursor to look at again.
+        self._revisit: dict[str, set[str]] = {}
         self._pending: IDelayedCall | None = None
         registry.listeners.append(self.schedule)
+        registry.index.on_listed.append(self._listed)
+        registry.index.on_released.append(self._released)
 
     def schedule(self, delay: float = 0) -> None:
         """Plan soon; many changes in one reactor turn cause one plan."""
-        if self._pending is None or not self._pending.active():
-            self._pending = self._clock.callLater(delay, self.plan)
+        if delay > 0:
+            self._clock.callLater(delay, self.schedule)
+        elif self._pending is None or not self._pending.active():
+            self._pending = self._clock.callLater(0, self.plan)
 
     def plan(self) -> None:
         now = self._clock.seconds()
-        entries = self._registry.catalog()
+        listed = self._registry.file_count()
         for record in list(self._registry.secondaries.values()):
             if not record.catalogComplete:
                 continue
-            busy = sum(1 for (sid, _) in self.inProgress if sid == record.id)
-            for entry in entries:
-                if busy >= self._perSecondary:
-                    break
-                key = (record.id, entry.info.name)
-                if (
-                    entry.info.name in record.files
-                    or key in self.inProgress
-                    or self._retryAfter.get(key, 0) > now
-                    or not entry.holders
-                ):
-                    continue
-                self._ask(record, entry.info, entry.holders)
-                busy += 1
+            self._retry_due(record.id, now)
+            room = self._perSecondary - len(self._copying.get(record.id, ()))
+            if room > 0 and record.listed_held < listed:
+                self._plan_for(record, room)
 
-    def backlog(self) -> int:
-        """Copies still needed: (secondary, file) pairs a live holder could fill."""
-        entries = [e for e in self._registry.catalog() if e.holders]
-        return sum(
-            1
-            for record in self._registry.secondaries.values()
-            if record.catalogComplete
-            for entry in entries
-            if entry.info.name not in record.files
+    def _plan_for(self, record: SecondaryRecord, room: int) -> None:
+        rid = record.id
+        cursor = self._cursor.get(rid)
+        revisit = self._revisit.pop(rid, set())
+        for name in sorted(revisit):
+            if room == 0:
+                self._again(rid, name)
+            elif cursor is not None and name <= cursor:
+                entry = self._registry.index.get(name)
+                if entry is not None and self._wanted(record, entry):
+                    self._ask(record, entry)
+                    room -= 1
+        reached = cursor
+        for entry in self._registry.names_after(cursor):
+            if room == 0:
+                break
+            reached = entry.name
+            if self._wanted(record, entry):
+                self._ask(record, entry)
+                room -= 1
+        if reached != cursor:
+            self._move(rid, reached)
+
+    def _wanted(self, record: SecondaryRecord, entry: NameEntry) -> bool:
+        name = entry.name
+        return (
+            entry.listed
+            and name not in record.files
+            and (record.id, name) not in self.inProgress
+            and name not in self._retrying.get(record.id, ())
         )
 
-    def _ask(
-        self, record: SecondaryRecord, info: Any, holders: list[SecondaryRecord]
-    ) -> None:
+    def _retry_due(self, rid: str, now: float) -> None:
+        retrying = self._retrying.get(rid)
+        if not retrying:
+            return
+        for name, when in list(retrying.items()):
+            if when <= now:
+                del retrying[name]
+                self._again(rid, name)
+
+    def _again(self, rid: str, name: str) -> None:
+        """Look at C{name} again for C{rid} if its walk went past it."""
+        cursor = self._cursor.get(rid)
+        if cursor is None or name > cursor:
+            return
+        revisit = self._revisit.setdefault(rid, set())
+        revisit.add(name)
+        if len(revisit) > REVISIT_KEPT:
+            first = min(revisit)
+            del self._revisit[rid]
+            self._move(rid, self._registry.index.before(first))
+
+    def _move(self, rid: str, cursor: str | None) -> None:
+        old = self._cursor.pop(rid, None)
+        if old is not None:
+            self._cursors.remove((old, rid))
+        if cursor is not None:
+            self._cursor[rid] = cursor
+            self._cursors.add((cursor, rid))
+
+    def _listed(self, name: str) -> None:
+        secondaries = self._registry.secondaries
+        passed = [rid for _, rid in self._cursors.irange(minimum=(name,))]
+        for rid in passed:
+            record = secondaries.get(rid)
+            if record is None or name not in record.files:
+                self._again(rid, name)
+
+    def _released(self, record: SecondaryRecord, name: str) -> None:
+        self._again(record.id, name)
+
+    def backlog(self) -> int:
+        """Copies still needed: (secondary, file) pairs a live holder could fill.
+
+        O(secondaries): the index counts the listed names each one holds.
+        """
+        listed = self._registry.file_count()
+        return sum(
+            listed - record.listed_held
+            for record in self._registry.secondaries.values()
+            if record.catalogComplete
+        )
+
+    def _ask(self, record: SecondaryRecord, entry: NameEntry) -> None:
+        info, holders = entry.info, entry.holders()
         self.inProgress[(record.id, info.name)] = info.sha256
+        self._copying.setdefault(record.id, set()).add(info.name)
         self.log.info(
             "asking {target} to copy {name} from {sources}",
             target=record.name,
@@ -103,8 +193,10 @@ class ReplicationPlanner:
         key = (record.id, name)
         if self.inProgress.pop(key, None) is None:
             return
+        self._copying[record.id].discard(name)
         if ok:
             self.log.info("{target} now holds {name}", target=record.name, name=name)
+            self._again(record.id, name)
         else:
             self.log.warn(
                 "{target} could not copy {name}: {reason}; retrying in {delay}s",
@@ -113,12 +205,16 @@ class ReplicationPlanner:
                 reason=reason,
                 delay=self._retryDelay,
             )
-            self._retryAfter[key] = self._clock.seconds() + self._retryDelay
+            retry_at = self._clock.seconds() + self._retryDelay
+            self._retrying.setdefault(record.id, {})[name] = retry_at
             self.schedule(self._retryDelay)
         self.schedule()
 
     def forget(self, record: SecondaryRecord) -> None:
         """C{record} disconnected: its copies in progress are void."""
-        for key in [key for key in self.inProgress if key[0] == record.id]:
-            del self.inProgress[key]
+        rid = record.id
+        for name in self._copying.pop(rid, ()):
+            del self.inProgress[(rid, name)]
+        self._move(rid, None)
+        self._revisit.pop(rid, None)
         self.schedule()

@@ -1,21 +1,24 @@
 """The central's soft state: live secondaries and the catalog merged from theirs.
 
 Nothing here is persisted: after a central restart the secondaries register
-again and report their files, which rebuilds it all. Replicas of a name count
-as one source set only if their ``(size, sha256, root)`` agree; when they
-disagree, the content most live secondaries hold is served and the conflict
-is logged, so bytes of different contents are never mixed.
+again and report their files, which rebuilds it all. Every change updates the
+catalog index (L{redesdl.central.catalog_index}) in place, never rebuilding
+it. Replicas of a name count as one source set only if their
+``(size, sha256, root)`` agree; when they disagree, the content most live
+secondaries hold is served and the conflict is logged, so bytes of different
+contents are never mixed. A name nobody holds leaves the catalog.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.logger import Logger
 
+from redesdl.central.catalog_index import CatalogIndex, NameEntry
 from redesdl.manifest import FileInfo
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.sources import SourceAddress
@@ -40,6 +43,8 @@ class SecondaryRecord:
     suspect: set[str] = field(default_factory=set)
     #: True once the secondary said its initial catalog is all reported.
     catalogComplete: bool = False
+    #: How many listed names it holds (any content), kept by the index.
+    listed_held: int = 0
 
     @property
     def address(self) -> SourceAddress:
@@ -57,6 +62,11 @@ class CatalogEntry:
         return {**self.info.to_wire(), "sources": len(self.holders)}
 
 
+#: Names whose holders all disconnected, remembered so that ``locate`` says
+#: ``no_source`` (they may come back) rather than ``not_found``; oldest first out.
+ORPHANS_KEPT = 1 << 20
+
+
 class Registry:
     """Who is registered, what each holds, and which content each name serves."""
 
@@ -64,9 +74,11 @@ class Registry:
 
     def __init__(self) -> None:
         self.secondaries: dict[str, SecondaryRecord] = {}
+        self.index = CatalogIndex()
+        self._by_name: dict[str, SecondaryRecord] = {}
         #: Ids of every secondary ever registered, to log a return as such.
         self._seen: set[str] = set()
-        self._known: dict[str, FileInfo] = {}
+        self._orphans: dict[str, FileInfo] = {}
         self._reportedConflicts: set[tuple[str, frozenset[tuple[int, str, str]]]] = (
             set()
         )
@@ -74,14 +86,19 @@ class Registry:
 
     def register(self, record: SecondaryRecord) -> SecondaryRecord | None:
         """Add C{record}; return the older record of the same id it replaces."""
-        for other in self.secondaries.values():
-            if other.name == record.name and other.id != record.id:
-                raise ProtocolError(
-                    "name_taken",
-                    f"a secondary named {record.name!r} is already registered",
-                )
+        other = self._by_name.get(record.name)
+        if other is not None and other.id != record.id:
+            raise ProtocolError(
+                "name_taken",
+                f"a secondary named {record.name!r} is already registered",
+            )
         previous = self.secondaries.get(record.id)
+        if previous is not None:
+            self._forget(previous)
         self.secondaries[record.id] = record
+        self._by_name[record.name] = record
+        for info in record.files.values():
+            self._hold(record, info)
         if previous is not None:
             again = ", replacing its older connection"
         elif record.id in self._seen:
@@ -104,13 +121,20 @@ class Registry:
         """Forget C{record} unless a newer registration replaced it already."""
         if self.secondaries.get(record.id) is record:
             del self.secondaries[record.id]
+            self._forget(record)
             self.log.info("secondary {name} is gone", name=record.name)
             self._changed()
 
     def addFiles(self, record: SecondaryRecord, infos: list[FileInfo]) -> None:
+        live = self._is_live(record)
         for info in infos:
+            old = record.files.get(info.name)
             record.files[info.name] = info
-            self._known[info.name] = info
+            if not live or (old is not None and old.content == info.content):
+                continue
+            if old is not None:
+                self.index.remove(record, old)
+            self._hold(record, info)
         self._changed()
 
     def catalogDone(self, record: SecondaryRecord) -> None:
@@ -119,47 +143,48 @@ class Registry:
 
     def suspect(self, record: SecondaryRecord, name: str) -> None:
         """Stop offering C{record}'s copy of C{name} until it is checked."""
-        record.suspect.add(name)
+        if name not in record.suspect:
+            record.suspect.add(name)
+            self._suspicion(record, name, 1)
         self._changed()
 
     def cleared(self, record: SecondaryRecord, name: str) -> None:
         """C{record} checked its copy of C{name}; offer it again if it still has it."""
-        record.suspect.discard(name)
+        if name in record.suspect:
+            self._suspicion(record, name, -1)
+            record.suspect.discard(name)
         self._changed()
 
     def byName(self, name: str) -> SecondaryRecord | None:
-        for record in self.secondaries.values():
-            if record.name == name:
-                return record
-        return None
+        return self._by_name.get(name)
 
     def removeFiles(self, record: SecondaryRecord, names: list[str]) -> None:
+        live = self._is_live(record)
         for name in names:
-            record.files.pop(name, None)
+            info = record.files.pop(name, None)
+            if info is not None and live:
+                self.index.remove(record, info)
         self._changed()
 
     def entry(self, name: str) -> CatalogEntry | None:
         """The content served under C{name} and its live holders."""
-        groups: dict[tuple[int, str, str], list[SecondaryRecord]] = {}
-        for record in self.secondaries.values():
-            info = record.files.get(name)
-            if info is not None:
-                groups.setdefault(info.content, []).append(record)
-        if not groups:
-            known = self._known.get(name)
-            return None if known is None else CatalogEntry(known, [])
-        content, holders = max(
-            groups.items(), key=lambda item: (len(item[1]), item[0][1])
-        )
-        trusted = [record for record in holders if name not in record.suspect]
-        if len(groups) > 1:
-            self._reportConflict(name, groups, content)
-        return CatalogEntry(holders[0].files[name], trusted)
+        found = self.index.get(name)
+        if found is None:
+            orphan = self._orphans.get(name)
+            return None if orphan is None else CatalogEntry(orphan, [])
+        return CatalogEntry(found.info, found.holders())
+
+    def names_after(self, name: str | None) -> Iterator[NameEntry]:
+        """Listed names in order after C{name}: O(log n) to start, O(1) a step."""
+        return self.index.after(name)
+
+    def file_count(self) -> int:
+        """How many names are listed (served by at least one trusted holder)."""
+        return len(self.index)
 
     def catalog(self) -> list[CatalogEntry]:
-        names = set(self._known)
-        entries = (self.entry(name) for name in sorted(names))
-        return [entry for entry in entries if entry is not None]
+        """Every listed name (a whole walk: for tests and the console only)."""
+        return [CatalogEntry(e.info, e.holders()) for e in self.index.after(None)]
 
     def locate(self, name: str) -> CatalogEntry:
         """The entry for C{name} with at least one holder, or a typed error."""
@@ -169,6 +194,35 @@ class Registry:
         if not entry.holders:
             raise ProtocolError("no_source", f"no live secondary holds {name!r}")
         return entry
+
+    def _is_live(self, record: SecondaryRecord) -> bool:
+        # A replaced record's connection may still speak before it closes.
+        return self.secondaries.get(record.id) is record
+
+    def _hold(self, record: SecondaryRecord, info: FileInfo) -> None:
+        self._orphans.pop(info.name, None)
+        entry = self.index.add(record, info)
+        if len(entry.contents) > 1:
+            groups = {
+                content: list(copies.holders.values())
+                for content, copies in entry.contents.items()
+            }
+            self._reportConflict(info.name, groups, entry.info.content)
+
+    def _forget(self, record: SecondaryRecord) -> None:
+        """Take C{record}'s files out of the index; names left unheld are orphans."""
+        if self._by_name.get(record.name) is record:
+            del self._by_name[record.name]
+        for info in record.files.values():
+            if self.index.remove(record, info):
+                self._orphans[info.name] = info
+        while len(self._orphans) > ORPHANS_KEPT:
+            del self._orphans[next(iter(self._orphans))]
+
+    def _suspicion(self, record: SecondaryRecord, name: str, change: int) -> None:
+        info = record.files.get(name)
+        if info is not None and self._is_live(record):
+            self.index.suspicion(record, info, change)
 
     def _reportConflict(
         self,
