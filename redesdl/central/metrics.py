@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def central_metrics(factory: CentralFactory) -> Iterable[Metric]:
     registry, admission = factory.registry, factory.admission
-    files = factory.stats.data["files"].values()
+    totals = factory.stats.totals
     return families(
         [
             (GAUGE, "redesdl_central_secondaries",
@@ -32,13 +32,13 @@ def central_metrics(factory: CentralFactory) -> Iterable[Metric]:
              "Client downloads waiting for a slot.", len(admission.waiting)),
             (COUNTER, "redesdl_central_downloads_completed",
              "Downloads clients reported complete and verified.",
-             sum(entry["completed"] for entry in files)),
+             totals["completed"]),
             (COUNTER, "redesdl_central_downloads_failed",
              "Downloads clients reported failed.",
-             sum(entry["failed"] for entry in files)),
+             totals["failed"]),
             (COUNTER, "redesdl_central_downloaded_bytes",
              "Bytes clients reported fetching, completed or not.",
-             sum(entry["bytes"] for entry in files)),
+             totals["bytes"]),
             (GAUGE, "redesdl_central_replication_backlog_copies",
              "Copies still needed for every secondary to hold every file.",
              factory.planner.backlog()),

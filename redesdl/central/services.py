@@ -17,7 +17,8 @@ from twisted.logger import Logger
 from redesdl.central.admission import AdmissionQueue, SlotRequest
 from redesdl.central.planner import ReplicationPlanner
 from redesdl.central.registry import Registry, SecondaryRecord
-from redesdl.central.stats import CentralStats, printable
+from redesdl.central.stats import CentralStats
+from redesdl.printable import printable
 from redesdl.protocol.auth import ClusterSecret
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.sources import parse_host_port

@@ -47,13 +47,6 @@ fresh_central_stats = StatsShape(
 )
 
 
-def printable(text: str) -> str:
-    """C{text} with control characters escaped, safe for a log or a terminal."""
-    return "".join(
-        c if 32 <= ord(c) < 0x7F or ord(c) > 0x9F else f"\\x{ord(c):02x}" for c in text
-    )
-
-
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -64,6 +57,12 @@ class CentralStats:
     def __init__(self, stats: StatsFile) -> None:
         self.file = stats
         self.data = stats.data
+        #: Downloads completed, failed and bytes fetched, over every file: kept
+        #: as reports arrive, so a metrics scrape reads them in O(1).
+        self.totals = {"completed": 0, "failed": 0, "bytes": 0}
+        for entry in self.data["files"].values():
+            for key in self.totals:
+                self.totals[key] += entry[key]
 
     def mayUseClientName(self, client: str, token: str) -> bool:
         """False if C{client} is owned by a token other than C{token}.
@@ -93,7 +92,7 @@ class CentralStats:
         per_client = self.data["clients"].setdefault(
             client, {"completed": 0, "failed": 0, "bytes": 0}
         )
-        for entry in (per_file, per_client):
+        for entry in (per_file, per_client, self.totals):
             entry["completed" if ok else "failed"] += 1
             entry["bytes"] += fetched
         if not ok:
