@@ -102,7 +102,9 @@ class FakeCentral:
     def catalog_page(self, request: wire.ListFiles) -> wire.Catalog:
         return wire.Catalog(request.id, (wire.CatalogEntry(INFO, 1),), False)
 
-    def locate(self, request: wire.Locate, ticket_holder: str | None) -> wire.Located:
+    def locate(
+        self, request: wire.Locate, ticket_holder: str | None, requester: str
+    ) -> wire.Located:
         info = {"a.bin": INFO, "b.bin": OTHER}.get(request.name)
         if info is None:
             raise ProtocolError("not_found", "no such file")

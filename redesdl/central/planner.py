@@ -25,6 +25,7 @@ from twisted.logger import Logger
 
 from redesdl.central.catalog_index import NameEntry
 from redesdl.central.registry import Registry, SecondaryRecord
+from redesdl.central.sampling import MAX_REPLICATION_SOURCES, some_holders
 from redesdl.protocol.tickets import REPLICATION_TICKET_LIFETIME
 from redesdl.protocol.wire import Replicate, Ticket
 
@@ -172,7 +173,8 @@ class ReplicationPlanner:
         )
 
     def _ask(self, record: SecondaryRecord, entry: NameEntry) -> None:
-        info, holders = entry.info, entry.holders()
+        info = entry.info
+        holders = some_holders(entry.holders(), record.name, MAX_REPLICATION_SOURCES)
         self.inProgress[(record.id, info.name)] = info.sha256
         self._copying.setdefault(record.id, set()).add(info.name)
         self.log.info(

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from redesdl.central.admission import AdmissionQueue, SlotRequest
 from redesdl.central.planner import ReplicationPlanner
 from redesdl.central.registry import Registry, SecondaryRecord
+from redesdl.central.sampling import MAX_LOCATED_SOURCES, some_holders
 from redesdl.central.stats import CentralStats
 from redesdl.printable import printable
 from redesdl.protocol.auth import ClusterSecret
@@ -117,7 +118,9 @@ class CentralServices:
             page.append(CatalogEntry(entry.info, entry.sources))
         return Catalog(request.id, tuple(page), more)
 
-    def locate(self, request: Locate, ticket_holder: str | None) -> Located:
+    def locate(
+        self, request: Locate, ticket_holder: str | None, requester: str
+    ) -> Located:
         entry = self.registry.locate(request.name)
         registered = len(self.registry.secondaries)
         if registered < self.minSecondaries:
@@ -129,7 +132,8 @@ class CentralServices:
         ticket = None
         if ticket_holder is not None:
             ticket = self.ticketFor(entry.info.sha256, ticket_holder)
-        sources = tuple(holder.address for holder in entry.holders)
+        holders = some_holders(entry.holders, requester, MAX_LOCATED_SOURCES)
+        sources = tuple(holder.address for holder in holders)
         return Located(request.id, entry.info, sources, ticket)
 
     def in_catalog(self, name: str) -> bool:

@@ -307,7 +307,7 @@ def locate_as_downloader(
 
 def _locate(core: SessionCore, message: Locate, holder: str | None) -> None:
     try:
-        located = core.central.locate(message, holder)
+        located = core.central.locate(message, holder, core.name)
     except ProtocolError as e:
         core.connection.refuse(message.TYPE, e, message.id)
         return

@@ -82,8 +82,11 @@ class Central(Protocol):
 
     def catalog_page(self, request: ListFiles) -> Catalog: ...
 
-    def locate(self, request: Locate, ticket_holder: str | None) -> Located:
-        """Sources of a file, with a ticket for C{ticket_holder} if not None."""
+    def locate(
+        self, request: Locate, ticket_holder: str | None, requester: str
+    ) -> Located:
+        """Sources of a file for C{requester} (a bounded sample of its
+        holders), with a ticket for C{ticket_holder} if not None."""
 
     def in_catalog(self, name: str) -> bool: ...
 
