@@ -132,9 +132,20 @@ def test_central_and_secondary_consoles(
     cluster: LocalCluster, sessions: list[PtySession], tmp_path: Path
 ) -> None:
     result = cluster.client(
-        "--name", "bob", "get", "clip.bin", "-o", str(tmp_path / "c.bin")
+        "--name", "bob", "get", "clip.bin", "-o", str(tmp_path / "c.bin"), "--json"
     )
     assert result.returncode == 0, result.stderr
+    # Which secondaries served bob depends on timing: reopen one that did,
+    # once its saved statistics say so.
+    served = sorted(
+        name for name, count in json.loads(result.stdout)["sources"].items() if count
+    )
+    number = int(served[0].removeprefix("s"))
+    wait_until(
+        lambda: "bob" in (cluster.root / f"s{number}" / "stats.json").read_text(),
+        10,
+        f"s{number}'s statistics to mention bob",
+    )
     central = PtySession(
         [
             str(BIN / "twistd"),
@@ -174,9 +185,9 @@ def test_central_and_secondary_consoles(
             "--central",
             cluster.central_address,
             "--data",
-            str(cluster.data(1)),
+            str(cluster.data(number)),
             "--state-dir",
-            str(cluster.root / "s1"),
+            str(cluster.root / f"s{number}"),
             "--name",
             "s1-again",
         ]
