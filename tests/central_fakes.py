@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from redesdl.machines.central_session import (
-    MACHINE,
-    CentralSession,
-    SessionCore,
-    state_of,
-)
+from redesdl.machines.central_session import MACHINE, CentralSession, SessionCore
+from redesdl.machines.rules import state_of
 from redesdl.manifest import FileInfo
 from redesdl.protocol import wire
 from redesdl.protocol.auth import ClusterSecret

@@ -17,6 +17,7 @@ from hypothesis.stateful import (
 
 from redesdl.machines import central_link
 from redesdl.machines.central_link import MACHINE, STATES, LinkCore, LinkInputs
+from redesdl.machines.rules import state_of
 from redesdl.protocol.auth import ClusterSecret
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.wire import (
@@ -94,11 +95,6 @@ def new_link(secret: ClusterSecret | None) -> tuple[LinkInputs, LinkCore, Record
     core = LinkCore(world, hello, secret, heartbeat_timeout=15.0)
     world.core = core
     return MACHINE(core), core, world
-
-
-def state_of(machine: LinkInputs) -> str:
-    # Automat keeps the current state private; tests may look.
-    return machine.__automat_transitioner__._state.name  # type: ignore[attr-defined]
 
 
 def link_in(state: str, secret: ClusterSecret | None = SECRET) -> Any:

@@ -27,6 +27,7 @@ from redesdl.machines.chunk_session import (
     WRITE_BUDGET,
     SessionCore,
 )
+from redesdl.machines.rules import state_of
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.wire import (
     ChunkHeader,
@@ -203,10 +204,6 @@ def new_session() -> tuple[Any, RecordingVerbs, SessionCore]:
     )
     verbs.session = MACHINE(core)
     return verbs.session, verbs, core
-
-
-def state_of(session: Any) -> str:
-    return session.__automat_transitioner__._state.name
 
 
 def hello(i: int = 1) -> ClientHello:

@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.python.filepath import FilePath
 
 from redesdl.manifest import MIN_CHUNK_SIZE
 from redesdl.protocol.codec import encode
@@ -18,9 +16,8 @@ from redesdl.protocol.wire import PROTOCOL_VERSION
 from redesdl.secondary.chunkserver import ChunkServerFactory
 from redesdl.secondary.index import DataIndex
 from redesdl.secondary.ratelimit import TokenBucket
-from redesdl.secondary.stats import SecondaryStats, fresh_secondary_stats
-from redesdl.stats import StatsFile
 
+from .secondaryparts import fresh_stats, scanned_index
 from .wire import send, take
 
 CONTENT = bytes(range(256)) * (MIN_CHUNK_SIZE // 256) + b"tail"
@@ -32,20 +29,8 @@ def served(tmp_path: Path) -> tuple[Any, StringTransport, DataIndex]:
     (data / "dir").mkdir(parents=True)
     (data / "dir" / "file").write_bytes(CONTENT)
     (tmp_path / "secret").write_bytes(b"do not serve")
-    index = DataIndex(
-        FilePath(str(data)),
-        FilePath(str(tmp_path / "index.json")),
-        lambda f, *a: succeed(f(*a)),
-    )
-    index.scan()
-    stats = SecondaryStats(
-        StatsFile(
-            FilePath(str(tmp_path / "stats.json")),
-            "test",
-            fresh_secondary_stats,
-            Clock(),
-        )
-    )
+    index = scanned_index(data, tmp_path / "index.json")
+    stats = fresh_stats(tmp_path / "stats.json")
     protocol = ChunkServerFactory(index, "s1", stats, clock=Clock()).buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)

@@ -24,21 +24,17 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import succeed
-from twisted.internet.task import Clock, LoopingCall, deferLater
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.internet.threads import deferToThread
-from twisted.python.filepath import FilePath
 
 from redesdl.devca import TestAuthority
 from redesdl.protocol.codec import encode
 from redesdl.protocol.wire import PROTOCOL_VERSION
 from redesdl.secondary.chunkserver import ChunkServerFactory
-from redesdl.secondary.index import DataIndex
-from redesdl.secondary.stats import SecondaryStats, fresh_secondary_stats
-from redesdl.stats import StatsFile
 from redesdl.tls import TLSConfig
 
 from .inprocess import eventually
+from .secondaryparts import fresh_stats, scanned_index
 
 MiB = 1024 * 1024
 #: Most a connection that never reads may cost the server.
@@ -83,20 +79,8 @@ async def server(
     data = tmp_path / "data"
     data.mkdir()
     (data / "big.bin").write_bytes(os.urandom(SIZE))
-    index = DataIndex(
-        FilePath(str(data)),
-        FilePath(str(tmp_path / "index.json")),
-        lambda f, *a: succeed(f(*a)),
-    )
-    index.scan()
-    stats = SecondaryStats(
-        StatsFile(
-            FilePath(str(tmp_path / "stats.json")),
-            "test",
-            fresh_secondary_stats,
-            Clock(),
-        )
-    )
+    index = scanned_index(data, tmp_path / "index.json")
+    stats = fresh_stats(tmp_path / "stats.json")
     factory = ChunkServerFactory(index, "s1", stats, clock=reactor)
     wrapped: Any = factory
     client_tls = None

@@ -17,10 +17,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.python.filepath import FilePath
 
 from redesdl.client.central import CentralConnection
 from redesdl.manifest import FileInfo, Manifest
@@ -31,11 +29,9 @@ from redesdl.protocol.sources import SourceAddress
 from redesdl.protocol.tickets import Tickets
 from redesdl.protocol.wire import PROTOCOL_VERSION
 from redesdl.secondary.chunkserver import ChunkServerFactory
-from redesdl.secondary.index import DataIndex
-from redesdl.secondary.stats import SecondaryStats, fresh_secondary_stats
-from redesdl.stats import StatsFile
 from redesdl.transfer.source import SourceConnection
 
+from .secondaryparts import fresh_stats, scanned_index
 from .test_central import A, Peer, make_factory, secondary
 from .wire import frames
 
@@ -241,15 +237,8 @@ def test_any_answer_to_the_central_challenge(sequence: list[dict[str, Any]]) -> 
 def chunk_server(folder: Path, tickets: bool) -> Any:
     (folder / "data").mkdir()
     (folder / "data" / "f").write_bytes(b"x" * 1000)
-    index = DataIndex(
-        FilePath(str(folder / "data")),
-        FilePath(str(folder / "index.json")),
-        lambda f, *a: succeed(f(*a)),
-    )
-    index.scan()
-    stats = SecondaryStats(
-        StatsFile(FilePath(str(folder / "s.json")), "t", fresh_secondary_stats, Clock())
-    )
+    index = scanned_index(folder / "data", folder / "index.json")
+    stats = fresh_stats(folder / "s.json")
     factory = ChunkServerFactory(
         index,
         "s1",

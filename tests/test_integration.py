@@ -16,16 +16,16 @@ from twisted.internet.defer import Deferred, succeed
 
 from redesdl.client.access import ClusterAccess
 from redesdl.client.central import connect_central
-from redesdl.client.errors import (
-    DestinationExistsError,
-    IntegrityError,
-    NoLiveSourceError,
-)
 from redesdl.client.job import GetJob
 from redesdl.endpoints import central_endpoint
 from redesdl.manifest import MIN_CHUNK_SIZE, build_manifest, chunk_size_for
 from redesdl.protocol.errors import RemoteError
 from redesdl.transfer.download import Download
+from redesdl.transfer.errors import (
+    DestinationExistsError,
+    IntegrityError,
+    NoLiveSourceError,
+)
 from redesdl.transfer.resume import save_state
 
 from .damage import rot

@@ -19,22 +19,19 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import deferLater
 from twisted.logger import formatEvent, globalLogPublisher
-from twisted.python.filepath import FilePath
 
 from redesdl.fsutil import write_private_file
 from redesdl.manifest import build_manifest
 from redesdl.protocol.codec import decode_body, encode
 from redesdl.secondary import tap as secondary_tap
 from redesdl.secondary.chunkserver import ChunkServerFactory
-from redesdl.secondary.index import DataIndex
-from redesdl.secondary.stats import SecondaryStats, fresh_secondary_stats
-from redesdl.stats import StatsFile
 
 from .inprocess import eventually
+from .secondaryparts import fresh_stats, scanned_index
 
 #: What the attacker wants the secondary to fetch and serve.
 PAYLOAD = b"attacker's file\n" * 1000
@@ -128,20 +125,8 @@ class Attack:
         self.evil = evil
 
     async def start(self, script: Script) -> None:
-        index = DataIndex(
-            FilePath(str(self.evil)),
-            FilePath(str(self.root / "evil-index.json")),
-            lambda f, *a: succeed(f(*a)),
-        )
-        await index.scan()
-        stats = SecondaryStats(
-            StatsFile(
-                FilePath(str(self.root / "evil-stats.json")),
-                "test",
-                fresh_secondary_stats,
-                Clock(),
-            )
-        )
+        index = scanned_index(self.evil, self.root / "evil-index.json")
+        stats = fresh_stats(self.root / "evil-stats.json")
         source = ChunkServerFactory(index, "evil", stats, clock=reactor)
         built = source.buildProtocol
 

@@ -17,11 +17,11 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.python.filepath import FilePath
 
-from redesdl.client.errors import DownloadError
 from redesdl.manifest import MIN_CHUNK_SIZE, Manifest, build_manifest
 from redesdl.secondary.index import DataIndex
 from redesdl.secondary.replication import Replicator
 from redesdl.transfer.download import Download
+from redesdl.transfer.errors import DownloadError
 
 from .inprocess import eventually, sha256_file
 from .rogue import FakeSecondary

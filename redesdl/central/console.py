@@ -10,7 +10,7 @@ import time
 
 from redesdl.central.protocol import CentralFactory
 from redesdl.console import CommandSet
-from redesdl.machines.central_session import state_of
+from redesdl.machines.rules import state_of
 
 
 def _ago(then: float) -> str:

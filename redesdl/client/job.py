@@ -16,12 +16,12 @@ from twisted.internet.task import deferLater
 
 from redesdl.client.access import ClusterAccess
 from redesdl.client.central import CentralConnection, connect_central
-from redesdl.client.reasons import describe_error
 from redesdl.client.stats import ClientStats
 from redesdl.manifest import FileInfo
 from redesdl.protocol.errors import RemoteError
 from redesdl.protocol.sources import SourceAddress
 from redesdl.transfer.download import Download
+from redesdl.transfer.reasons import describe_error
 from redesdl.transfer.result import DownloadResult
 
 

@@ -5,16 +5,10 @@ from __future__ import annotations
 from OpenSSL.SSL import Error as TLSError
 from twisted.internet import error as net_error
 
-from redesdl.client.errors import (
-    DownloadError,
-    IntegrityError,
-    NoLiveSourceError,
-    UserError,
-)
+from redesdl.client.errors import UserError
 from redesdl.protocol.errors import RemoteError
-from redesdl.transfer.reasons import describe_error, describe_tls_error
-
-__all__ = ["describe_error", "describe_tls_error", "exit_status", "explain"]
+from redesdl.transfer.errors import DownloadError, IntegrityError, NoLiveSourceError
+from redesdl.transfer.reasons import describe_error
 
 
 def explain(error: BaseException, central: str, file: str | None) -> str:

@@ -602,8 +602,3 @@ refuse_the_rest([closed], MESSAGE_INPUTS, closing)
 refuse_the_rest(ALL_STATES, EVENT_INPUTS, ignore)
 
 MACHINE = builder.build()
-
-
-def state_of(session: CentralSession) -> str:
-    """The name of the state C{session} is in (for consoles and tests)."""
-    return str(session.__automat_transitioner__._state.name)  # type: ignore[attr-defined]

@@ -13,6 +13,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 
+def state_of(machine: Any) -> str:
+    """The name of the state a built machine's instance is in.
+
+    Automat has no public way to ask; consoles and tests need it.
+    """
+    return str(machine.__automat_transitioner__._state.name)
+
+
 def refuse_the_rest(
     states: Iterable[Any],
     inputs: Iterable[Callable[..., Any]],

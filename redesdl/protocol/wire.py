@@ -46,12 +46,6 @@ def name(message: dict[str, Any], key: str) -> str:
     return validate_name(text(message, key))
 
 
-def optional_request_id(message: dict[str, Any]) -> int | None:
-    if message.get("id") is None:
-        return None
-    return count(message, "id")
-
-
 def version(message: dict[str, Any]) -> int:
     if message.get("version") != PROTOCOL_VERSION:
         raise ProtocolError("version", f"this peer speaks version {PROTOCOL_VERSION}")

@@ -29,7 +29,6 @@ from redesdl.machines.central_link import MACHINE, LinkCore, deliver
 from redesdl.manifest import Manifest
 from redesdl.protocol import wire
 from redesdl.protocol.auth import new_nonce
-from redesdl.protocol.complaints import COMPLAINTS, peer_host
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.wire import MAX_FILES_PER_MESSAGE
 from redesdl.secondary.index import IndexChanges
@@ -174,14 +173,8 @@ class CentralLinkProtocol(FrameProtocol, TimeoutMixin):
     def refuse_message(
         self, kind: str, error: ProtocolError, request_id: int | None
     ) -> None:
-        COMPLAINTS.complain(
-            peer_host(self.transport),
-            "refused {kind} from the central {peer}: {code}: {reason}",
-            kind=kind[:64],
-            code=error.code,
-            reason=error.message,
-        )
-        self.sendMessage(wire.Error(error.code, error.message, request_id))
+        self.complain_of_refusal(kind, error)
+        self.sendMessage(wire.Error.of(error, request_id))
 
     # -- What the secondary reports -----------------------------------------
 

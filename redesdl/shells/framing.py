@@ -95,6 +95,16 @@ class FrameProtocol(Protocol):
         self.sendMessage(Error.of(error))
         self.transport.loseConnection()
 
+    def complain_of_refusal(self, kind: str, error: ProtocolError) -> None:
+        """One log line (rate-limited per address) about a refused request."""
+        COMPLAINTS.complain(
+            peer_host(self.transport),
+            "refused {kind} from {peer}: {code}: {reason}",
+            kind=kind[:64],
+            code=error.code,
+            reason=error.message,
+        )
+
     def messageReceived(self, message: Message) -> None:
         raise NotImplementedError
 

@@ -124,16 +124,6 @@ class MessageProtocol(FrameProtocol):
             self.complain_of_refusal(kind, error)
         self.sendMessage(Error.of(error, request_id))
 
-    def complain_of_refusal(self, kind: str, error: ProtocolError) -> None:
-        """One log line (rate-limited per address) about a refused request."""
-        COMPLAINTS.complain(
-            peer_host(self.transport),
-            "refused {kind} from {peer}: {code}: {reason}",
-            kind=kind[:64],
-            code=error.code,
-            reason=error.message,
-        )
-
     def closeSilent(self, seconds: float) -> None:
         """Hang up on a peer silent for C{seconds}; say so, rate-limited."""
         COMPLAINTS.complain(
