@@ -9,21 +9,28 @@ no hidden components (they hold our staging area), no control characters
 
 from __future__ import annotations
 
+import re
+
 from redesdl.protocol.errors import ProtocolError
 
 MAX_NAME_LENGTH = 1024
+
+_FORBIDDEN_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f\\\ud800-\udfff]")
+#: An empty, ".", ".." or hidden component: each starts at "/" or the start.
+_DUBIOUS_COMPONENT = re.compile(r"(?:^|/)(?:\.|/|$)")
 
 
 def name_problem(name: str) -> str | None:
     """Say why C{name} is not a valid file name, or return None if it is."""
     if not name or len(name) > MAX_NAME_LENGTH:
         return f"a name must have 1 to {MAX_NAME_LENGTH} characters"
-    if any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F or c == "\\" for c in name):
+    bad = _FORBIDDEN_CHARACTER.search(name)
+    if bad is not None:
+        if "\ud800" <= bad.group() <= "\udfff":
+            return "a name must be valid UTF-8"
         return "a name may not contain control characters or backslashes"
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return "a name must be valid UTF-8"
+    if _DUBIOUS_COMPONENT.search(name) is None:
+        return None
     for part in name.split("/"):
         if part in ("", ".", ".."):
             return "a name is a relative path without empty, '.' or '..' parts"

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, Cooperator
 
 from redesdl.central.metrics import central_metrics
 from redesdl.central.protocol import CentralFactory
-from redesdl.central.registry import Registry, SecondaryRecord
+from redesdl.central.registry import FORGET_SLICE, Registry, SecondaryRecord
 from redesdl.central.services import LIST_PAGE_BYTES
 from redesdl.manifest import FileInfo
 from redesdl.protocol.errors import ProtocolError
-from redesdl.protocol.wire import MAX_FILES_PER_MESSAGE, ListFiles
+from redesdl.protocol.wire import MAX_FILES_PER_MESSAGE, ListFiles, compact_json
 
 from .test_central import client, make_factory, secondary
 
@@ -177,12 +178,29 @@ def test_a_page_keeps_the_byte_budget(factory: CentralFactory) -> None:
     long_names = [info(f"{i:03d}-" + "x" * 1000) for i in range(200)]
     registry.addFiles(s1, long_names)
     page = factory.catalog_page(ListFiles(1, None))
-    sizes = [len(json.dumps(e.to_wire())) for e in page.files]
+    sizes = [len(compact_json(e.to_wire())) + 1 for e in page.files]
     assert page.more and sum(sizes) <= LIST_PAGE_BYTES
     assert sum(sizes) + sizes[0] > LIST_PAGE_BYTES
-    for entry in registry.names_after(None):
-        wire = {**entry.info.to_wire(), "sources": entry.sources}
-        assert entry.wire_size() == len(json.dumps(wire))
+
+
+def test_a_page_reuses_each_entrys_json_until_the_entry_changes(
+    factory: CentralFactory,
+) -> None:
+    registry = factory.registry
+    s1, s2 = record("s1"), record("s2")
+    registry.register(s1)
+    registry.register(s2)
+    registry.addFiles(s1, [info("a"), info("b")])
+    first = factory.catalog_page(ListFiles(1, None))
+    assert json.loads(first.encode_body()) == first.to_wire()
+    again = factory.catalog_page(ListFiles(2, None))
+    assert [e.json for e in again.files] == [e.json for e in first.files]
+    assert again.files[0] is first.files[0]
+    registry.addFiles(s2, [info("a")])
+    later = factory.catalog_page(ListFiles(3, None))
+    assert [json.loads(e.json)["sources"] for e in later.files] == [2, 1]
+    assert later.files[1] is first.files[1]
+    assert json.loads(later.encode_body()) == later.to_wire()
 
 
 def _old_entry(registry: Registry, name: str) -> tuple[FileInfo, list[str]] | None:
@@ -202,15 +220,15 @@ def _old_entry(registry: Registry, name: str) -> tuple[FileInfo, list[str]] | No
 def test_the_index_agrees_with_a_rebuild_after_random_changes() -> None:
     rng = random.Random(11)
     registry = Registry()
-    pool = [record(f"s{i}") for i in range(5)]
+    pool = {f"s{i}": record(f"s{i}") for i in range(5)}
     files = [info(f"n{i}", sha) for i in range(12) for sha in "ab"]
     for step in range(3000):
-        who = rng.choice(pool)
+        who = pool[rng.choice(sorted(pool))]
         live = registry.secondaries.get(who.id) is who
         action = rng.random()
         if not live:
-            who.files.clear()
-            who.suspect.clear()
+            # A secondary that comes back is a new registration.
+            who = pool[who.name] = record(who.name)
             registry.register(who)
         elif action < 0.4:
             registry.addFiles(who, rng.sample(files, 3))
@@ -262,3 +280,33 @@ def test_a_full_listing_over_the_wire_reads_each_entry_about_once(
     assert listed == [f["name"] for f in wire]
     assert pages == -(-count // MAX_FILES_PER_MESSAGE)
     assert factory.registry.index.touched - before <= count + pages
+
+
+def test_a_gone_secondary_leaves_the_index_in_slices_and_its_return_is_kept() -> None:
+    turns: list[Callable[[], None]] = []  # what the reactor would run next
+    slices = Cooperator(
+        terminationPredicateFactory=lambda: lambda: True, scheduler=turns.append
+    )
+    registry = Registry(slices.cooperate)
+    library = names(5_000)
+    first, other = record("s1"), record("s2")
+    for who in (first, other):
+        registry.register(who)
+        registry.addFiles(who, library)
+    registry.unregister(first)
+    # Gone at once for clients, though its files still leave the index.
+    assert registry.locate(library[0].name).holders == [other]
+    back = record("s1")
+    registry.register(back)
+    registry.addFiles(back, library[:10])
+    ticks = 0
+    while turns:
+        before = registry.index.touched
+        turns.pop(0)()
+        assert registry.index.touched - before <= FORGET_SLICE
+        ticks += 1
+    assert ticks >= 5_000 // FORGET_SLICE
+    assert [sorted(h.name for h in e.holders) for e in registry.catalog()] == (
+        [["s1", "s2"]] * 10 + [["s2"]] * 4_990
+    )
+    assert back.listed_held == 10 and other.listed_held == 5_000

@@ -107,13 +107,14 @@ def test_the_planner_plans_what_the_rebuilding_one_did(
 
 def _replicating(count: int) -> tuple[Registry, SecondaryRecord, ReplicationPlanner]:
     registry = Registry()
+    planner = ReplicationPlanner(registry, Clock())
     holder, empty = record("s1"), record("s2")
     for who in (holder, empty):
         registry.register(who)
     registry.addFiles(holder, names(count))
     registry.catalogDone(holder)
     registry.catalogDone(empty)
-    return registry, empty, ReplicationPlanner(registry, Clock())
+    return registry, empty, planner
 
 
 def test_a_copy_that_ends_costs_a_few_entries_not_the_catalog() -> None:
@@ -151,3 +152,73 @@ def test_a_failed_copy_holds_back_no_other_plan() -> None:
         planner.finished(empty, name, True, "")
     clock.advance(10)
     assert first in {name for _, name in planner.inProgress}
+
+
+def test_a_copy_that_ends_visits_its_secondary_not_every_one() -> None:
+    clock = Clock()
+    registry = Registry()
+    planner = ReplicationPlanner(registry, clock)
+    holder = record("holder")
+    registry.register(holder)
+    registry.addFiles(holder, names(50))
+    registry.catalogDone(holder)
+    others = [record(f"s{i:04d}") for i in range(1000)]
+    for other in others:
+        registry.register(other)
+        registry.catalogDone(other)
+    clock.advance(0)
+    # Every secondary was woken once by its catalog and now copies two files.
+    assert len(planner.inProgress) == 2000
+    visits = planner.visits
+    name = sorted(n for sid, n in planner.inProgress if sid == others[500].id)[0]
+    registry.addFiles(others[500], [info(name)])
+    planner.finished(others[500], name, True, "")
+    clock.advance(0)
+    assert planner.visits - visits == 1
+    assert len(planner.inProgress) == 2000
+
+
+def test_a_long_walk_is_cut_into_turns_and_still_finds_the_gap() -> None:
+    clock = Clock()
+    registry = Registry()
+    planner = ReplicationPlanner(registry, clock)
+    holder, almost = record("holder"), record("almost")
+    for who in (holder, almost):
+        registry.register(who)
+    every = names(20_000)
+    registry.addFiles(holder, every)
+    registry.addFiles(almost, every[:-1])
+    registry.catalogDone(holder)
+    registry.catalogDone(almost)
+    turns = 0
+    while not planner.inProgress and turns < 100:
+        before = registry.index.touched
+        planner.plan()  # what one reactor turn runs
+        assert registry.index.touched - before <= planner_module.ENTRIES_PER_TURN + 1
+        turns += 1
+    assert planner.inProgress == {(almost.id, every[-1].name): every[-1].sha256}
+    assert turns >= 20_000 // planner_module.ENTRIES_PER_TURN
+
+
+def test_a_newly_listed_name_wakes_only_secondaries_with_room() -> None:
+    clock = Clock()
+    registry = Registry()
+    planner = ReplicationPlanner(registry, clock)
+    full = [record(f"full{i}") for i in range(3)]
+    busy = [record(f"busy{i}") for i in range(300)]
+    for who in full + busy:
+        registry.register(who)
+    registry.addFiles(full[0], names(10))
+    for who in full[1:]:
+        registry.addFiles(who, names(10))
+    for who in full + busy:
+        registry.catalogDone(who)
+    clock.advance(0)
+    assert {sid for sid, _ in planner.inProgress} == {b.id for b in busy}
+    visits = planner.visits
+    registry.addFiles(full[0], [info("zz-new")])
+    clock.advance(0)
+    # The two other full secondaries are asked; the busy ones are not visited.
+    assert planner.visits - visits == 2
+    asked = {sid for sid, name in planner.inProgress if name == "zz-new"}
+    assert asked == {full[1].id, full[2].id}

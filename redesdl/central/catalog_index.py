@@ -11,46 +11,36 @@ not under suspicion; a name nobody holds is dropped.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from sortedcontainers import SortedDict
 
 from redesdl.manifest import FileInfo
+from redesdl.protocol.wire import CatalogEntry
 
 if TYPE_CHECKING:
     from redesdl.central.registry import SecondaryRecord
 
 Content = tuple[int, str, str]
 
-#: What ``"sources": N`` adds to an entry's JSON after the file's own fields.
-_SOURCES_FIELD = len(', "sources": ')
-
 
 class Copies:
     """The live holders of one content of one name."""
 
-    __slots__ = ("_wire_size", "holders", "info", "suspects")
+    __slots__ = ("holders", "info", "suspects")
 
     def __init__(self, info: FileInfo) -> None:
         self.info = info
         self.holders: dict[str, SecondaryRecord] = {}
         #: How many of the holders have their copy under suspicion.
         self.suspects = 0
-        self._wire_size = -1
-
-    def wire_size(self) -> int:
-        """Bytes of the file's fields in a ``catalog`` entry, computed once."""
-        if self._wire_size < 0:
-            self._wire_size = len(json.dumps(self.info.to_wire()))
-        return self._wire_size
 
 
 class NameEntry:
     """One name: each content reported under it, and the one it serves."""
 
-    __slots__ = ("contents", "listed", "name", "served", "sources")
+    __slots__ = ("_wire", "contents", "listed", "name", "served", "sources")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -59,6 +49,7 @@ class NameEntry:
         #: Holders of the served content not under suspicion.
         self.sources = 0
         self.listed = False
+        self._wire: CatalogEntry | None = None
 
     @property
     def info(self) -> FileInfo:
@@ -70,12 +61,17 @@ class NameEntry:
         if self.served is None:
             return []
         name = self.name
-        return [h for h in self.served.holders.values() if name not in h.suspect]
+        return [
+            h
+            for h in self.served.holders.values()
+            if not h.gone and name not in h.suspect
+        ]
 
-    def wire_size(self) -> int:
-        """Bytes of this entry in a ``catalog`` page (its JSON object)."""
-        assert self.served is not None
-        return self.served.wire_size() + _SOURCES_FIELD + len(str(self.sources))
+    def wire(self) -> CatalogEntry:
+        """This name in a ``catalog`` page, built (and encoded) once per change."""
+        if self._wire is None:
+            self._wire = CatalogEntry(self.info, self.sources)
+        return self._wire
 
 
 class CatalogIndex:
@@ -115,8 +111,18 @@ class CatalogIndex:
         return None if at == 0 else self._listed.keys()[at - 1]
 
     def add(self, record: SecondaryRecord, info: FileInfo) -> NameEntry:
-        """C{record} now holds C{info} (it held no other content of that name)."""
+        """C{record} now holds C{info} (it held no other content of that name).
+
+        A gone record of the same secondary still listed as holding it (its
+        files are being taken out a slice at a time) is taken out first.
+        """
         entry = self._names.get(info.name)
+        if entry is not None:
+            copies = entry.contents.get(info.content)
+            stale = None if copies is None else copies.holders.get(record.id)
+            if stale is not None and stale is not record:
+                self.remove(stale, info)
+                entry = self._names.get(info.name)
         if entry is None:
             entry = self._names[info.name] = NameEntry(info.name)
         self.touched += 1
@@ -135,12 +141,10 @@ class CatalogIndex:
         """C{record} no longer holds C{info}; True if nobody holds the name now."""
         entry = self._names.get(info.name)
         copies = None if entry is None else entry.contents.get(info.content)
-        if (
-            entry is None
-            or copies is None
-            or copies.holders.pop(record.id, None) is None
-        ):
+        if copies is None or copies.holders.get(record.id) is not record:
             return False
+        assert entry is not None
+        del copies.holders[record.id]
         self.touched += 1
         if info.name in record.suspect:
             copies.suspects -= 1
@@ -160,7 +164,7 @@ class CatalogIndex:
         """C{record}'s copy of C{info} came under (+1) or out of (-1) suspicion."""
         entry = self._names.get(info.name)
         copies = None if entry is None else entry.contents.get(info.content)
-        if entry is None or copies is None or record.id not in copies.holders:
+        if copies is None or copies.holders.get(record.id) is not record:
             return
         self.touched += 1
         copies.suspects += change
@@ -173,8 +177,11 @@ class CatalogIndex:
             key=lambda c: (len(c.holders), c.info.sha256),
             default=None,
         )
-        entry.served = served
-        entry.sources = 0 if served is None else len(served.holders) - served.suspects
+        sources = 0 if served is None else len(served.holders) - served.suspects
+        if served is not entry.served or sources != entry.sources:
+            entry.served = served
+            entry.sources = sources
+            entry._wire = None
         listed = entry.sources > 0
         if listed == entry.listed:
             return

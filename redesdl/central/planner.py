@@ -12,6 +12,12 @@ copied, waiting for its retry, or in the secondary's small set of names to
 look at again (a name newly listed, a file it dropped, a copy that ended).
 A plan resumes each walk from its cursor, so a secondary walks the catalog
 once, not once per plan, and one that holds every listed name is skipped.
+
+A plan visits only the secondaries an event woke: one that finished its
+catalog, ended a copy, dropped a file or reached a retry's time, and, when a
+name is newly listed, those that had room left after their last walk. A plan
+reads at most L{ENTRIES_PER_TURN} index entries; a walk cut there goes on in
+the next reactor turn, so a big join never holds the reactor.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from redesdl.protocol.wire import Replicate, Ticket
 #: Names a secondary keeps to look at again; past this its cursor moves back
 #: before the first of them instead, so memory stays bounded.
 REVISIT_KEPT = 4096
+
+#: Index entries one plan may read before it yields the reactor.
+ENTRIES_PER_TURN = 2000
 
 
 class ReplicationPlanner:
@@ -65,30 +74,59 @@ class ReplicationPlanner:
         self._cursors = SortedList()
         #: ...and names up to the cursor to look at again.
         self._revisit: dict[str, set[str]] = {}
+        #: Secondaries the next plan visits, in the order they were woken...
+        self._woken: dict[str, None] = {}
+        #: ...and those whose last walk ended with room to copy more.
+        self._idle: set[str] = set()
         self._pending: IDelayedCall | None = None
-        registry.listeners.append(self.schedule)
+        #: Secondaries visited by plans so far, so tests can bound the work.
+        self.visits = 0
+        registry.on_catalog_done.append(self._completed)
         registry.index.on_listed.append(self._listed)
         registry.index.on_released.append(self._released)
 
-    def schedule(self, delay: float = 0) -> None:
+    def schedule(self) -> None:
         """Plan soon; many changes in one reactor turn cause one plan."""
-        if delay > 0:
-            self._clock.callLater(delay, self.schedule)
-        elif self._pending is None or not self._pending.active():
+        if self._pending is None or not self._pending.active():
             self._pending = self._clock.callLater(0, self.plan)
 
     def plan(self) -> None:
+        """Visit the secondaries woken since the last plan, within a budget."""
         now = self._clock.seconds()
         listed = self._registry.file_count()
-        for record in list(self._registry.secondaries.values()):
-            if not record.catalogComplete:
+        budget = ENTRIES_PER_TURN
+        while self._woken and budget > 0:
+            rid = next(iter(self._woken))
+            self.visits += 1
+            record = self._registry.secondaries.get(rid)
+            if record is None or not record.catalogComplete:
+                del self._woken[rid]
                 continue
-            self._retry_due(record.id, now)
-            room = self._perSecondary - len(self._copying.get(record.id, ()))
+            self._retry_due(rid, now)
+            room = self._perSecondary - len(self._copying.get(rid, ()))
             if room > 0 and record.listed_held < listed:
-                self._plan_for(record, room)
+                room, budget = self._plan_for(record, room, budget)
+                if budget <= 0 and room > 0:
+                    break
+            del self._woken[rid]
+            if room > 0:
+                self._idle.add(rid)
+            else:
+                self._idle.discard(rid)
+        if self._woken:
+            self.schedule()
 
-    def _plan_for(self, record: SecondaryRecord, room: int) -> None:
+    def _wake(self, rid: str) -> None:
+        self._woken[rid] = None
+        self.schedule()
+
+    def _completed(self, record: SecondaryRecord) -> None:
+        self._wake(record.id)
+
+    def _plan_for(
+        self, record: SecondaryRecord, room: int, budget: int
+    ) -> tuple[int, int]:
+        """Ask C{record} for up to C{room} copies; the room and budget left."""
         rid = record.id
         cursor = self._cursor.get(rid)
         revisit = self._revisit.pop(rid, set())
@@ -96,20 +134,23 @@ class ReplicationPlanner:
             if room == 0:
                 self._again(rid, name)
             elif cursor is not None and name <= cursor:
+                budget -= 1
                 entry = self._registry.index.get(name)
                 if entry is not None and self._wanted(record, entry):
                     self._ask(record, entry)
                     room -= 1
         reached = cursor
         for entry in self._registry.names_after(cursor):
-            if room == 0:
+            if room == 0 or budget <= 0:
                 break
+            budget -= 1
             reached = entry.name
             if self._wanted(record, entry):
                 self._ask(record, entry)
                 room -= 1
         if reached != cursor:
             self._move(rid, reached)
+        return room, budget
 
     def _wanted(self, record: SecondaryRecord, entry: NameEntry) -> bool:
         name = entry.name
@@ -156,9 +197,17 @@ class ReplicationPlanner:
             record = secondaries.get(rid)
             if record is None or name not in record.files:
                 self._again(rid, name)
+        for rid in self._idle:
+            record = secondaries.get(rid)
+            if record is not None and name not in record.files:
+                self._wake(rid)
 
     def _released(self, record: SecondaryRecord, name: str) -> None:
+        if record.gone:
+            return
         self._again(record.id, name)
+        if record.id in self._idle:
+            self._wake(record.id)
 
     def backlog(self) -> int:
         """Copies still needed: (secondary, file) pairs a live holder could fill.
@@ -209,8 +258,8 @@ class ReplicationPlanner:
             )
             retry_at = self._clock.seconds() + self._retryDelay
             self._retrying.setdefault(record.id, {})[name] = retry_at
-            self.schedule(self._retryDelay)
-        self.schedule()
+            self._clock.callLater(self._retryDelay, self._wake, record.id)
+        self._wake(record.id)
 
     def forget(self, record: SecondaryRecord) -> None:
         """C{record} disconnected: its copies in progress are void."""
@@ -219,4 +268,5 @@ class ReplicationPlanner:
             del self.inProgress[(rid, name)]
         self._move(rid, None)
         self._revisit.pop(rid, None)
-        self.schedule()
+        self._woken.pop(rid, None)
+        self._idle.discard(rid)

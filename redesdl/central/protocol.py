@@ -11,6 +11,7 @@ every connection shares (L{redesdl.central.services.CentralServices}).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall
@@ -18,6 +19,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
+from redesdl.central.registry import run_at_once
 from redesdl.central.services import SLOT_IDLE_TIMEOUT, CentralServices
 from redesdl.central.stats import CentralStats
 from redesdl.machines.central_session import INPUT_FOR_TYPE, MACHINE, SessionCore
@@ -151,6 +153,7 @@ class CentralFactory(TrackingFactory, CentralServices):
         limits: ConnectionLimits = DEFAULT_LIMITS,
         secret: ClusterSecret | None = None,
         slotIdleTimeout: float = SLOT_IDLE_TIMEOUT,
+        cooperate: Callable[[Iterator[None]], Any] = run_at_once,
     ) -> None:
         TrackingFactory.__init__(self, limits)
         CentralServices.__init__(
@@ -163,6 +166,7 @@ class CentralFactory(TrackingFactory, CentralServices):
             idle_timeout=idleTimeout,
             slot_idle_timeout=slotIdleTimeout,
             secret=secret,
+            cooperate=cooperate,
         )
         self.heartbeatTimeout = heartbeatTimeout
         self.idleTimeout = idleTimeout

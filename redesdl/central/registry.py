@@ -45,6 +45,9 @@ class SecondaryRecord:
     catalogComplete: bool = False
     #: How many listed names it holds (any content), kept by the index.
     listed_held: int = 0
+    #: True once unregistered or replaced: no longer offered, while its files
+    #: leave the index a slice at a time.
+    gone: bool = False
 
     @property
     def address(self) -> SourceAddress:
@@ -66,13 +69,27 @@ class CatalogEntry:
 #: ``no_source`` (they may come back) rather than ``not_found``; oldest first out.
 ORPHANS_KEPT = 1 << 20
 
+#: Index updates between two yields when a gone secondary's files leave it.
+FORGET_SLICE = 256
+
+
+def run_at_once(work: Iterator[None]) -> None:
+    """Do all of C{work} now: the registry's default way to run a big job."""
+    for _ in work:
+        pass
+
 
 class Registry:
     """Who is registered, what each holds, and which content each name serves."""
 
     log = Logger()
 
-    def __init__(self) -> None:
+    def __init__(
+        self, cooperate: Callable[[Iterator[None]], Any] = run_at_once
+    ) -> None:
+        #: Runs a big job (a gone secondary's files leaving the index) in
+        #: slices: the central passes L{twisted.internet.task.cooperate}.
+        self._cooperate = cooperate
         self.secondaries: dict[str, SecondaryRecord] = {}
         self.index = CatalogIndex()
         self._by_name: dict[str, SecondaryRecord] = {}
@@ -82,7 +99,8 @@ class Registry:
         self._reportedConflicts: set[tuple[str, frozenset[tuple[int, str, str]]]] = (
             set()
         )
-        self.listeners: list[Callable[[], None]] = []
+        #: Called with a secondary that said its initial catalog is all sent.
+        self.on_catalog_done: list[Callable[[SecondaryRecord], None]] = []
 
     def register(self, record: SecondaryRecord) -> SecondaryRecord | None:
         """Add C{record}; return the older record of the same id it replaces."""
@@ -114,7 +132,6 @@ class Registry:
             boot=record.boot,
             again=again,
         )
-        self._changed()
         return previous
 
     def unregister(self, record: SecondaryRecord) -> None:
@@ -123,7 +140,6 @@ class Registry:
             del self.secondaries[record.id]
             self._forget(record)
             self.log.info("secondary {name} is gone", name=record.name)
-            self._changed()
 
     def addFiles(self, record: SecondaryRecord, infos: list[FileInfo]) -> None:
         live = self._is_live(record)
@@ -135,25 +151,24 @@ class Registry:
             if old is not None:
                 self.index.remove(record, old)
             self._hold(record, info)
-        self._changed()
 
     def catalogDone(self, record: SecondaryRecord) -> None:
         record.catalogComplete = True
-        self._changed()
+        if self._is_live(record):
+            for listener in list(self.on_catalog_done):
+                listener(record)
 
     def suspect(self, record: SecondaryRecord, name: str) -> None:
         """Stop offering C{record}'s copy of C{name} until it is checked."""
         if name not in record.suspect:
             record.suspect.add(name)
             self._suspicion(record, name, 1)
-        self._changed()
 
     def cleared(self, record: SecondaryRecord, name: str) -> None:
         """C{record} checked its copy of C{name}; offer it again if it still has it."""
         if name in record.suspect:
             self._suspicion(record, name, -1)
             record.suspect.discard(name)
-        self._changed()
 
     def byName(self, name: str) -> SecondaryRecord | None:
         return self._by_name.get(name)
@@ -164,7 +179,6 @@ class Registry:
             info = record.files.pop(name, None)
             if info is not None and live:
                 self.index.remove(record, info)
-        self._changed()
 
     def entry(self, name: str) -> CatalogEntry | None:
         """The content served under C{name} and its live holders."""
@@ -210,14 +224,26 @@ class Registry:
             self._reportConflict(info.name, groups, entry.info.content)
 
     def _forget(self, record: SecondaryRecord) -> None:
-        """Take C{record}'s files out of the index; names left unheld are orphans."""
+        """Stop offering C{record} now; take its files out of the index in slices.
+
+        Names left unheld become orphans.
+        """
+        record.gone = True
         if self._by_name.get(record.name) is record:
             del self._by_name[record.name]
-        for info in record.files.values():
+        self._cooperate(self._removals(record, list(record.files.values())))
+
+    def _removals(
+        self, record: SecondaryRecord, infos: list[FileInfo]
+    ) -> Iterator[None]:
+        orphans = self._orphans
+        for done, info in enumerate(infos, 1):
             if self.index.remove(record, info):
-                self._orphans[info.name] = info
-        while len(self._orphans) > ORPHANS_KEPT:
-            del self._orphans[next(iter(self._orphans))]
+                orphans[info.name] = info
+            if done % FORGET_SLICE == 0:
+                yield None
+        while len(orphans) > ORPHANS_KEPT:
+            del orphans[next(iter(orphans))]
 
     def _suspicion(self, record: SecondaryRecord, name: str, change: int) -> None:
         info = record.files.get(name)
@@ -244,7 +270,3 @@ class Registry:
             described=described,
             served=served[1][:12],
         )
-
-    def _changed(self) -> None:
-        for listener in list(self.listeners):
-            listener()

@@ -10,13 +10,14 @@ They are the machine's L{redesdl.machines.central_session.Central} verbs.
 from __future__ import annotations
 
 from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from twisted.logger import Logger
 
 from redesdl.central.admission import AdmissionQueue, SlotRequest
 from redesdl.central.planner import ReplicationPlanner
-from redesdl.central.registry import Registry, SecondaryRecord
+from redesdl.central.registry import Registry, SecondaryRecord, run_at_once
 from redesdl.central.sampling import MAX_LOCATED_SOURCES, some_holders
 from redesdl.central.stats import CentralStats
 from redesdl.printable import printable
@@ -71,6 +72,7 @@ class CentralServices:
         idle_timeout: float,
         slot_idle_timeout: float,
         secret: ClusterSecret | None,
+        cooperate: Callable[[Iterator[None]], Any] = run_at_once,
     ) -> None:
         self.clock = clock
         self.stats = stats
@@ -80,7 +82,7 @@ class CentralServices:
         self.heartbeat_timeout = heartbeat_timeout
         self.idle_timeout = idle_timeout
         self.slot_idle_timeout = slot_idle_timeout
-        self.registry = Registry()
+        self.registry = Registry(cooperate)
         self.planner = ReplicationPlanner(
             self.registry, clock, ticketFor=self.ticketFor
         )
@@ -111,11 +113,12 @@ class CentralServices:
         page: list[CatalogEntry] = []
         size, more = 0, False
         for entry in self.registry.names_after(request.after):
-            size += entry.wire_size()
+            wire = entry.wire()
+            size += len(wire.json) + 1
             if len(page) == MAX_FILES_PER_MESSAGE or size > LIST_PAGE_BYTES:
                 more = True
                 break
-            page.append(CatalogEntry(entry.info, entry.sources))
+            page.append(wire)
         return Catalog(request.id, tuple(page), more)
 
     def locate(

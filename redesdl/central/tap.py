@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import IService, MultiService
+from twisted.internet.task import cooperate
 from twisted.python import usage
 
 from redesdl.central.console import CentralCommands
@@ -136,6 +137,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         slotIdleTimeout=config["slot-idle-timeout"],
         limits=config.limits,
         secret=secret,
+        cooperate=cooperate,
     )
     top = MultiService()
     stats.setServiceParent(top)

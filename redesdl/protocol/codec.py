@@ -27,7 +27,13 @@ from typing import Any
 
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.fields import request_id
-from redesdl.protocol.wire import ChunkHeader, Message, Vocabulary, parse
+from redesdl.protocol.wire import (
+    ChunkHeader,
+    Message,
+    Vocabulary,
+    compact_json,
+    parse,
+)
 
 _LENGTH = struct.Struct("!I")
 #: Deepest nesting of arrays and objects any message needs, with room to spare.
@@ -72,8 +78,9 @@ def encode(message: Message | dict[str, Any]) -> bytes:
     Non-ASCII text goes out as JSON escapes, so no string (not even one
     holding a lone surrogate) can make encoding fail.
     """
-    body = message.to_wire() if isinstance(message, Message) else message
-    data = json.dumps(body, separators=(",", ":")).encode("ascii")
+    data = (
+        message.encode_body() if isinstance(message, Message) else compact_json(message)
+    )
     return _LENGTH.pack(len(data)) + data
 
 
@@ -81,14 +88,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _too_deep(value: Any, depth: int = 0) -> bool:
-    if depth > MAX_DEPTH:
-        return True
-    if isinstance(value, dict):
-        return any(_too_deep(v, depth + 1) for v in value.values())
-    if isinstance(value, list):
-        return any(_too_deep(v, depth + 1) for v in value)
-    return False
+def _too_deep(value: Any) -> bool:
+    """True if anything lies over L{MAX_DEPTH} containers deep, level by level."""
+    level = [value] if type(value) is dict or type(value) is list else []
+    for _ in range(MAX_DEPTH):
+        inner = []
+        for container in level:
+            items = container.values() if type(container) is dict else container
+            inner += [v for v in items if type(v) is dict or type(v) is list]
+        if not inner:
+            return False
+        level = inner
+    return any(level)
 
 
 def decode_body(body: bytes) -> dict[str, Any]:
