@@ -82,7 +82,7 @@ def test_the_catalog_is_read_page_by_page() -> None:
 def test_an_endless_catalog_stops_with_one_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(central_module, "MAX_LISTING_ENTRIES", 50)
+    monkeypatch.setattr(central_module, "MAX_LISTING_PAGES", 50)
     central = welcomed()
     listing = Deferred.fromCoroutine(central.connection.list())
     for page in range(60):
@@ -99,26 +99,55 @@ def test_an_endless_catalog_stops_with_one_line(
             break
     error = failure_of(listing)
     assert isinstance(error, BadCentralReplyError)
-    assert str(error) == (
-        "the central's catalog has more than 50 entries; stopped listing"
-    )
-    assert page == 50
+    assert str(error) == "the central's catalog has more than 50 pages; stopped listing"
+    assert page == 49
+
+
+def answer_pages(*pages: tuple[list[dict[str, Any]], bool]) -> Deferred[Any]:
+    """A listing that reads C{pages} (files, more) in turn."""
+    central = welcomed()
+    listing = Deferred.fromCoroutine(central.connection.list())
+    for files, more in pages:
+        [request] = central.asked()
+        central.answer(
+            {"type": "catalog", "id": request["id"], "files": files, "more": more}
+        )
+    return listing
 
 
 def test_a_catalog_that_does_not_advance_stops() -> None:
+    listing = answer_pages(([entry("a")], True), ([entry("a")], True))
+    assert "not in name order" in str(failure_of(listing))
+
+
+def test_a_page_out_of_order_stops() -> None:
+    listing = answer_pages(([entry("b"), entry("a")], True))
+    assert str(failure_of(listing)) == (
+        "the central's catalog pages are not in name order; stopped listing"
+    )
+
+
+def test_an_empty_page_that_promises_more_stops() -> None:
+    listing = answer_pages(([entry("a")], True), ([], True))
+    assert str(failure_of(listing)) == (
+        "the central's catalog does not advance; stopped listing"
+    )
+
+
+def test_a_page_of_only_unsafe_names_still_advances() -> None:
+    hostile = {**entry("x"), "name": "b\x1b]0;owned\x07"}
     central = welcomed()
     listing = Deferred.fromCoroutine(central.connection.list())
-    for _ in range(2):
-        [request] = central.asked()
-        central.answer(
-            {
-                "type": "catalog",
-                "id": request["id"],
-                "files": [entry("a")],
-                "more": True,
-            }
-        )
-    assert "not in name order" in str(failure_of(listing))
+    [request] = central.asked()
+    central.answer(
+        {"type": "catalog", "id": request["id"], "files": [hostile], "more": True}
+    )
+    [request] = central.asked()
+    assert request["after"] == hostile["name"]
+    central.answer(
+        {"type": "catalog", "id": request["id"], "files": [entry("c")], "more": False}
+    )
+    assert [e["name"] for e in listing.result] == ["c"]
 
 
 @pytest.mark.parametrize(

@@ -2,16 +2,19 @@
 
 Every reply is a typed message (L{redesdl.protocol.wire}, the
 C{CLIENT_FROM_CENTRAL} vocabulary), checked for being the answer the request
-expects. The central is not trusted to be sane: a catalog is read in a
-bounded number of pages and entries, entries whose names a terminal would
-obey are dropped, and a malformed or unexpected answer fails the command
-with one line (L{BadCentralReplyError}), never a traceback.
+expects. The central is not trusted to be sane: a catalog is streamed one
+page at a time (so a listing of any size holds one page), each page must
+bring names past the previous one's within a bounded number of pages,
+entries whose names a terminal would obey are dropped, and a malformed or
+unexpected answer fails the command with one line (L{BadCentralReplyError}),
+never a traceback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -32,10 +35,10 @@ from redesdl.shells.messages import MessageProtocol
 
 #: Messages a person should see even without -v (the CLI shows this namespace).
 notice = Logger(namespace="redesdl.notice")
-#: Most catalog entries one listing reads before it gives up on the central.
-MAX_LISTING_ENTRIES = 100_000
-#: Most pages one listing asks for (each must bring a name past the last one).
-MAX_LISTING_PAGES = 10_000
+#: Most pages one listing asks for (each must bring a name past the last one):
+#: 25.6 million entries in full pages. It bounds how long a hostile central
+#: can keep a listing going; memory is bounded by one page whatever the size.
+MAX_LISTING_PAGES = 100_000
 
 M = TypeVar("M", bound=wire.Message)
 
@@ -50,11 +53,13 @@ class CatalogPage(wire.Catalog):
 
     A name with control characters (terminal escapes) or otherwise invalid
     is dropped, not refused, so one bad entry does not hide the others;
-    C{skipped} counts them. An entry of the wrong shape refuses the page.
-    A page without C{more} is the last one.
+    C{skipped} counts them, and C{last_name} is the page's last name, shown
+    or not, where the next page starts. An entry of the wrong shape refuses
+    the page. A page without C{more} is the last one.
     """
 
     skipped: int = 0
+    last_name: str | None = None
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> CatalogPage:
@@ -62,7 +67,10 @@ class CatalogPage(wire.Catalog):
         shown = [entry for entry in files if not _unsafe_name(entry)]
         more = body.get("more", False)
         page = wire.Catalog.parse({**body, "files": shown, "more": more})
-        return cls(page.id, page.files, page.more, len(files) - len(shown))
+        ends = [entry["name"] for entry in files[-1:] if _unsafe_name(entry)]
+        ends += [entry.info.name for entry in page.files[-1:]]
+        last = max(ends, default=None)
+        return cls(page.id, page.files, page.more, len(files) - len(shown), last)
 
     def to_wire(self) -> dict[str, Any]:
         return wire.Catalog(self.id, self.files, self.more).to_wire()
@@ -120,41 +128,52 @@ class CentralConnection(MessageProtocol):
         """The latest download ticket for content C{sha256}, if any."""
         return self._tickets.get(sha256)
 
-    async def catalog(self) -> list[wire.CatalogEntry]:
-        """The whole catalog, page by page, within L{MAX_LISTING_ENTRIES}."""
-        entries: list[wire.CatalogEntry] = []
-        received = 0
-        after: str | None = None
+    async def catalog_pages(
+        self, after: str | None = None
+    ) -> AsyncGenerator[Sequence[wire.CatalogEntry], None]:
+        """The catalog one page at a time, in name order, from past C{after}.
+
+        Only the current page is held, so a listing of any size costs one
+        page of memory. Each page's names must be in order and past the
+        previous page's, and a page promising C{more} must move the cursor;
+        past L{MAX_LISTING_PAGES} pages the listing stops, so a hostile
+        central can neither loop the client nor feed it forever.
+        """
         for _ in range(MAX_LISTING_PAGES):
             page = await self._ask(
                 wire.ListFiles(self.allocateId(), after), wire.Catalog
             )
-            skipped = page.skipped if isinstance(page, CatalogPage) else 0
-            received += len(page.files) + skipped
-            if received > MAX_LISTING_ENTRIES:
-                raise BadCentralReplyError(
-                    f"the central's catalog has more than {MAX_LISTING_ENTRIES} "
-                    "entries; stopped listing"
-                )
             names = [entry.info.name for entry in page.files]
-            if names != sorted(set(names)) or (
+            if any(a >= b for a, b in pairwise(names)) or (
                 after is not None and names and names[0] <= after
             ):
                 raise BadCentralReplyError(
                     "the central's catalog pages are not in name order; stopped listing"
                 )
-            entries.extend(page.files)
-            if not page.more or not names:
-                return entries
-            after = names[-1]
+            if page.files:
+                yield page.files
+            if not page.more:
+                return
+            cursor = page.last_name if isinstance(page, CatalogPage) else None
+            if cursor is None or (after is not None and cursor <= after):
+                raise BadCentralReplyError(
+                    "the central's catalog does not advance; stopped listing"
+                )
+            after = cursor
         raise BadCentralReplyError(
             f"the central's catalog has more than {MAX_LISTING_PAGES} pages; "
             "stopped listing"
         )
 
     async def list(self) -> list[dict[str, Any]]:
-        """The whole catalog as file infos with their source counts."""
-        return [entry.to_wire() for entry in await self.catalog()]
+        """The whole catalog as file infos with their source counts, in memory.
+
+        For small catalogs and tests; the listing commands stream
+        L{catalog_pages} instead.
+        """
+        return [
+            entry.to_wire() async for page in self.catalog_pages() for entry in page
+        ]
 
     async def locate(self, name: str) -> tuple[FileInfo, list[SourceAddress]]:
         reply = await self._ask(wire.Locate(self.allocateId(), name), wire.Located)

@@ -15,7 +15,7 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from twisted.internet.defer import Deferred
 from twisted.logger import LogLevel, formatEvent, globalLogBeginner
@@ -27,7 +27,7 @@ from redesdl.client.access import ClusterAccess, load_client_token
 from redesdl.client.central import connect_central
 from redesdl.client.errors import UserError
 from redesdl.client.job import GetJob
-from redesdl.client.listing import describe_result, format_listing
+from redesdl.client.listing import JsonListing, TextListing, describe_result
 from redesdl.client.progress import ProgressLine
 from redesdl.client.reasons import (
     EXIT_INTERRUPTED,
@@ -160,16 +160,29 @@ def open_client_stats(path: str | None, clock: Any) -> ClientStats:
     return ClientStats(StatsFile(target, "redesdl", fresh_client_stats, clock))
 
 
-async def run_list(access: ClusterAccess, args: argparse.Namespace) -> int:
+async def run_list(
+    access: ClusterAccess, args: argparse.Namespace, out: TextIO | None = None
+) -> int:
+    """Print the catalog page by page as it arrives, holding one page.
+
+    If the central fails midway, what was printed stays and the failure
+    ends as one line on stderr like any other (L{main}).
+    """
+    out = out or sys.stdout
+    listing = JsonListing() if args.json else TextListing()
     central = await connect_central(access.central, args.name, access.token)
     try:
-        files = await central.list()
+        async for page in central.catalog_pages():
+            out.write(listing.page(page))
+            out.flush()
+        out.write(listing.end())
+        out.flush()
+    except BrokenPipeError:
+        # The reader (``| head``) has read enough: stop quietly, as ``ls`` does,
+        # and let nothing try to flush into the closed pipe on the way out.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
     finally:
         await central.close()
-    if args.json:
-        print(json.dumps(files))
-    else:
-        print("\n".join(format_listing(files)))
     return EXIT_OK
 
 

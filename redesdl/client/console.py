@@ -7,18 +7,52 @@ and says when each one ends. The original system's command names
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from typing import Any
 
 from twisted.internet.defer import Deferred
 
 from redesdl.client.access import ClusterAccess
-from redesdl.client.central import connect_central
+from redesdl.client.central import CentralConnection, connect_central
 from redesdl.client.job import GetJob
-from redesdl.client.listing import describe_result, format_listing
+from redesdl.client.listing import TextListing, describe_result
 from redesdl.client.progress import describe_progress
 from redesdl.client.reasons import explain
 from redesdl.client.stats import ClientStats
 from redesdl.console import CommandSet, ConsoleUsageError, usage
+
+#: Most catalog lines the console's ``list`` shows; ``redesdl list`` prints all.
+LIST_SHOWN = 200
+
+
+async def capped_listing(
+    central: CentralConnection, prefix: str, cap: int
+) -> list[str]:
+    """The first C{cap} names starting with C{prefix}, then how many more.
+
+    A console is for reading, not for 100,000 lines: past the cap the
+    remaining matches are only counted as their pages stream by. Names are
+    in order, so the listing starts just before C{prefix} and stops at the
+    first name past it.
+    """
+    text = TextListing()
+    lines: list[str] = []
+    more = 0
+    pages = central.catalog_pages(prefix[:-1] or None)
+    async with aclosing(pages):
+        async for page in pages:
+            matching = [e for e in page if e.info.name.startswith(prefix)]
+            room = cap - len(lines)
+            lines += text.lines(matching[:room])
+            more += len(matching[room:])
+            last = page[-1].info.name
+            if last > prefix and not last.startswith(prefix):
+                break  # every later name sorts after the prefix's range
+    if not lines:
+        return [f"no file names start with {prefix!r}" if prefix else "no files yet"]
+    if more:
+        lines.append(f"… and {more} more; 'redesdl list' prints them all")
+    return lines
 
 
 class ClientCommands(CommandSet):
@@ -57,15 +91,19 @@ class ClientCommands(CommandSet):
         self.name = args[0]
         return f"you are now {self.name!r}"
 
+    @usage("[PREFIX]")
     def cmd_list(self, args: list[str]) -> Deferred[list[str]]:
-        """List the files the cluster serves."""
+        """List the files the cluster serves (starting with PREFIX), at most 200."""
+        if len(args) > 1:
+            raise ConsoleUsageError("")
+        prefix = args[0] if args else ""
 
         async def listing() -> list[str]:
             central = await connect_central(
                 self._access.central, self.name, self._access.token
             )
             try:
-                return format_listing(await central.list())
+                return await capped_listing(central, prefix, LIST_SHOWN)
             finally:
                 await central.close()
 

@@ -1,23 +1,74 @@
-"""How the client shows the catalog and a finished download to a person."""
+"""How the client shows the catalog and a finished download to a person.
+
+A catalog is shown page by page as the central sends it (L{TextListing},
+L{JsonListing}), so a listing of millions of names starts printing at once
+and holds one page, not the whole catalog.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Iterable
 
 from redesdl.client.progress import human_size
+from redesdl.protocol.wire import CatalogEntry
 from redesdl.transfer.result import DownloadResult
 
+#: Widest the name column grows; a longer name pushes its own line right.
+NAME_COLUMN_CAP = 60
 
-def format_listing(files: list[dict[str, Any]]) -> list[str]:
-    """The catalog as aligned lines for a person."""
-    if not files:
-        return ["no files yet"]
-    width = max(len(str(f.get("name"))) for f in files)
-    return [
-        f"{entry.get('name')!s:<{width}}  {human_size(entry.get('size', 0)):>10}  "
-        f"{entry.get('sources')} source(s)  {str(entry.get('sha256'))[:16]}"
-        for entry in files
-    ]
+
+class TextListing:
+    """Aligned lines for a person, one page at a time.
+
+    The name column is as wide as the longest name of the first page, at
+    most L{NAME_COLUMN_CAP}: lines already printed are never realigned, so a
+    longer name later pushes the rest of its own line right.
+    """
+
+    def __init__(self) -> None:
+        self._width: int | None = None
+        self.shown = 0
+
+    def lines(self, entries: Iterable[CatalogEntry]) -> list[str]:
+        """The lines showing C{entries}, the next names of the catalog."""
+        entries = list(entries)
+        if self._width is None and entries:
+            longest = max(len(entry.info.name) for entry in entries)
+            self._width = min(longest, NAME_COLUMN_CAP)
+        self.shown += len(entries)
+        return [
+            f"{entry.info.name:<{self._width}}  {human_size(entry.info.size):>10}  "
+            f"{entry.sources} source(s)  {entry.info.sha256[:16]}"
+            for entry in entries
+        ]
+
+    def page(self, entries: Iterable[CatalogEntry]) -> str:
+        return "".join(f"{line}\n" for line in self.lines(entries))
+
+    def end(self) -> str:
+        return "" if self.shown else "no files yet\n"
+
+
+class JsonListing:
+    """One JSON array, written as it streams: C{[}, entries joined by C{, }, C{]}.
+
+    The text is the same as C{json.dumps} of the whole list would give.
+    """
+
+    def __init__(self) -> None:
+        self._started = False
+
+    def page(self, entries: Iterable[CatalogEntry]) -> str:
+        text = ", ".join(json.dumps(entry.to_wire()) for entry in entries)
+        if not text:
+            return ""
+        opening = ", " if self._started else "["
+        self._started = True
+        return opening + text
+
+    def end(self) -> str:
+        return "]\n" if self._started else "[]\n"
 
 
 def describe_result(result: DownloadResult) -> str:
