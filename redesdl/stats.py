@@ -211,8 +211,10 @@ class StatsFile(Service):
             self._save_in_background()
 
     def save(self) -> Deferred[None]:
-        """Write the document now, on the reactor thread, unless a save is in
-        flight: then as soon as it ends (the Deferred fires when written)."""
+        """Write the document now, on the reactor thread; after the save in flight.
+
+        The Deferred fires once written (at once when no save was in flight).
+        """
         if self._saving is None:
             self._save_now()
             return succeed(None)
