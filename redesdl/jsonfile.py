@@ -10,10 +10,11 @@ fresh instead of failing later on a string where it adds numbers.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from twisted.logger import Logger
@@ -28,16 +29,131 @@ log = Logger()
 Check = Callable[[Any, str], None]
 
 
-def write_json_atomic(path: FilePath, value: Any) -> None:
-    """Replace the file at C{path} with C{value} as JSON, atomically."""
+#: How every JSON file here is written: one space of indent, keys sorted.
+_ENCODER = json.JSONEncoder(indent=1, sort_keys=True)
+
+#: Entries of a document L{encode_json_in_slices} encodes per slice, at most.
+SLICE_ENTRIES = 1000
+
+_CONTAINERS = (dict, list, tuple)
+_GONE = object()
+
+
+def encode_json(value: Any) -> bytes:
+    """C{value} as JSON, formatted as every file here is."""
+    return _ENCODER.encode(value).encode()
+
+
+def write_bytes_atomic(path: FilePath, data: bytes) -> None:
+    """Replace the file at C{path} with C{data}, atomically and durably."""
     temporary = path.sibling(path.basename() + ".tmp")
-    data = json.dumps(value, indent=1, sort_keys=True).encode()
     with open(temporary.path, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary.path, path.path)
     fsync_directory(path.parent().path)
+
+
+def write_json_atomic(path: FilePath, value: Any) -> None:
+    """Replace the file at C{path} with C{value} as JSON, atomically."""
+    write_bytes_atomic(path, encode_json(value))
+
+
+def encode_json_in_slices(
+    value: Any, out: list[str], limit: int = SLICE_ENTRIES
+) -> Iterator[int]:
+    """Append C{value} as JSON to C{out} a slice at a time, for a Cooperator.
+
+    Each step encodes at most C{limit} entries (an item of an object or a
+    list, at any depth) and yields how many, so a document of any size never
+    holds the reactor long. C{value} may change between steps: an object's
+    keys are copied when its encoding starts and a key deleted meanwhile is
+    skipped; a list is copied; a small object or list of plain values (one
+    file's counts) is encoded in one step, as it is at that moment. Unchanged,
+    the text is what L{encode_json} gives. Keys must be strings.
+    """
+    return _Slicer(out, limit).run(value)
+
+
+class _Slicer:
+    """The state of one L{encode_json_in_slices}: output and work so far."""
+
+    def __init__(self, out: list[str], limit: int) -> None:
+        self.out = out
+        self.limit = limit
+        self.used = 0
+
+    def run(self, value: Any) -> Iterator[int]:
+        self.used = self._cost(value)
+        yield from self._value(value, 0)
+        yield self.used
+
+    def _cost(self, value: Any) -> int:
+        """The entries of C{value} encoded in one go: 1 unless a small record."""
+        return 1 + len(value) if self._whole(value) else 1
+
+    def _whole(self, value: Any) -> bool:
+        """Whether C{value} is a small object or list of plain values."""
+        if not isinstance(value, _CONTAINERS) or len(value) >= self.limit:
+            return False
+        items = value.values() if isinstance(value, dict) else value
+        return not any(isinstance(item, _CONTAINERS) for item in items)
+
+    def _spend(self, entries: int) -> Iterator[int]:
+        """Count C{entries} of work, in the next slice if this one is full."""
+        if self.used and self.used + entries > self.limit:
+            yield self.used
+            self.used = 0
+        self.used += entries
+
+    def _fetched(self, lookup: Callable[[], Any]) -> Generator[int, None, Any]:
+        """C{lookup()}, once this slice has room to encode it (maybe the next)."""
+        value = lookup()
+        if self.used and self.used + self._cost(value) > self.limit:
+            yield self.used
+            self.used = 0
+            value = lookup()  # it may have changed meanwhile
+        if value is not _GONE:
+            self.used += self._cost(value)
+        return value
+
+    def _value(self, value: Any, depth: int) -> Iterator[int]:
+        if isinstance(value, dict) and not self._whole(value):
+            yield from self._object(value, depth)
+        elif isinstance(value, (list, tuple)) and not self._whole(value):
+            yield from self._list(list(value), depth)
+        else:
+            text = _ENCODER.encode(value)
+            self.out.append(text.replace("\n", "\n" + " " * depth) if depth else text)
+
+    def _object(self, value: dict[str, Any], depth: int) -> Iterator[int]:
+        keys = list(value)
+        runs = []
+        for start in range(0, len(keys), self.limit):
+            run = keys[start : start + self.limit]
+            yield from self._spend(len(run))
+            runs.append(sorted(run))
+        indent = "\n" + " " * (depth + 1)
+        opened = False
+        for key in heapq.merge(*runs):
+            item = yield from self._fetched(lambda key=key: value.get(key, _GONE))
+            if item is _GONE:
+                continue  # deleted since its encoding began
+            self.out.append(
+                ("," if opened else "{") + indent + _ENCODER.encode(key) + ": "
+            )
+            opened = True
+            yield from self._value(item, depth + 1)
+        self.out.append("\n" + " " * depth + "}" if opened else "{}")
+
+    def _list(self, items: list[Any], depth: int) -> Iterator[int]:
+        indent = "\n" + " " * (depth + 1)
+        for i in range(len(items)):
+            item = yield from self._fetched(lambda i=i: items[i])
+            self.out.append(("," if i else "[") + indent)
+            yield from self._value(item, depth + 1)
+        self.out.append("\n" + " " * depth + "]" if items else "[]")
 
 
 def read_json(

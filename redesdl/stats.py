@@ -7,6 +7,11 @@ warning and the actor starts fresh; a field it lacks gets its fresh value),
 changed in memory as things happen, and written with a temporary file, fsync
 and rename every L{SAVE_INTERVAL} seconds while something changed and when
 the actor stops. A SIGKILL loses at most the last interval.
+
+The central's document holds an entry per file and per secondary and file,
+hundreds of thousands of them, so the periodic save never holds the reactor
+long: the document is encoded a slice of entries per turn by a Cooperator
+(L{encode_json_in_slices}), and written, fsynced and renamed in a thread.
 """
 
 from __future__ import annotations
@@ -16,14 +21,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.task import Cooperator, LoopingCall
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 
 from redesdl.jsonfile import (
     Check,
     anything,
     counter,
+    encode_json_in_slices,
     flag,
     mapping,
     number,
@@ -32,11 +42,17 @@ from redesdl.jsonfile import (
     record,
     sequence,
     text,
+    write_bytes_atomic,
     write_json_atomic,
 )
 
 SCHEMA_VERSION = 1
 SAVE_INTERVAL = 10.0
+#: The longest a periodic save encodes in one reactor turn, in seconds.
+TURN_SECONDS = 0.004
+
+#: Runs a blocking function off the reactor: C{(f, *args) -> Deferred}.
+InThread = Callable[..., Deferred[Any]]
 
 #: The fields every statistics document holds, whatever the actor.
 COMMON_FIELDS: dict[str, Check] = {
@@ -78,8 +94,39 @@ def _guessed_checks(template: dict[str, Any]) -> dict[str, Check]:
     return {key: by_type.get(type(value), anything) for key, value in template.items()}
 
 
+def _turn_budget() -> Callable[[], bool]:
+    """A Cooperator's predicate: true once this turn used L{TURN_SECONDS}."""
+    deadline = time.monotonic() + TURN_SECONDS
+    return lambda: time.monotonic() >= deadline
+
+
+def cooperator_on(clock: Any) -> Cooperator:
+    """A Cooperator running its turns from C{clock}, L{TURN_SECONDS} each."""
+    return Cooperator(
+        terminationPredicateFactory=_turn_budget,
+        scheduler=lambda work: clock.callLater(0, work),
+    )
+
+
+def thread_runner(clock: Any) -> InThread:
+    """The reactor's thread pool; a test's Clock, which has none, runs inline."""
+    if not IReactorThreads.providedBy(clock):
+        return maybeDeferred
+
+    def in_thread(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        return deferToThreadPool(clock, clock.getThreadPool(), f, *args)
+
+    return in_thread
+
+
 class StatsFile(Service):
-    """One actor's statistics document and its periodic, atomic saving."""
+    """One actor's statistics document and its periodic, atomic saving.
+
+    A periodic save (L{saveIfChanged}) encodes on the reactor a slice at a
+    time and writes in a thread (C{cooperator} and C{in_thread} replace those
+    in tests); one runs at a time, and a change meanwhile is saved at the next
+    interval. L{save} writes at once, as the actor stops.
+    """
 
     log = Logger()
 
@@ -90,10 +137,15 @@ class StatsFile(Service):
         fresh: Callable[[], dict[str, Any]],
         clock: Any,
         interval: float = SAVE_INTERVAL,
+        cooperator: Cooperator | None = None,
+        in_thread: InThread | None = None,
     ) -> None:
         self.path = path
         self._clock = clock
         self._interval = interval
+        self._cooperator = cooperator or cooperator_on(clock)
+        self._in_thread = in_thread or thread_runner(clock)
+        self._saving: Deferred[None] | None = None
         self.data = self._load(role, fresh)
         self._dirty = False
         self._saver = LoopingCall(self.saveIfChanged)
@@ -146,28 +198,74 @@ class StatsFile(Service):
         super().startService()
         self._saver.start(self._interval, now=False)
 
-    def stopService(self) -> None:
+    def stopService(self) -> Deferred[None]:
+        """Stop saving periodically, then save: after any save in flight."""
         super().stopService()
         if self._saver.running:
             self._saver.stop()
-        self.save()
+        return self.save()
 
     def saveIfChanged(self) -> None:
-        if self._dirty:
-            self.save()
+        """Start a periodic save if something changed and none is running."""
+        if self._dirty and self._saving is None:
+            self._save_in_background()
 
-    def save(self) -> None:
+    def save(self) -> Deferred[None]:
+        """Write the document now, on the reactor thread; after the save in flight.
+
+        The Deferred fires once written (at once when no save was in flight).
+        """
+        if self._saving is None:
+            self._save_now()
+            return succeed(None)
+        done: Deferred[None] = Deferred()
+        self._saving.addCallback(lambda _: done.callback(self._save_now()))
+        return done
+
+    def _stamp(self) -> None:
         self.data["uptime_seconds"] = round(
             self._uptimeBefore + self._clock.seconds() - self._startedAt, 3
         )
         self.data["saved"] = time.time()
+        self._dirty = False
+
+    def _save_now(self) -> None:
+        self._stamp()
         try:
             write_json_atomic(self.path, self.data)
         except OSError as e:
-            self.log.error(
-                "cannot save statistics to {path}: {error}",
-                path=self.path.path,
-                error=e,
+            self._not_saved(e)
+
+    def _save_in_background(self) -> Deferred[None]:
+        self._stamp()
+        parts: list[str] = []
+        encoding = self._cooperator.cooperate(encode_json_in_slices(self.data, parts))
+        self._saving = saving = encoding.whenDone()
+        saving.addCallback(lambda _: self._in_thread(self._write, parts))
+        saving.addErrback(self._failed)
+        saving.addBoth(self._ended)
+        return saving
+
+    def _write(self, parts: list[str]) -> None:
+        """In a thread: the encoded document's bytes, written atomically."""
+        write_bytes_atomic(self.path, "".join(parts).encode())
+
+    def _ended(self, _: object) -> None:
+        self._saving = None
+
+    def _failed(self, failure: Failure) -> None:
+        if failure.check(OSError):
+            self._not_saved(failure.value)
+        else:
+            self._dirty = True
+            self.log.failure(
+                "cannot save statistics to {path}", failure, path=self.path.path
             )
-            return
-        self._dirty = False
+
+    def _not_saved(self, error: BaseException) -> None:
+        self._dirty = True
+        self.log.error(
+            "cannot save statistics to {path}: {error}",
+            path=self.path.path,
+            error=error,
+        )
