@@ -47,7 +47,10 @@ or were refused ``busy``; ``ovfl`` is the kernel's count of SYNs and ACKs
 dropped because a listen queue was full (TcpExt ListenOverflows, for the whole
 machine, so another program's overflows would show too); ``join max`` is the
 slowest hello answered after connecting, where an overflowed accept queue
-shows as seconds. ``lost`` counts requests never answered. ``gen cpu`` is
+shows as seconds. ``lost`` counts requests never answered. ``turn max ms``
+and ``stalls`` are the central's own watch on its reactor, read from its
+``/metrics`` at the end: the longest a due timer waited (about the longest
+turn that held the reactor) and the timers run over 50 ms late. ``gen cpu`` is
 this process's own CPU, to see whether the generator kept up.
 """
 
@@ -64,9 +67,11 @@ import re
 import resource
 import secrets
 import shutil
+import socket
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -95,7 +100,6 @@ from redesdl.protocol.wire import (
     SECONDARY_FROM_CENTRAL,
     Admit,
     Admitted,
-    Catalog,
     CatalogDone,
     ClientHello,
     Error,
@@ -530,6 +534,38 @@ class Fleet:
 # -- Fake clients ------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CatalogCount(Message):
+    """A ``catalog`` page as the load's clients read it: names and sources only.
+
+    A real client checks every entry (names, digests); that check costs the
+    generator more than the central spends sending the page, and the load is
+    about the central, so its clients read only what they count.
+    """
+
+    TYPE = "catalog"
+    id: int
+    last: str | None
+    entries: int
+    sources: tuple[int, ...]
+    more: bool
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> CatalogCount:
+        files = body["files"]
+        return cls(
+            body["id"],
+            files[-1]["name"] if files else None,
+            len(files),
+            tuple(entry["sources"] for entry in files),
+            bool(body["more"]),
+        )
+
+
+#: What the load's clients accept: the real vocabulary with cheap pages.
+LOAD_CLIENT_VOCABULARY = {**CLIENT_FROM_CENTRAL, "catalog": CatalogCount.parse}
+
+
 class FakeClient(Protocol):
     """A client connection: requests by id, each answered by one message.
 
@@ -538,7 +574,7 @@ class FakeClient(Protocol):
 
     def __init__(self, tally: Tally) -> None:
         self.tally = tally
-        self.decoder = FrameDecoder(CLIENT_FROM_CENTRAL, MAX_FRAME)
+        self.decoder = FrameDecoder(LOAD_CLIENT_VOCABULARY, MAX_FRAME)
         self.ids = itertools.count(1)
         self.pending: dict[int, Deferred[Message]] = {}
         self.closed = False
@@ -656,16 +692,16 @@ async def list_all(
             return Listing(_now() - started, entries, short, complete=False)
         asked = _now()
         page = await client.request(lambda i, after=after: ListFiles(i, after))
-        if not isinstance(page, Catalog):
+        if not isinstance(page, CatalogCount):
             client.tally.list_errors += 1
             return None
         if pages is not None:
             pages.add(_now() - asked)
-        entries += len(page.files)
-        short += sum(1 for entry in page.files if entry.sources < holders)
-        if not page.more or not page.files:
+        entries += page.entries
+        short += sum(1 for sources in page.sources if sources < holders)
+        if not page.more or page.last is None:
             return Listing(_now() - started, entries, short)
-        after = page.files[-1].info.name
+        after = page.last
 
 
 class Load:
@@ -804,6 +840,10 @@ class CentralRun:
         wanted = point.secondaries + point.clients + 64
         if wanted > CENTRAL_DEFAULT_CONNECTIONS and "--max-connections" not in args:
             args += ["--max-connections", str(wanted)]
+        self.metrics_port: int | None = None
+        if "--metrics" not in args:
+            self.metrics_port = free_port()
+            args += ["--metrics", f"tcp:{self.metrics_port}:interface=127.0.0.1"]
         self.work = work
         self.keep = options.keep
         self.cluster = LocalCluster(
@@ -815,6 +855,26 @@ class CentralRun:
         daemon = self.cluster.start_central()
         assert daemon.process is not None and daemon.port is not None
         return daemon.process.pid, daemon.port
+
+    def reactor_lag(self) -> tuple[float | None, int | None]:
+        """The central's longest reactor turn and its turns over 50 ms, if told."""
+        if self.metrics_port is None:
+            return None, None
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=30) as answer:
+                text = answer.read().decode()
+        except OSError:
+            return None, None
+        values = dict(
+            line.rsplit(" ", 1) for line in text.splitlines() if line[:1] != "#"
+        )
+        lag = values.get("redesdl_reactor_lag_max_seconds")
+        stalls = values.get("redesdl_reactor_stalls_total")
+        return (
+            None if lag is None else float(lag),
+            None if stalls is None else int(float(stalls)),
+        )
 
     def stop(self) -> None:
         if self in RUNNING:
@@ -832,6 +892,26 @@ RUNNING: list[CentralRun] = []
 
 #: Set once every point ran: a shutdown before that is an interruption.
 FINISHED: list[bool] = []
+
+
+def pin_apart(central_pid: int) -> None:
+    """Give the central a CPU of its own and this generator the others.
+
+    On a small machine the generator needs a whole core to keep up; sharing
+    one with the central would time the generator's own delays.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return
+    os.sched_setaffinity(central_pid, {cpus[-1]})
+    os.sched_setaffinity(0, set(cpus[:-1]))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def stop_all() -> None:
@@ -896,6 +976,8 @@ class Row:
     errors: dict[str, int]
     replicate_orders: int
     central_peak_rss_mib: float
+    central_lag_max: float | None
+    central_stalls: int | None
     central_cpu_seconds: float
     central_cpu_register: float
     generator_cpu_seconds: float
@@ -917,6 +999,8 @@ async def run_point(reactor: Any, point: Point, options: argparse.Namespace) -> 
     except BaseException:
         await deferToThread(central.stop)
         raise
+    if options.pin:
+        pin_apart(pid)
     fleet = Fleet(reactor, port, library, tally, options)
     clients: list[FakeClient] = []
     try:
@@ -947,6 +1031,7 @@ async def run_point(reactor: Any, point: Point, options: argparse.Namespace) -> 
         overflows = listen_overflows() - overflows
         central_cpu = cpu_seconds(pid)
         rss = peak_rss_mib(pid)
+        lag_max, stalls = await deferToThread(central.reactor_lag)
     finally:
         fleet.stop()
         for client in clients:
@@ -994,6 +1079,8 @@ async def run_point(reactor: Any, point: Point, options: argparse.Namespace) -> 
         },
         replicate_orders=tally.replicate_orders,
         central_peak_rss_mib=rss,
+        central_lag_max=lag_max,
+        central_stalls=stalls,
         central_cpu_seconds=central_cpu,
         central_cpu_register=cpu_register,
         generator_cpu_seconds=time.process_time() - own_cpu,
@@ -1053,6 +1140,8 @@ COLUMNS = [
     ("loc ms p50/p99", 15),
     ("loc/s", 6),
     ("hb max s", 8),
+    ("turn max ms", 11),
+    ("stalls", 6),
     ("lost", 5),
     ("rss MiB", 7),
     ("cpu s", 6),
@@ -1085,6 +1174,8 @@ def cells(row: Row) -> list[str]:
         f"{_f(row.locate_p50, 1000)}/{_f(row.locate_p99, 1000)}",
         f"{row.locates_per_second:.0f}",
         _f(row.heartbeat_max, digits=2),
+        _f(row.central_lag_max, 1000, digits=0),
+        "-" if row.central_stalls is None else str(row.central_stalls),
         str(row.lost),
         f"{row.central_peak_rss_mib:.0f}",
         f"{row.central_cpu_seconds:.1f}",
@@ -1172,6 +1263,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         help="one more argument for the central (repeat as needed)",
+    )
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the central on a CPU of its own, the generator on the others "
+        "(with 2 CPUs or more) [default: on]",
     )
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the central's folder")

@@ -48,7 +48,7 @@ def root_of(chunk_hashes: list[str] | tuple[str, ...]) -> str:
     return hashlib.sha256(b"".join(bytes.fromhex(h) for h in chunk_hashes)).hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileInfo:
     """A file as the catalog knows it: its name and content identity."""
 

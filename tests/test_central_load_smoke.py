@@ -105,5 +105,6 @@ def test_tiny_point_registers_everyone_and_every_answer_arrives(
     assert row["locates_per_second"] > 0 and row["admits"] >= 1
     assert row["heartbeats"] >= 5
     assert row["central_cpu_seconds"] > 0 and row["central_peak_rss_mib"] > 0
+    assert row["central_lag_max"] is not None and row["central_stalls"] is not None
     # The central was stopped and its folder removed.
     assert not list(tmp_path.glob("central-load-*"))

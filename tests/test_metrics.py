@@ -85,5 +85,7 @@ def test_metrics_match_a_download(tmp_path: Path) -> None:
             assert secondary["redesdl_index_bytes"] == size
             assert secondary["redesdl_active_transfers"] == 0
             assert secondary["redesdl_central_link_up"] == 1
+            assert secondary["redesdl_reactor_lag_max_seconds"] >= 0
+        assert central["redesdl_reactor_stalls_total"] >= 0
         chunks = s1["redesdl_served_chunks_total"] + s2["redesdl_served_chunks_total"]
         assert chunks >= 2 * 21, "a 5 MiB file has 21 chunks of 256 KiB"

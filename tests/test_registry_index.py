@@ -7,8 +7,11 @@ anything; a randomised test checks the index against the old rebuild.
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import json
 import random
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -194,12 +197,12 @@ def test_a_page_reuses_each_entrys_json_until_the_entry_changes(
     first = factory.catalog_page(ListFiles(1, None))
     assert json.loads(first.encode_body()) == first.to_wire()
     again = factory.catalog_page(ListFiles(2, None))
-    assert [e.json for e in again.files] == [e.json for e in first.files]
-    assert again.files[0] is first.files[0]
+    assert [e.json() for e in again.files] == [e.json() for e in first.files]
+    assert again.files[0].encoded is first.files[0].encoded is not None
     registry.addFiles(s2, [info("a")])
     later = factory.catalog_page(ListFiles(3, None))
-    assert [json.loads(e.json)["sources"] for e in later.files] == [2, 1]
-    assert later.files[1] is first.files[1]
+    assert [json.loads(e.json())["sources"] for e in later.files] == [2, 1]
+    assert later.files[1].encoded is first.files[1].encoded
     assert json.loads(later.encode_body()) == later.to_wire()
 
 
@@ -310,3 +313,41 @@ def test_a_gone_secondary_leaves_the_index_in_slices_and_its_return_is_kept() ->
         [["s1", "s2"]] * 10 + [["s2"]] * 4_990
     )
     assert back.listed_held == 10 and other.listed_held == 5_000
+
+
+def _bytes_held(holders: int, files: int, copies: int) -> int:
+    """What the registry allocates for C{files} names on C{copies} holders each.
+
+    Each holder's entries are decoded apart, as they arrive from the wire.
+    """
+    registry = Registry()
+    records = [record(f"s{i:04d}") for i in range(holders)]
+    for who in records:
+        registry.register(who)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(files):
+            digests = [hashlib.sha256(b"%d %d" % (i, n)).hexdigest() for n in (1, 2)]
+            wire = FileInfo(f"videos/{i:07d}.mp4", 1 << 20, *digests).to_wire()
+            for c in range(copies):
+                who = records[(i + c * (holders // copies)) % holders]
+                registry.addFiles(
+                    who, [FileInfo.from_wire(json.loads(json.dumps(wire)))]
+                )
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_holder_of_a_name_costs_a_few_dozen_bytes() -> None:
+    """Holders of one content share its strings: a holder is two dict slots."""
+    every = _bytes_held(holders=50, files=600, copies=50)
+    assert every / 30_000 <= 120
+    ten = _bytes_held(holders=10, files=3_000, copies=10)
+    assert ten / 30_000 <= 200
+    # With two copies the name's own cost dominates: digests, index, entry.
+    two = _bytes_held(holders=100, files=5_000, copies=2)
+    assert two / 5_000 <= 1_000

@@ -14,15 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from sortedcontainers import SortedDict
+from sortedcontainers import SortedList
 
 from redesdl.manifest import FileInfo
 from redesdl.protocol.wire import CatalogEntry
 
 if TYPE_CHECKING:
     from redesdl.central.registry import SecondaryRecord
-
-Content = tuple[int, str, str]
 
 
 class Copies:
@@ -44,12 +42,21 @@ class NameEntry:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.contents: dict[Content, Copies] = {}
+        #: One per content reported under the name: nearly always one, so a
+        #: list (a third of a dictionary's size) searched by equality.
+        self.contents: list[Copies] = []
         self.served: Copies | None = None
         #: Holders of the served content not under suspicion.
         self.sources = 0
         self.listed = False
-        self._wire: CatalogEntry | None = None
+        self._wire: bytes | None = None
+
+    def copies_of(self, info: FileInfo) -> Copies | None:
+        """The holders of C{info}'s content under this name, if any."""
+        for copies in self.contents:
+            if copies.info == info:
+                return copies
+        return None
 
     @property
     def info(self) -> FileInfo:
@@ -68,10 +75,10 @@ class NameEntry:
         ]
 
     def wire(self) -> CatalogEntry:
-        """This name in a ``catalog`` page, built (and encoded) once per change."""
+        """This name in a ``catalog`` page, encoded once per change."""
         if self._wire is None:
-            self._wire = CatalogEntry(self.info, self.sources)
-        return self._wire
+            self._wire = CatalogEntry(self.info, self.sources).json()
+        return CatalogEntry(self.info, self.sources, self._wire)
 
 
 class CatalogIndex:
@@ -83,7 +90,8 @@ class CatalogIndex:
 
     def __init__(self) -> None:
         self._names: dict[str, NameEntry] = {}
-        self._listed: SortedDict = SortedDict()
+        #: The listed names, sorted; their entries are in C{_names}.
+        self._listed = SortedList()
         self.touched = 0
         #: Called with a name that was not listed and now is.
         self.on_listed: list[Callable[[str], None]] = []
@@ -98,17 +106,27 @@ class CatalogIndex:
         """The entry of C{name} if anyone holds it, listed or not."""
         return self._names.get(name)
 
+    def canonical(self, info: FileInfo) -> FileInfo:
+        """The one L{FileInfo} kept for C{info}'s name and content, if any.
+
+        Every holder of a content shares it (and its strings), so a holder
+        costs the index and its own catalog a dictionary slot each.
+        """
+        entry = self._names.get(info.name)
+        copies = None if entry is None else entry.copies_of(info)
+        return info if copies is None else copies.info
+
     def after(self, name: str | None) -> Iterator[NameEntry]:
         """Listed entries in name order, from the first one after C{name}."""
-        listed = self._listed
-        for key in listed.irange(minimum=name, inclusive=(False, True)):
+        names = self._names
+        for key in self._listed.irange(minimum=name, inclusive=(False, True)):
             self.touched += 1
-            yield listed[key]
+            yield names[key]
 
     def before(self, name: str) -> str | None:
         """The last listed name before C{name}, if any: O(log n)."""
         at = self._listed.bisect_left(name)
-        return None if at == 0 else self._listed.keys()[at - 1]
+        return None if at == 0 else self._listed[at - 1]
 
     def add(self, record: SecondaryRecord, info: FileInfo) -> NameEntry:
         """C{record} now holds C{info} (it held no other content of that name).
@@ -118,7 +136,7 @@ class CatalogIndex:
         """
         entry = self._names.get(info.name)
         if entry is not None:
-            copies = entry.contents.get(info.content)
+            copies = entry.copies_of(info)
             stale = None if copies is None else copies.holders.get(record.id)
             if stale is not None and stale is not record:
                 self.remove(stale, info)
@@ -126,9 +144,10 @@ class CatalogIndex:
         if entry is None:
             entry = self._names[info.name] = NameEntry(info.name)
         self.touched += 1
-        copies = entry.contents.get(info.content)
+        copies = entry.copies_of(info)
         if copies is None:
-            copies = entry.contents[info.content] = Copies(info)
+            copies = Copies(info)
+            entry.contents.append(copies)
         if entry.listed:
             record.listed_held += 1
         copies.holders[record.id] = record
@@ -140,7 +159,7 @@ class CatalogIndex:
     def remove(self, record: SecondaryRecord, info: FileInfo) -> bool:
         """C{record} no longer holds C{info}; True if nobody holds the name now."""
         entry = self._names.get(info.name)
-        copies = None if entry is None else entry.contents.get(info.content)
+        copies = None if entry is None else entry.copies_of(info)
         if copies is None or copies.holders.get(record.id) is not record:
             return False
         assert entry is not None
@@ -151,7 +170,7 @@ class CatalogIndex:
         if entry.listed:
             record.listed_held -= 1
         if not copies.holders:
-            del entry.contents[info.content]
+            entry.contents.remove(copies)
         self._settle(entry)
         for released in self.on_released:
             released(record, info.name)
@@ -163,7 +182,7 @@ class CatalogIndex:
     def suspicion(self, record: SecondaryRecord, info: FileInfo, change: int) -> None:
         """C{record}'s copy of C{info} came under (+1) or out of (-1) suspicion."""
         entry = self._names.get(info.name)
-        copies = None if entry is None else entry.contents.get(info.content)
+        copies = None if entry is None else entry.copies_of(info)
         if copies is None or copies.holders.get(record.id) is not record:
             return
         self.touched += 1
@@ -173,7 +192,7 @@ class CatalogIndex:
     def _settle(self, entry: NameEntry) -> None:
         """Choose the served content again and list or unlist the name."""
         served = max(
-            entry.contents.values(),
+            entry.contents,
             key=lambda c: (len(c.holders), c.info.sha256),
             default=None,
         )
@@ -187,12 +206,12 @@ class CatalogIndex:
             return
         entry.listed = listed
         change = 1 if listed else -1
-        for copies in entry.contents.values():
+        for copies in entry.contents:
             for holder in copies.holders.values():
                 holder.listed_held += change
         if not listed:
-            del self._listed[entry.name]
+            self._listed.remove(entry.name)
             return
-        self._listed[entry.name] = entry
+        self._listed.add(entry.name)
         for listener in self.on_listed:
             listener(entry.name)

@@ -143,7 +143,9 @@ class Registry:
 
     def addFiles(self, record: SecondaryRecord, infos: list[FileInfo]) -> None:
         live = self._is_live(record)
-        for info in infos:
+        canonical = self.index.canonical
+        for reported in infos:
+            info = canonical(reported)
             old = record.files.get(info.name)
             record.files[info.name] = info
             if not live or (old is not None and old.content == info.content):
@@ -218,8 +220,8 @@ class Registry:
         entry = self.index.add(record, info)
         if len(entry.contents) > 1:
             groups = {
-                content: list(copies.holders.values())
-                for content, copies in entry.contents.items()
+                copies.info.content: list(copies.holders.values())
+                for copies in entry.contents
             }
             self._reportConflict(info.name, groups, entry.info.content)
 

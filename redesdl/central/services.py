@@ -114,7 +114,7 @@ class CentralServices:
         size, more = 0, False
         for entry in self.registry.names_after(request.after):
             wire = entry.wire()
-            size += len(wire.json) + 1
+            size += len(wire.json()) + 1
             if len(page) == MAX_FILES_PER_MESSAGE or size > LIST_PAGE_BYTES:
                 more = True
                 break

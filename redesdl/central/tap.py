@@ -27,6 +27,7 @@ from redesdl.daemon import (
 )
 from redesdl.listening import ListeningService
 from redesdl.metrics import METRICS_PARAMETER, metrics_service
+from redesdl.reactor_lag import ReactorLag
 from redesdl.stats import StatsFile
 from redesdl.trace import TRACER
 
@@ -141,11 +142,16 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     )
     top = MultiService()
     stats.setServiceParent(top)
+    lag = ReactorLag(reactor)
+    lag.setServiceParent(top)
     listener = ListeningService(config["listen"], factory, ROLE, reactor, tls)
     listener.setServiceParent(top)
     if config["metrics"] is not None:
         metrics_service(
-            config["metrics"], lambda: central_metrics(factory), ROLE, reactor
+            config["metrics"],
+            lambda: [*central_metrics(factory), *lag.metrics()],
+            ROLE,
+            reactor,
         ).setServiceParent(top)
     TRACER.enabled = bool(config["trace"])
     if wants_console(config):

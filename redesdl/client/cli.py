@@ -204,11 +204,11 @@ async def run_get(reactor: Any, access: ClusterAccess, args: argparse.Namespace)
         progress = ProgressLine(job, sys.stderr, reactor)
         progress.start()
 
-    def wrap_up() -> None:
+    def wrap_up() -> Deferred[None]:
         if progress is not None:
             progress.stop()
         job.interrupted()
-        stats.file.save()
+        return stats.file.save()
 
     reactor.addSystemEventTrigger("before", "shutdown", wrap_up)
     result = await job.run()
@@ -272,9 +272,9 @@ async def run_console(
     TRACER.sink = commands.say
     display.show = commands.say
 
-    def shutdown() -> None:
-        stats.file.stopService()
+    def shutdown() -> Deferred[None]:
         restore()
+        return stats.file.stopService()
 
     reactor.addSystemEventTrigger("before", "shutdown", shutdown)
     await finished

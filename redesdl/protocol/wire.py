@@ -12,7 +12,6 @@ vocabulary is ``unknown_type``.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -109,12 +108,17 @@ def compact_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode("ascii")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CatalogEntry:
-    """One name in a ``catalog`` page: its content and how many serve it."""
+    """One name in a ``catalog`` page: its content and how many serve it.
+
+    C{encoded}, when given, is its JSON object already encoded (the central
+    keeps it per name), so a page costs a join rather than an encoding.
+    """
 
     info: FileInfo
     sources: int
+    encoded: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_wire(cls, value: Any) -> CatalogEntry:
@@ -124,9 +128,10 @@ class CatalogEntry:
     def to_wire(self) -> dict[str, Any]:
         return {**self.info.to_wire(), "sources": self.sources}
 
-    @functools.cached_property
     def json(self) -> bytes:
-        """Its JSON object, encoded once however many pages carry it."""
+        """Its JSON object as the protocol writes it."""
+        if self.encoded is not None:
+            return self.encoded
         return compact_json(self.to_wire())
 
 
@@ -508,7 +513,7 @@ class Catalog(Message):
 
     def encode_body(self) -> bytes:
         """The page with each entry's JSON reused: a page costs a join."""
-        files = b",".join([entry.json for entry in self.files])
+        files = b",".join([entry.json() for entry in self.files])
         more = b"true" if self.more else b"false"
         return b'{"type":"catalog","id":%d,"files":[%s],"more":%s}' % (
             self.id,
