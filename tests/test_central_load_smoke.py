@@ -108,3 +108,37 @@ def test_tiny_point_registers_everyone_and_every_answer_arrives(
     assert row["central_lag_max"] is not None and row["central_stalls"] is not None
     # The central was stopped and its folder removed.
     assert not list(tmp_path.glob("central-load-*"))
+
+
+@pytest.mark.e2e
+def test_hundreds_of_secondaries_and_tens_of_thousands_of_files(
+    tmp_path: Path,
+) -> None:
+    """A library sized for CI: nobody dropped, every page and answer arrives."""
+    result = tmp_path / "rows.json"
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARK),
+            "--secondaries=300",
+            "--files=30k",
+            "--clients=5",
+            "--duration=3",
+            "--heartbeat-interval=1",
+            f"--work-dir={tmp_path}",
+            f"--json={result}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
+    assert run.returncode == 0, run.stderr
+    [row] = json.loads(result.read_text())
+    assert row["registered"] == 300 and row["register_seconds"] is not None
+    assert row["drops"] == 0 and row["connect_errors"] == 0
+    assert row["listed"] == 30_000
+    assert row["full_listings"] >= 5 and row["short_listings"] == 0
+    assert row["lost"] == 0
+    assert set(row["errors"].values()) == {0}
+    assert row["heartbeats"] >= 300

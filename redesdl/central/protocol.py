@@ -51,6 +51,9 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
     def connectionMade(self) -> None:
         super().connectionMade()
         self._slot_timer: IDelayedCall | None = None
+        #: The silence allowed once reading resumes, while it is paused.
+        self._paused_silence: float | None = None
+        self._reading_paused = False
         self.callLater = self.factory.clock.callLater
         self.core = SessionCore(self, self.factory)
         self.session = MACHINE(self.core)
@@ -111,7 +114,10 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
         self.transport.abortConnection()
 
     def watch_silence(self, seconds: float | None) -> None:
-        self.setTimeout(seconds)
+        if self._reading_paused:
+            self._paused_silence = seconds
+        else:
+            self.setTimeout(seconds)
 
     def watch_slot(self, seconds: float | None) -> None:
         if self._slot_timer is not None and self._slot_timer.active():
@@ -121,6 +127,18 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
             self._slot_timer = self.factory.clock.callLater(
                 seconds, self.session.slot_idle
             )
+
+    def pause_reading(self) -> None:
+        """Read nothing more for now; silence meanwhile is not the peer's."""
+        self._reading_paused = True
+        self._paused_silence = self.timeOut
+        self.setTimeout(None)
+        self.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        self._reading_paused = False
+        self.setTimeout(self._paused_silence)
+        self.transport.resumeProducing()
 
     def peer_host(self) -> str:
         return str(getattr(self.transport.getPeer(), "host", ""))

@@ -16,6 +16,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from redesdl.central.admission import AdmissionQueue, SlotRequest
+from redesdl.central.intake import ReportIntake
 from redesdl.central.planner import ReplicationPlanner
 from redesdl.central.registry import Registry, SecondaryRecord, run_at_once
 from redesdl.central.sampling import MAX_LOCATED_SOURCES, some_holders
@@ -83,6 +84,7 @@ class CentralServices:
         self.idle_timeout = idle_timeout
         self.slot_idle_timeout = slot_idle_timeout
         self.registry = Registry(cooperate)
+        self.intake = ReportIntake(self._fold_report, cooperate)
         self.planner = ReplicationPlanner(
             self.registry, clock, ticketFor=self.ticketFor
         )
@@ -235,11 +237,16 @@ class CentralServices:
         self.planner.forget(record)
 
     def secondary_said(self, record: SecondaryRecord, message: Message) -> None:
-        """Fold a registered secondary's report into the shared state."""
-        registry = self.registry
+        """Note a heartbeat now; fold any other report in after the earlier ones."""
         if isinstance(message, Ping):
             record.lastHeard = self.clock.seconds()
-        elif isinstance(message, FilesAdded):
+        else:
+            self.intake.submit(record, message)
+
+    def _fold_report(self, record: SecondaryRecord, message: Message) -> None:
+        """Fold a registered secondary's report into the shared state."""
+        registry = self.registry
+        if isinstance(message, FilesAdded):
             registry.addFiles(record, list(message.files))
         elif isinstance(message, CatalogDone):
             registry.catalogDone(record)
