@@ -27,14 +27,7 @@ from pathlib import Path
 
 from redesdl.localcluster import LocalCluster
 from redesdl.manifest import file_sha256
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a live process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+from redesdl.procstat import cpu_seconds
 
 
 def make_file(path: Path, size: int) -> None:

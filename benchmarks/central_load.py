@@ -87,6 +87,7 @@ from twisted.internet.threads import deferToThread
 
 from redesdl.localcluster import LocalCluster
 from redesdl.manifest import FileInfo
+from redesdl.procstat import cpu_seconds, peak_rss_mib
 from redesdl.protocol.codec import (
     FrameDecoder,
     FramingBroken,
@@ -131,7 +132,6 @@ CATALOG_WRITE = 256 * 1024
 CLIENTS_WELCOMED_WITHIN = 30.0
 #: The central's own default cap on connections (--max-connections).
 CENTRAL_DEFAULT_CONNECTIONS = 1024
-TICKS = os.sysconf("SC_CLK_TCK")
 
 _POINT = re.compile(r"^(\d+k?)x(\d+k?)(?:x(\d+k?))?(-all)?$")
 
@@ -791,28 +791,6 @@ class Load:
 
 
 # -- The central as a process ------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, from /proc (0 once it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def peak_rss_mib(pid: int) -> float:
-    """The process's peak resident memory (VmHWM), 0 once it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def listen_overflows() -> int:

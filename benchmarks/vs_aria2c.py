@@ -60,8 +60,8 @@ from pathlib import Path
 from redesdl.devca import TestAuthority
 from redesdl.localcluster import LocalCluster, wait_until
 from redesdl.manifest import file_sha256
+from redesdl.procstat import cpu_seconds
 
-TICKS = os.sysconf("SC_CLK_TCK")
 NAME = "big.bin"
 TOOLS = {"aria2c": "aria2", "nginx": "nginx-light", "curl": "curl"}
 
@@ -150,16 +150,6 @@ def place(original: Path, folders: list[Path], hardlink: bool) -> None:
 
 
 # --- CPU and processes -------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a live process, from /proc (0 once it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def children(pid: int) -> list[int]:
