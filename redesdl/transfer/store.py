@@ -36,7 +36,13 @@ from redesdl.transfer.errors import (
     IntegrityError,
     OutsideChunkError,
 )
-from redesdl.transfer.resume import load_claimed, remove_state, save_state, still_valid
+from redesdl.transfer.journal import Journal, remove_journal
+from redesdl.transfer.resume import (
+    chunks_to_check,
+    remove_state,
+    save_state,
+    still_valid,
+)
 from redesdl.transfer.writeback import start_writeback
 
 #: The SHA-256 of no bytes at all: the only valid hash of an empty file.
@@ -148,6 +154,10 @@ class ChunkStore:
         self._verified: set[int] = set()
         #: The writer each chunk is written through straight to the file.
         self._writers: dict[int, ChunkWriter] = {}
+        #: Where each verified chunk is recorded until the next snapshot.
+        self._journal: Journal | None = None
+        #: The chunks the last snapshot written holds.
+        self._snapshot: frozenset[int] = frozenset()
 
     @property
     def verified(self) -> frozenset[int]:
@@ -169,29 +179,38 @@ class ChunkStore:
             raise DiskError(f"{self.path} is a symbolic link; refusing to follow it")
 
     async def open(self, manifest: Manifest) -> list[int]:
-        """Open and reserve the file; return the chunks kept from before."""
-        claimed = None
+        """Open and reserve the file; return the chunks kept from before.
+
+        The chunks claimed by the snapshot and journal, or every chunk of a
+        ``.part`` left without them, are hashed again; those that match are
+        kept. The kept chunks go into a fresh snapshot and the journal starts
+        over, so each stays as small as one run's progress.
+        """
+        claimed: list[int] = []
+        keep = rechecking = False
         if os.path.lexists(self.path):
-            claimed = load_claimed(self.path, manifest)
-            if claimed is None and os.lstat(self.path).st_size:
+            check = chunks_to_check(self.path, manifest)
+            had_bytes = os.lstat(self.path).st_size > 0
+            if check is None and had_bytes:
                 notice.warn(
                     "{part} holds another version of {name} (or nothing to trust); "
                     "starting over",
                     part=self.path,
                     name=manifest.name,
                 )
+            keep = check is not None
+            if check is not None and (had_bytes or not check[1]):
+                claimed, rechecking = check
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            self._fd = os.open(
-                self.path, flags | (os.O_TRUNC if claimed is None else 0), 0o644
-            )
+            self._fd = os.open(self.path, flags | (0 if keep else os.O_TRUNC), 0o644)
             if not stat.S_ISREG(os.fstat(self._fd).st_mode):
                 raise OSError(0, "not a regular file")
             os.ftruncate(self._fd, manifest.size)
             if manifest.size:
                 os.posix_fallocate(self._fd, 0, manifest.size)
         except OSError as e:
-            if claimed is None and self._fd is not None:
+            if not keep and self._fd is not None:
                 # Nothing worth keeping: do not leave an empty .part behind.
                 self.close()
                 with contextlib.suppress(OSError):
@@ -202,11 +221,39 @@ class ChunkStore:
                 f"cannot reserve {manifest.size} bytes for {self.path}: {why}"
             ) from None
         self.manifest = manifest
-        if not claimed:
-            return []
-        kept = await deferToThread(still_valid, self._fd, manifest, claimed)
+        if rechecking and claimed:
+            notice.info(
+                "{part} has no record of its verified chunks; checking its "
+                "{chunks} chunks against the manifest",
+                part=self.path,
+                chunks=len(claimed),
+            )
+        kept = []
+        if claimed:
+            kept = await deferToThread(still_valid, self._fd, manifest, claimed)
         self._verified.update(kept)
+        if manifest.size and self._verified:
+            # The snapshot of what was kept means an fsync: not on the reactor.
+            await deferToThread(self._start_journal, manifest)
+        elif manifest.size:
+            self._start_journal(manifest)
         return kept
+
+    def _start_journal(self, manifest: Manifest) -> None:
+        """Fold what was kept into the snapshot, then start the journal afresh
+        (before any chunk is fetched, so nothing else uses the store)."""
+        try:
+            if self._verified:
+                save_state(self.path, manifest, self._verified)
+            else:
+                remove_state(self.path)
+        except OSError as e:
+            # The old journal may hold claims the snapshot lacks: keep it.
+            self.log.warn("cannot save {part}.json: {error}", part=self.path, error=e)
+            return
+        self._snapshot = frozenset(self._verified)
+        self._journal = Journal(self.path, manifest)
+        self._journal.restart(len(self._snapshot))
 
     def _chunk(self, index: int) -> tuple[int, int, str]:
         assert self.manifest is not None and self._fd is not None
@@ -263,16 +310,30 @@ class ChunkStore:
             except OSError as e:
                 raise DiskError(f"cannot write {self.path}: {e.strerror}") from None
         self._verified.add(writer.index)
+        if self._journal is not None:
+            # One append to the page cache, no fsync: it outlives a killed
+            # process, which is what the journal is for.
+            self._journal.record(writer.index)
         return True
 
     def save_progress(self) -> None:
-        """Record which chunks are verified, so a later get can resume."""
+        """Snapshot which chunks are verified and fold the journal into it.
+
+        Skipped when nothing verified since the last snapshot, so an idle
+        download does not fsync every couple of seconds.
+        """
         if self.manifest is None or not self.manifest.size:
+            return
+        if self._snapshot == self._verified:
             return
         try:
             save_state(self.path, self.manifest, self._verified)
         except OSError as e:
             self.log.warn("cannot save {part}.json: {error}", part=self.path, error=e)
+            return
+        self._snapshot = frozenset(self._verified)
+        if self._journal is not None:
+            self._journal.restart(len(self._snapshot))
 
     def check_complete(self) -> None:
         """Raise L{IntegrityError} unless the file is the whole manifest."""
@@ -311,12 +372,21 @@ class ChunkStore:
             raise DiskError(
                 f"cannot move {self.path} into place: {e.strerror}"
             ) from None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
         remove_state(self.path)
 
     def close(self) -> None:
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+            if self._snapshot == self._verified:
+                # Folded into a durable snapshot: the snapshot alone resumes.
+                remove_journal(self.path)
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
