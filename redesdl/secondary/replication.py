@@ -28,6 +28,7 @@ from redesdl.secondary.index import DataIndex
 from redesdl.tls import plain_endpoint
 from redesdl.transfer.download import Download
 from redesdl.transfer.errors import DownloadError, IntegrityError
+from redesdl.transfer.journal import journal_path
 from redesdl.transfer.placement import check_copy, open_folder_inside, place_inside
 from redesdl.transfer.resume import state_path
 
@@ -152,6 +153,7 @@ class Replicator:
         self._discard(staged)
         self._discard(FilePath(download.partPath))
         self._discard(state_path(download.partPath))
+        self._discard(FilePath(journal_path(download.partPath)))
         self._report(name, False, reason.getErrorMessage())
 
     def _discard(self, path: FilePath) -> None:
