@@ -4,8 +4,10 @@ The conversation itself (hello first, replies strictly in request order, what
 a connection may owe, when to stop reading a peer that does not read) is the
 machine in L{redesdl.machines.chunk_session}. This module is its Twisted
 shell: L{ChunkServerProtocol} decodes, calls the machine's inputs and
-implements its verbs; L{RangeWriter} writes one chunk a block at a time,
-paced by the C{--rate-limit} bucket.
+implements its verbs. Over plain TCP without a rate limit, a chunk's bytes
+go from the file to the socket by ``os.sendfile``
+(L{redesdl.secondary.sendfile.SendfileRange}); over TLS, or paced by the
+C{--rate-limit} bucket, L{RangeWriter} reads and writes one block at a time.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.tickets import Tickets
 from redesdl.secondary.index import DataIndex, IndexEntry
 from redesdl.secondary.ratelimit import TokenBucket
+from redesdl.secondary.sendfile import SendfileRange, can_sendfile, socket_sendfile
 from redesdl.secondary.stats import SecondaryStats
 from redesdl.shells.messages import (
     MAX_REFUSALS,
@@ -228,6 +231,14 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
             self._parked = False
             self.transport.registerProducer(self._watcher, False)
 
+    def _sentByKernel(self, count: int) -> None:
+        self.factory.sent_by_kernel += count
+        self.resetTimeout()
+
+    def _socketFailed(self, error: OSError) -> None:
+        """Sending failed: the peer is gone, and Twisted has yet to notice."""
+        self.transport.abortConnection()
+
     def timeoutConnection(self) -> None:
         self.session.timed_out()
 
@@ -261,7 +272,9 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
     def unsent_bytes(self) -> int:
         return unsent_in(self.transport)
 
-    def open_chunk(self, entry: IndexEntry, offset: int, length: int) -> RangeWriter:
+    def open_chunk(
+        self, entry: IndexEntry, offset: int, length: int
+    ) -> RangeWriter | SendfileRange:
         try:
             fd = self.factory.index.open(entry)
         except OSError as e:
@@ -269,6 +282,17 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
             self.factory.stats.error("file_unreadable")
             raise ProtocolError("not_found", "the file is gone") from None
         self.servingFiles.add(entry.manifest.name)
+        if self.factory.limiter is None and can_sendfile(self.transport):
+            return SendfileRange(
+                fd,
+                offset,
+                length,
+                sendfile=socket_sendfile(self.transport),
+                pending_bytes=self.unsent_bytes,
+                wait_writable=self.transport.startWriting,
+                on_sent=self._sentByKernel,
+                on_peer_gone=self._socketFailed,
+            )
         return RangeWriter(
             fd,
             offset,
@@ -358,6 +382,8 @@ class ChunkServerFactory(TrackingFactory):
         self.stats = stats
         self.limiter = limiter
         self.clock = clock
+        #: Chunk bytes sent by C{os.sendfile} rather than through the transport.
+        self.sent_by_kernel = 0
 
     def activeTransfers(self) -> int:
         """Connections in the middle of sending a chunk."""
