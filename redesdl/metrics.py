@@ -52,9 +52,8 @@ def metrics_service(
     description: str, metrics: Callable[[], Iterable[Metric]], role: str, reactor: Any
 ) -> ListeningService:
     """Serve C{metrics} at /metrics on C{description}; exit if it cannot listen."""
-    return ListeningService(
-        description, metrics_site(metrics), f"{role} metrics", reactor
-    )
+    name = f"{role} metrics"
+    return ListeningService(description, metrics_site(metrics, name), name, reactor)
 
 
 class StateCollector:
@@ -67,19 +66,29 @@ class StateCollector:
         return self._metrics()
 
 
-class _Quiet(Site):
-    """A Site that does not log a line per scrape."""
+class MetricsSite(Site):
+    """A Site that logs under its daemon's name, and no line per scrape."""
 
     noisy = False
+
+    def __init__(self, root: Resource, name: str) -> None:
+        super().__init__(root)
+        self._name = name
+
+    def logPrefix(self) -> str:
+        # Twisted's port logs "<prefix> starting on PORT" with it.
+        return self._name
 
     def log(self, request: Any) -> None:
         pass
 
 
-def metrics_site(metrics: Callable[[], Iterable[Metric]]) -> Site:
+def metrics_site(
+    metrics: Callable[[], Iterable[Metric]], name: str = "metrics"
+) -> Site:
     """A web site with C{metrics} at /metrics and nothing else."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(StateCollector(metrics))
     root = Resource()
     root.putChild(b"metrics", MetricsResource(registry=registry))
-    return _Quiet(root)
+    return MetricsSite(root, name)

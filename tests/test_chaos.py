@@ -15,6 +15,7 @@ import pytest
 from redesdl.localcluster import LocalCluster, wait_until
 from redesdl.manifest import file_sha256
 
+from .clientstats import client_stats
 from .damage import rot
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +31,7 @@ def test_a_download_survives_chaos(tmp_path: Path) -> None:
             (cluster.data(number) / "movie.bin").write_bytes(data)
         cluster.wait_for_sources("movie.bin", 4, timeout=60)
         target = tmp_path / "movie.bin"
-        stats = tmp_path / "client.json"
+        stats = tmp_path / "client-stats.sqlite"
         get = cluster.start_client(
             "--stats",
             str(stats),
@@ -65,7 +66,7 @@ def test_a_download_survives_chaos(tmp_path: Path) -> None:
         assert file_sha256(target) == hashlib.sha256(data).hexdigest()
         report = json.loads(out.splitlines()[-1])
         assert report["size"] == len(data)
-        record = json.loads(stats.read_text())["downloads"][-1]
+        record = client_stats(stats, timelines=True)["downloads"][-1]
         reasons = {
             e["source"]: e["reason"]
             for e in record["timeline"]

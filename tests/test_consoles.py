@@ -16,6 +16,7 @@ import pytest
 from redesdl.localcluster import LocalCluster, wait_until
 from redesdl.manifest import file_sha256
 
+from .clientstats import client_stats
 from .terminal import PtySession
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +47,7 @@ def sessions() -> Iterator[list[PtySession]]:
 def test_client_console_with_the_original_commands(
     cluster: LocalCluster, sessions: list[PtySession], tmp_path: Path
 ) -> None:
-    stats = tmp_path / "client.json"
+    stats = tmp_path / "client-stats.sqlite"
     console = PtySession(
         [
             str(BIN / "redesdl"),
@@ -80,7 +81,7 @@ def test_client_console_with_the_original_commands(
     assert file_sha256(tmp_path / "clip.bin") == file_sha256(
         cluster.data(1) / "clip.bin"
     )
-    record = json.loads(stats.read_text())["downloads"][-1]
+    record = client_stats(stats)["downloads"][-1]
     assert record["file"] == "clip.bin" and record["result"] == "ok"
     assert sum(record["sources"].values()) == 3_000_000
     central_stats = cluster.root / "central" / "stats.json"
@@ -100,7 +101,7 @@ def test_typing_is_not_corrupted_by_a_finishing_download(
             "--central",
             cluster.central_address,
             "--stats",
-            str(tmp_path / "s.json"),
+            str(tmp_path / "s.sqlite"),
         ],
         env=cluster.client_environment(),
     )
@@ -247,7 +248,7 @@ def test_get_shows_progress_only_on_a_terminal(
         "--central",
         cluster.central_address,
         "--stats",
-        str(tmp_path / "s.json"),
+        str(tmp_path / "s.sqlite"),
         "get",
         "clip.bin",
         "-o",
@@ -272,7 +273,7 @@ def test_interrupted_get_exits_130_and_is_recorded(
 ) -> None:
     for daemon in cluster.secondaries.values():
         daemon.signal(signal.SIGSTOP)
-    stats = tmp_path / "s.json"
+    stats = tmp_path / "s.sqlite"
     get = cluster.start_client(
         "--stats", str(stats), "-v", "get", "clip.bin", "-o", str(tmp_path / "clip.bin")
     )
@@ -292,7 +293,7 @@ def test_interrupted_get_exits_130_and_is_recorded(
             daemon.signal(signal.SIGCONT)
     assert get.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
-    record = json.loads(stats.read_text())["downloads"][-1]
+    record = client_stats(stats)["downloads"][-1]
     assert record["result"] == "failed" and record["reason"] == "interrupted"
     assert not (tmp_path / "clip.bin").exists()
 

@@ -21,7 +21,6 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.filepath import FilePath
 
 from redesdl.central.stats import fresh_central_stats
-from redesdl.client.stats import ClientStats, fresh_client_stats
 from redesdl.daemon import load_security
 from redesdl.jsonfile import counter, mapping, read_json, record, sequence, validator
 from redesdl.manifest import build_manifest
@@ -56,15 +55,12 @@ def open_stats(path: Path, fresh: Callable[[], dict[str, Any]]) -> StatsFile:
 
 TALLY = {"completed": 1, "failed": 0, "bytes": 10}
 BAD_STATS = [
-    (fresh_client_stats, {"downloads": "x"}, "field downloads: expected a list"),
-    (fresh_client_stats, {"totals": []}, "field totals: expected an object"),
-    (fresh_client_stats, {"downloads": [{"file": "a", "result": "ok", "size": -1}]},
-     "field downloads[0].size: expected a whole number 0 or more"),
-    (fresh_client_stats, {"totals": {**TALLY, "failed": True}}, "field totals.failed"),
     (fresh_central_stats, {"files": {"a.iso": {**TALLY, "completed": "x"}}},
      "field files.\"a.iso\".completed: expected a whole number 0 or more, got str"),
     (fresh_central_stats, {"clients": {"bob": {**TALLY, "bytes": 1.5}}},
      "field clients.bob.bytes"),
+    (fresh_central_stats, {"clients": {"bob": {**TALLY, "files": {"a": "x"}}}},
+     "field clients.bob.files.a"),
     (fresh_central_stats, {"failures": [{"time": 1, "file": "a", "client": "b"}]},
      "field failures[0].reason: missing"),
     (fresh_central_stats, {"secondaries": {"s": {"registrations": 1,
@@ -103,26 +99,10 @@ def test_a_good_stats_file_is_kept_and_missing_fields_filled_in(
     tmp_path: Path, warnings: list[str]
 ) -> None:
     path = tmp_path / "stats.json"
-    path.write_text(
-        stats_document(
-            starts=2,
-            uptime_seconds=1.5,
-            saved=None,
-            downloads=[{"file": "a", "result": "failed", "reason": None, "x": []}],
-        )
-    )
-    stats = ClientStats(open_stats(path, fresh_client_stats))
-    assert stats.data["starts"] == 3 and stats.data["totals"]["completed"] == 0
-    assert stats.summary()[1] == "  a: 0 bytes in 0.00 s, None"
+    path.write_text(stats_document(starts=2, uptime_seconds=1.5, saved=None))
+    stats = open_stats(path, fresh_central_stats)
+    assert stats.data["starts"] == 3 and stats.data["files"] == {}
     assert warnings == [] and not (tmp_path / "stats.json.corrupt").exists()
-
-
-def test_counters_of_a_set_aside_file_work_again(tmp_path: Path) -> None:
-    path = tmp_path / "stats.json"
-    path.write_text(stats_document(totals={"completed": "1", "failed": 0, "bytes": 0}))
-    stats = ClientStats(open_stats(path, fresh_client_stats))
-    stats.downloadEnded({"file": "a", "result": "ok", "bytes_fetched": 5})
-    assert stats.data["totals"] == {"completed": 1, "failed": 0, "bytes": 5}
 
 
 def test_read_json_names_the_bad_field(tmp_path: Path, warnings: list[str]) -> None:

@@ -38,9 +38,9 @@ def scrape(daemon: Daemon) -> dict[str, float]:
 
 
 def client_timeline(cluster: LocalCluster) -> list[dict[str, Any]]:
-    stats = Path(cluster.client_environment()["XDG_STATE_HOME"]) / "redesdl"
-    downloads = json.loads((stats / "client-stats.json").read_text())["downloads"]
-    return downloads[-1]["timeline"]
+    shown = cluster.client("stats", "--json", "--timelines")
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)["downloads"][-1]["timeline"]
 
 
 def test_metrics_match_a_download(tmp_path: Path) -> None:
@@ -68,8 +68,8 @@ def test_metrics_match_a_download(tmp_path: Path) -> None:
         # s1 held the file and sent s2 its copy; both served the client. The
         # endgame may have fetched some chunks twice: servers count every
         # copy they finished sending, the client only the winner.
-        served_s1 = s1["redesdl_served_bytes_total"]
-        served_s2 = s2["redesdl_served_bytes_total"]
+        served_s1 = s1["redesdl_secondary_served_bytes_total"]
+        served_s2 = s2["redesdl_secondary_served_bytes_total"]
         assert served_s1 >= size + sources.get("s1", 0)
         assert served_s2 >= sources.get("s2", 0)
         duplicated = sum(
@@ -78,14 +78,23 @@ def test_metrics_match_a_download(tmp_path: Path) -> None:
             if event["event"] == "duplicate"
         )
         assert 0 <= served_s1 + served_s2 - 2 * size <= duplicated
-        assert s2["redesdl_replication_bytes_total"] == size
-        assert s1["redesdl_replication_bytes_total"] == 0
+        assert s2["redesdl_secondary_replication_bytes_total"] == size
+        assert s1["redesdl_secondary_replication_bytes_total"] == 0
         for secondary in (s1, s2):
-            assert secondary["redesdl_index_files"] == 1
-            assert secondary["redesdl_index_bytes"] == size
-            assert secondary["redesdl_active_transfers"] == 0
-            assert secondary["redesdl_central_link_up"] == 1
+            assert secondary["redesdl_secondary_index_files"] == 1
+            assert secondary["redesdl_secondary_index_bytes"] == size
+            assert secondary["redesdl_secondary_active_transfers"] == 0
+            assert secondary["redesdl_secondary_central_links"] == 1
+            assert secondary["redesdl_secondary_replication_copying_bytes"] == 0
             assert secondary["redesdl_reactor_lag_max_seconds"] >= 0
         assert central["redesdl_reactor_stalls_total"] >= 0
-        chunks = s1["redesdl_served_chunks_total"] + s2["redesdl_served_chunks_total"]
+        chunks = (
+            s1["redesdl_secondary_served_chunks_total"]
+            + s2["redesdl_secondary_served_chunks_total"]
+        )
         assert chunks >= 2 * 21, "a 5 MiB file has 21 chunks of 256 KiB"
+        for daemon in (cluster.central, *cluster.secondaries.values()):
+            log = daemon.log.read_text()
+            # Each port is announced once, by name, not by a class.
+            assert "_Quiet" not in log and "Site starting" not in log
+            assert log.count("metrics starting on") == 1

@@ -1,7 +1,7 @@
 """The central's console: who is registered, what is served, who waits.
 
 ``NUMERO_DESCARGAS_VIDEO`` and ``VIDEOS_CLIENTE`` are the original system's
-commands: completed downloads per file and per client name.
+commands: completed downloads per file, and per client name which files.
 """
 
 from __future__ import annotations
@@ -94,8 +94,17 @@ class CentralCommands(CommandSet):
         ] or ["no downloads yet"]
 
     def cmd_videos_cliente(self, args: list[str]) -> list[str]:
-        """Completed downloads per client name."""
+        """Per client name: completed downloads, and of which files how many."""
         clients = self._factory.stats.data["clients"]
-        return [
-            f"{name}: {entry['completed']}" for name, entry in sorted(clients.items())
-        ] or ["no downloads yet"]
+        lines = []
+        for name, entry in sorted(clients.items()):
+            lines.append(f"{name}: {entry['completed']} completed")
+            files = entry.get("files", {})
+            lines += [f"  {file}: {n}" for file, n in sorted(files.items())]
+            remembered = sum(files.values())
+            if remembered < entry["completed"]:
+                lines.append(
+                    f"  ({entry['completed'] - remembered} more, of files no "
+                    "longer listed)"
+                )
+        return lines or ["no downloads yet"]

@@ -16,14 +16,20 @@ from redesdl.jsonfile import counter, mapping, number, optional, record, sequenc
 from redesdl.stats import StatsFile, StatsShape
 
 MAX_FAILURES_KEPT = 200
+#: Distinct files remembered per client (the ones it downloaded last).
+MAX_FILES_PER_CLIENT = 100
 
 _TALLY = record({"completed": counter, "failed": counter, "bytes": counter})
+_CLIENT_TALLY = record(
+    {"completed": counter, "failed": counter, "bytes": counter},
+    {"files": mapping(counter)},
+)
 _SERVED = record({"chunks": counter, "bytes": counter})
 
 fresh_central_stats = StatsShape(
     {
         "files": (dict, mapping(_TALLY)),
-        "clients": (dict, mapping(_TALLY)),
+        "clients": (dict, mapping(_CLIENT_TALLY)),
         "failures": (
             list,
             sequence(
@@ -95,6 +101,8 @@ class CentralStats:
         for entry in (per_file, per_client, self.totals):
             entry["completed" if ok else "failed"] += 1
             entry["bytes"] += fetched
+        if ok:
+            self._count_file(per_client.setdefault("files", {}), name)
         if not ok:
             failures = self.data["failures"]
             failures.append(
@@ -102,6 +110,13 @@ class CentralStats:
             )
             del failures[:-MAX_FAILURES_KEPT]
         self.file.changed()
+
+    @staticmethod
+    def _count_file(files: dict[str, int], name: str) -> None:
+        """One more completed download of C{name}, kept among the most recent."""
+        files[name] = files.pop(name, 0) + 1
+        if len(files) > MAX_FILES_PER_CLIENT:
+            del files[next(iter(files))]
 
     def secondaryRegistered(self, name: str) -> None:
         entry = self._secondary(name)

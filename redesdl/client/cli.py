@@ -12,6 +12,7 @@ import getpass
 import json
 import os
 import socket
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,12 +21,12 @@ from typing import Any, NoReturn, TextIO
 from twisted.internet.defer import Deferred
 from twisted.logger import LogLevel, formatEvent, globalLogBeginner
 from twisted.python.failure import Failure
-from twisted.python.filepath import FilePath
 
 from redesdl import __version__
 from redesdl.client.access import ClusterAccess, load_client_token
 from redesdl.client.central import connect_central
 from redesdl.client.errors import UserError
+from redesdl.client.identity import remembered_name
 from redesdl.client.job import GetJob
 from redesdl.client.listing import JsonListing, TextListing, describe_result
 from redesdl.client.progress import ProgressLine
@@ -35,10 +36,9 @@ from redesdl.client.reasons import (
     exit_status,
     explain,
 )
-from redesdl.client.stats import ClientStats, default_stats_path, fresh_client_stats
+from redesdl.client.stats import ClientStats, default_stats_path
 from redesdl.endpoints import central_endpoint
 from redesdl.printable import escape_logs
-from redesdl.stats import StatsFile
 from redesdl.tls import TLSConfig, TLSFileError, source_connector
 from redesdl.trace import TRACER
 
@@ -59,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--name",
-        default=f"{getpass.getuser()}@{socket.gethostname()}",
-        help="this client's name, as the central records it [default: %(default)s]",
+        help="this client's name, as the central records it [default: the "
+        "name last chosen with the console's INSCRIBIR, else "
+        f"{getpass.getuser()}@{socket.gethostname()}]",
     )
     parser.add_argument(
         "--stats",
@@ -137,6 +138,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="end with one JSON object describing the download",
     )
+    stats = commands.add_parser(
+        "stats", help="show this machine's download statistics (no central needed)"
+    )
+    stats.add_argument(
+        "--json", action="store_true", help="print them as one JSON document"
+    )
+    stats.add_argument(
+        "--timelines",
+        action="store_true",
+        help="with --json, add the chunk timelines kept (the last downloads')",
+    )
+    stats.add_argument(
+        "-n",
+        "--last",
+        type=int,
+        default=10,
+        metavar="N",
+        help="list the last N downloads [default: %(default)s]",
+    )
     return parser
 
 
@@ -154,10 +174,35 @@ def state_folder(stats_path: str | None) -> Path:
     return folder
 
 
-def open_client_stats(path: str | None, clock: Any) -> ClientStats:
-    target = FilePath(os.path.abspath(path) if path else str(default_stats_path()))
+def open_client_stats(path: str | None) -> ClientStats:
+    """The statistics store at C{path} (or the default), its folder created."""
     state_folder(path)
-    return ClientStats(StatsFile(target, "redesdl", fresh_client_stats, clock))
+    target = os.path.abspath(path) if path else str(default_stats_path())
+    try:
+        return ClientStats(target)
+    except sqlite3.Error as e:
+        raise UserError(f"cannot keep statistics in {target}: {e}") from None
+
+
+def run_stats(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Print this machine's client statistics, as lines or one JSON document."""
+    out = out or sys.stdout
+    stats = open_client_stats(args.stats)
+    try:
+        if args.json:
+            document = stats.store.document(timelines=args.timelines)
+            out.write(json.dumps(document, indent=1) + "\n")
+        else:
+            out.write("\n".join(stats.summary(args.last)) + "\n")
+    finally:
+        stats.close()
+    return EXIT_OK
+
+
+def client_name() -> str:
+    """The name INSCRIBIR chose in an earlier session, else user@host."""
+    folder = state_folder(None)
+    return remembered_name(folder) or f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 async def run_list(
@@ -187,7 +232,7 @@ async def run_list(
 
 
 async def run_get(reactor: Any, access: ClusterAccess, args: argparse.Namespace) -> int:
-    stats = open_client_stats(args.stats, reactor)
+    stats = open_client_stats(args.stats)
     job = GetJob(
         reactor,
         access,
@@ -204,11 +249,11 @@ async def run_get(reactor: Any, access: ClusterAccess, args: argparse.Namespace)
         progress = ProgressLine(job, sys.stderr, reactor)
         progress.start()
 
-    def wrap_up() -> Deferred[None]:
+    def wrap_up() -> None:
         if progress is not None:
             progress.stop()
         job.interrupted()
-        return stats.file.save()
+        stats.close()
 
     reactor.addSystemEventTrigger("before", "shutdown", wrap_up)
     result = await job.run()
@@ -241,6 +286,9 @@ def cluster_access(reactor: Any, args: argparse.Namespace) -> ClusterAccess:
 
 
 async def run(reactor: Any, args: argparse.Namespace, display: LogDisplay) -> int:
+    if args.command == "stats":
+        return run_stats(args)
+    args.name = args.name or client_name()
     access = cluster_access(reactor, args)
     if args.command == "list":
         return await run_list(access, args)
@@ -257,8 +305,7 @@ async def run_console(
     from redesdl.client.console import ClientCommands
     from redesdl.console import attach_console
 
-    stats = open_client_stats(args.stats, reactor)
-    stats.file.startService()
+    stats = open_client_stats(args.stats)
     commands = ClientCommands(reactor, access, args.central, args.name, stats)
     finished: Deferred[None] = Deferred()
 
@@ -267,14 +314,14 @@ async def run_console(
             finished.callback(None)
 
     commands.quit = leave
-    greeting = f"redesdl console, central {args.central}; type 'help'"
+    greeting = f"redesdl console as {args.name!r}, central {args.central}; type 'help'"
     restore = attach_console(commands, "redesdl> ", leave, sys.stdin.isatty(), greeting)
     TRACER.sink = commands.say
     display.show = commands.say
 
-    def shutdown() -> Deferred[None]:
+    def shutdown() -> None:
         restore()
-        return stats.file.stopService()
+        stats.close()
 
     reactor.addSystemEventTrigger("before", "shutdown", shutdown)
     await finished

@@ -2,11 +2,13 @@
 
 Downloads started with ``get`` run in the background; the prompt stays usable
 and says when each one ends. The original system's command names
-(``INSCRIBIR``, ``LISTA_VIDEOS``, ``VIDEO``) work as aliases.
+(``INSCRIBIR``, ``LISTA_VIDEOS``, ``VIDEO``, ``VIDEOS_CLIENTE``) work as
+aliases.
 """
 
 from __future__ import annotations
 
+import os
 from contextlib import aclosing
 from typing import Any
 
@@ -14,12 +16,15 @@ from twisted.internet.defer import Deferred
 
 from redesdl.client.access import ClusterAccess
 from redesdl.client.central import CentralConnection, connect_central
+from redesdl.client.identity import remember_name
 from redesdl.client.job import GetJob
 from redesdl.client.listing import TextListing, describe_result
+from redesdl.client.presence import CentralPresence
 from redesdl.client.progress import describe_progress
 from redesdl.client.reasons import explain
-from redesdl.client.stats import ClientStats
+from redesdl.client.stats import ClientStats, default_stats_path
 from redesdl.console import CommandSet, ConsoleUsageError, usage
+from redesdl.protocol.wire import MAX_PEER_NAME
 
 #: Most catalog lines the console's ``list`` shows; ``redesdl list`` prints all.
 LIST_SHOWN = 200
@@ -65,6 +70,7 @@ class ClientCommands(CommandSet):
         "inscribir": "name",
         "lista_videos": "list",
         "video": "get",
+        "videos_cliente": "downloaded",
     }
 
     def __init__(
@@ -82,14 +88,35 @@ class ClientCommands(CommandSet):
         self.name = name
         self._stats = stats
         self.jobs: list[GetJob] = []
+        self._presence: CentralPresence | None = None
 
     @usage("NAME")
-    def cmd_name(self, args: list[str]) -> str:
-        """Set this client's name, as the central records it."""
+    def cmd_name(self, args: list[str]) -> Deferred[str]:
+        """Register with the central as NAME now; it is remembered for next time."""
         if len(args) != 1:
             raise ConsoleUsageError("")
-        self.name = args[0]
-        return f"you are now {self.name!r}"
+        name = args[0]
+        if not name.isprintable() or len(name) > MAX_PEER_NAME:
+            raise ConsoleUsageError(
+                f"a name is printable text of at most {MAX_PEER_NAME} characters"
+            )
+        self.name = name
+        folder = default_stats_path().parent
+        try:
+            remember_name(folder, name)
+            kept = "remembered for the next session"
+        except OSError as e:
+            kept = f"not remembered ({folder}: {e.strerror})"
+        if self._presence is None:
+            self._presence = CentralPresence(self._reactor, self._access)
+        registering = Deferred.fromCoroutine(self._presence.register(name))
+        return registering.addCallbacks(
+            lambda _: f"you are now {name!r}, registered with the central; {kept}",
+            lambda reason: (
+                f"you are now {name!r} ({kept}), but not registered: "
+                + explain(reason.value, self._centralText, None)
+            ),
+        )
 
     @usage("[PREFIX]")
     def cmd_list(self, args: list[str]) -> Deferred[list[str]]:
@@ -137,12 +164,22 @@ class ClientCommands(CommandSet):
         return f"started {args[0]}; 'status' shows its progress"
 
     def cmd_status(self, args: list[str]) -> list[str]:
-        """Show every download of this session: bytes, rate, sources, ETA."""
+        """Show every download of this session: bytes, rate, sources, ETA, path."""
         if not self.jobs:
             return ["no downloads yet"]
         now = self._reactor.seconds()
-        return [describe_progress(job, now) for job in self.jobs]
+        lines = []
+        for job in self.jobs:
+            line = describe_progress(job, now)
+            if job.download is not None:
+                line += f" -> {os.path.abspath(job.download.destination)}"
+            lines.append(line)
+        return lines
 
     def cmd_stats(self, args: list[str]) -> list[str]:
         """Show this client's statistics (all sessions)."""
         return self._stats.summary()
+
+    def cmd_downloaded(self, args: list[str]) -> list[str]:
+        """Which files this machine's client downloaded, and how many times."""
+        return self._stats.files_downloaded()

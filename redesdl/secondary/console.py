@@ -11,10 +11,25 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
 
+from redesdl.client.progress import human_size
 from redesdl.console import CommandSet
 
 if TYPE_CHECKING:
     from redesdl.secondary.service import SecondaryService
+    from redesdl.transfer.download import Download
+
+
+def describe_copy(download: Download, elapsed: float) -> str:
+    """One copy from peers: name, bytes so far of its size, rate, ETA, peers."""
+    done, size = download.bytesDone, download.info.size
+    rate = (done - download.bytesReused) / elapsed if elapsed > 0 else 0.0
+    eta = f"{(size - done) / rate:.0f} s" if rate > 0 else "?"
+    percent = 100 * done / size if size else 100
+    peers = ", ".join(sorted(s.name for s in download.sources))
+    return (
+        f"{download.info.name}: {percent:3.0f}% {human_size(done)} of "
+        f"{human_size(size)}, {human_size(rate)}/s, ETA {eta}, from {peers}"
+    )
 
 
 class SecondaryCommands(CommandSet):
@@ -35,13 +50,24 @@ class SecondaryCommands(CommandSet):
             f"with the central at {m.description}"
             for m in secondary.memberships
         ]
-        copying = ", ".join(sorted(secondary.replicator.active)) or "none"
+        copying = ["copying from peers: none"]
+        if secondary.replicator.active:
+            copying = ["copying from peers:", *self.cmd_copies([])]
         return [
             *standing,
             f"{len(secondary.index.entries)} files served from "
             f"{secondary.index.data.path}",
-            f"copying from peers: {copying}",
+            *copying,
         ]
+
+    def cmd_copies(self, args: list[str]) -> list[str]:
+        """Copies from peers in progress: bytes so far, rate, ETA, peers."""
+        replicator = self._secondary.replicator
+        now = self._secondary.reactor.seconds()
+        return [
+            "  " + describe_copy(download, now - replicator.started.get(name, now))
+            for name, download in sorted(replicator.active.items())
+        ] or ["no copies in progress"]
 
     def cmd_files(self, args: list[str]) -> list[str]:
         """The files this secondary serves."""

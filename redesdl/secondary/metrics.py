@@ -1,4 +1,9 @@
-"""What a secondary exposes to Prometheus (see docs/operations.md)."""
+"""What a secondary exposes to Prometheus (see docs/operations.md).
+
+Every name starts ``redesdl_secondary_``, as the central's start
+``redesdl_central_``, so a dashboard never mistakes one role's figure for
+the other's.
+"""
 
 from __future__ import annotations
 
@@ -17,30 +22,39 @@ def secondary_metrics(secondary: SecondaryService) -> Iterable[Metric]:
     served = secondary.stats.data["served"].values()
     replication = secondary.stats.data["replication"]
     entries = secondary.index.entries.values()
+    copies = secondary.replicator.active.values()
     return families(
         [
-            (COUNTER, "redesdl_served_bytes",
+            (COUNTER, "redesdl_secondary_served_bytes",
              "Bytes of chunks sent to clients and peers.",
              sum(entry["bytes"] for entry in served)),
-            (COUNTER, "redesdl_served_chunks",
+            (COUNTER, "redesdl_secondary_served_chunks",
              "Chunks sent to clients and peers.",
              sum(entry["chunks"] for entry in served)),
-            (GAUGE, "redesdl_active_transfers",
+            (GAUGE, "redesdl_secondary_active_transfers",
              "Connections sending a chunk right now.",
              secondary.chunkServer.activeTransfers()),
-            (GAUGE, "redesdl_connections",
+            (GAUGE, "redesdl_secondary_connections",
              "Open connections from clients and peers.",
              len(secondary.chunkServer.connections)),
-            (COUNTER, "redesdl_replication_bytes",
+            (COUNTER, "redesdl_secondary_replication_bytes",
              "Bytes of files copied from peers and verified.", replication["bytes"]),
-            (COUNTER, "redesdl_replications_failed",
+            (COUNTER, "redesdl_secondary_replications_failed",
              "Copies from peers that failed.", replication["failed"]),
-            (GAUGE, "redesdl_replications_active",
+            (GAUGE, "redesdl_secondary_replications_active",
              "Copies from peers running now.", len(secondary.replicator.active)),
-            (GAUGE, "redesdl_index_files", "Files indexed and served.", len(entries)),
-            (GAUGE, "redesdl_index_bytes", "Bytes of the files indexed and served.",
+            (GAUGE, "redesdl_secondary_replication_copying_bytes",
+             "Bytes the copies running now hold so far (verified).",
+             sum(copy.bytesDone for copy in copies)),
+            (GAUGE, "redesdl_secondary_replication_copying_size_bytes",
+             "Full size of the files the copies running now fetch.",
+             sum(copy.info.size for copy in copies)),
+            (GAUGE, "redesdl_secondary_index_files",
+             "Files indexed and served.", len(entries)),
+            (GAUGE, "redesdl_secondary_index_bytes",
+             "Bytes of the files indexed and served.",
              sum(entry.manifest.size for entry in entries)),
-            (GAUGE, "redesdl_central_link_up",
+            (GAUGE, "redesdl_secondary_central_links",
              "Centrals this secondary is registered with (1 with one central).",
              len(secondary.links)),
         ]

@@ -57,6 +57,8 @@ class Replicator:
         self._reactor = reactor
         self._report = report
         self.active: dict[str, Download] = {}
+        #: When each active copy began (reactor time), for its rate and ETA.
+        self.started: dict[str, float] = {}
 
     def replicate(
         self,
@@ -95,6 +97,7 @@ class Replicator:
             ticket=lambda: ticket,
         )
         self.active[info.name] = download
+        self.started[info.name] = self._reactor.seconds()
         self.log.info(
             "copying {name} from {peers}",
             name=info.name,
@@ -112,6 +115,7 @@ class Replicator:
     ) -> None:
         name = download.info.name
         del self.active[name]
+        self.started.pop(name, None)
         manifest = download.manifest
         try:
             assert manifest is not None and manifest.matches(download.info)
@@ -148,6 +152,7 @@ class Replicator:
     def _failed(self, reason: Any, download: Download, staged: FilePath) -> None:
         name = download.info.name
         del self.active[name]
+        self.started.pop(name, None)
         if not reason.check(DownloadError):
             self.log.failure("copying {name} failed", reason, name=name)
         self._discard(staged)

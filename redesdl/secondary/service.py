@@ -14,7 +14,7 @@ from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
 
 from redesdl.listening import ListeningService
@@ -33,8 +33,11 @@ from redesdl.tls import TLSConfig, source_connector
 
 ROLE = "redesdl-secondary"
 
-#: Seconds between reports of served chunks to the central.
+#: Seconds between reports of served chunks to the central while serving.
 ACTIVITY_INTERVAL = 5.0
+#: Seconds without a chunk served after which what was served is reported:
+#: the central's figures catch up as soon as a transfer ends.
+ACTIVITY_SETTLE = 1.0
 
 
 class SecondaryService(MultiService):
@@ -94,6 +97,8 @@ class SecondaryService(MultiService):
         self._rescan.clock = reactor
         self._activity = LoopingCall(self._reportActivity)
         self._activity.clock = reactor
+        self._settled: IDelayedCall | None = None
+        stats.served_listeners.append(self._servedNow)
         index.listeners.append(self._indexChanged)
 
     def listeningPort(self) -> int:
@@ -124,6 +129,9 @@ class SecondaryService(MultiService):
         for loop in (self._rescan, self._activity):
             if loop.running:
                 loop.stop()
+        if self._settled is not None and self._settled.active():
+            self._settled.cancel()
+        self._reportActivity()
         stopping = [super().stopService()]
         stopping += [membership.stop() for membership in self.memberships]
         return gatherResults([d for d in stopping if d is not None])
@@ -160,6 +168,15 @@ class SecondaryService(MultiService):
                 link.sendVerified(name, ok)
 
         Deferred.fromCoroutine(self.index.recheck(name)).addCallback(checked)
+
+    def _servedNow(self) -> None:
+        """A chunk went out: report it once serving has been quiet a moment."""
+        if self._settled is not None and self._settled.active():
+            self._settled.reset(ACTIVITY_SETTLE)
+        else:
+            self._settled = self.reactor.callLater(
+                ACTIVITY_SETTLE, self._reportActivity
+            )
 
     def _reportActivity(self) -> None:
         """Tell the central what was served since the last report."""

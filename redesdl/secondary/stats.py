@@ -1,7 +1,8 @@
 """What a secondary counts: chunks and bytes served per file and client, copies, errors.
 
-The same counts, as deltas, are reported to the central every few seconds
-(``activity``), as the original brief asked; docs/stats.md has every field,
+The same counts, as deltas, are reported to the central (``activity``), as
+the original brief asked: every few seconds, a second after serving goes
+quiet, and when the secondary stops; docs/stats.md has every field,
 and L{fresh_secondary_stats} declares each one's type, checked when it loads.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from redesdl.jsonfile import counter, flag, mapping, number, record, sequence, text
@@ -55,6 +57,8 @@ class SecondaryStats:
         self.file = stats
         self.data = stats.data
         self._unreported: Counter[tuple[str, str, str]] = Counter()
+        #: Called after each chunk served (the service reports soon after).
+        self.served_listeners: list[Callable[[], None]] = []
 
     def chunkServed(self, name: str, client: str, size: int) -> None:
         per_file = self.data["served"].setdefault(
@@ -67,6 +71,8 @@ class SecondaryStats:
         self._unreported[(name, client, "chunks")] += 1
         self._unreported[(name, client, "bytes")] += size
         self.file.changed()
+        for listener in self.served_listeners:
+            listener()
 
     def copyEnded(self, name: str, ok: bool, size: int, reason: str) -> None:
         replication = self.data["replication"]
