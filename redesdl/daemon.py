@@ -1,8 +1,9 @@
 """What both daemons check before they start, so bad setup fails in one line.
 
-Option syntax errors become ``UsageError`` (twistd prints usage and the
-error); problems found on disk become ``SystemExit`` with one line naming
-the daemon, the path and the reason, before anything starts. Parsing a
+A bad option becomes one line naming the daemon, the option and ``--help``
+(twistd would print its whole usage before the error); problems found on
+disk become ``SystemExit`` with one line naming the daemon, the path and the
+reason, before anything starts. Parsing a
 daemon's options also makes its log safe for peer strings (L{escape_logs})
 and sizes its descriptor budget (L{connection_limits}).
 """
@@ -87,7 +88,12 @@ class DaemonOptions(usage.Options):
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         escape_logs()
-        super().parseOptions(options)
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            # twistd answers a UsageError with its ~60 lines of usage first;
+            # leaving by SystemExit skips that and prints this line alone.
+            raise SystemExit(f"{self.role}: {e} (see --help)") from None
 
     def opt_version(self) -> None:
         """Print the versions of redesdl and Twisted, then exit."""
