@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 import resource
+import socket
 import sys
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.filepath import FilePath
@@ -209,12 +210,38 @@ def check_server_endpoint(description: str, option: str = "--listen") -> str:
     from twisted.internet import reactor
 
     try:
-        serverFromString(reactor, description)
+        endpoint = serverFromString(reactor, description)
     except (ValueError, KeyError, TypeError) as e:
         raise usage.UsageError(
             f"{option} {description!r} is not a valid endpoint description ({e})"
         ) from None
+    if isinstance(endpoint, AdoptedStreamServerEndpoint):
+        _check_adopted_family(endpoint, description, option)
     return description
+
+
+def _check_adopted_family(
+    endpoint: AdoptedStreamServerEndpoint, description: str, option: str
+) -> None:
+    """Refuse a systemd socket of another family than the endpoint names.
+
+    Adopted under the wrong family, an IPv6 socket still accepts, but every
+    peer address reads as garbage (and the central hands clients those).
+    """
+    try:
+        with socket.socket(fileno=os.dup(endpoint.fileno)) as inherited:
+            family = inherited.family
+    except OSError:
+        return
+    if family == endpoint.addressFamily:
+        return
+    named = socket.AddressFamily(endpoint.addressFamily).name[3:]
+    raise usage.UsageError(
+        f"{option} {description!r} names domain={named} but the socket systemd "
+        f"passed is {family.name[3:]}; give the socket unit an address of that "
+        "family (ListenStream=0.0.0.0:PORT for INET; a bare port is INET6 on "
+        "dual-stack hosts)"
+    )
 
 
 def prepare_state_dir(path: str, role: str) -> FilePath:
