@@ -1,8 +1,9 @@
 """What both daemons check before they start, so bad setup fails in one line.
 
-Option syntax errors become ``UsageError`` (twistd prints usage and the
-error); problems found on disk become ``SystemExit`` with one line naming
-the daemon, the path and the reason, before anything starts. Parsing a
+A bad option becomes one line naming the daemon, the option and ``--help``
+(twistd would print its whole usage before the error); problems found on
+disk become ``SystemExit`` with one line naming the daemon, the path and the
+reason, before anything starts. Parsing a
 daemon's options also makes its log safe for peer strings (L{escape_logs})
 and sizes its descriptor budget (L{connection_limits}).
 """
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 import os
 import resource
+import socket
 import sys
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.filepath import FilePath
@@ -87,7 +89,12 @@ class DaemonOptions(usage.Options):
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         escape_logs()
-        super().parseOptions(options)
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            # twistd answers a UsageError with its ~60 lines of usage first;
+            # leaving by SystemExit skips that and prints this line alone.
+            raise SystemExit(f"{self.role}: {e} (see --help)") from None
 
     def opt_version(self) -> None:
         """Print the versions of redesdl and Twisted, then exit."""
@@ -203,12 +210,38 @@ def check_server_endpoint(description: str, option: str = "--listen") -> str:
     from twisted.internet import reactor
 
     try:
-        serverFromString(reactor, description)
+        endpoint = serverFromString(reactor, description)
     except (ValueError, KeyError, TypeError) as e:
         raise usage.UsageError(
             f"{option} {description!r} is not a valid endpoint description ({e})"
         ) from None
+    if isinstance(endpoint, AdoptedStreamServerEndpoint):
+        _check_adopted_family(endpoint, description, option)
     return description
+
+
+def _check_adopted_family(
+    endpoint: AdoptedStreamServerEndpoint, description: str, option: str
+) -> None:
+    """Refuse a systemd socket of another family than the endpoint names.
+
+    Adopted under the wrong family, an IPv6 socket still accepts, but every
+    peer address reads as garbage (and the central hands clients those).
+    """
+    try:
+        with socket.socket(fileno=os.dup(endpoint.fileno)) as inherited:
+            family = inherited.family
+    except OSError:
+        return
+    if family == endpoint.addressFamily:
+        return
+    named = socket.AddressFamily(endpoint.addressFamily).name[3:]
+    raise usage.UsageError(
+        f"{option} {description!r} names domain={named} but the socket systemd "
+        f"passed is {family.name[3:]}; give the socket unit an address of that "
+        "family (ListenStream=0.0.0.0:PORT for INET; a bare port is INET6 on "
+        "dual-stack hosts)"
+    )
 
 
 def prepare_state_dir(path: str, role: str) -> FilePath:

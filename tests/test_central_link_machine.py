@@ -33,6 +33,7 @@ from redesdl.protocol.wire import (
     SecondaryHello,
     Verify,
     Welcome,
+    Withdraw,
 )
 
 SECRET = ClusterSecret(b"s" * 32)
@@ -65,6 +66,9 @@ class Recorder:
 
     def verify(self, order: Verify) -> None:
         self._order("verify", order)
+
+    def withdraw(self, order: Withdraw) -> None:
+        self._order("withdraw", order)
 
     def _order(self, kind: str, order: Any) -> None:
         assert self.core is not None
@@ -125,6 +129,7 @@ def message_for(kind: str, state: str) -> tuple[Any, ...]:
         "located": (Located(1, INFO, ()),),
         "replicate": (Replicate(INFO, ()),),
         "verify": (Verify("a.bin", "a" * 64),),
+        "withdraw": (Withdraw("a.bin", "a" * 64),),
         "pong": (Pong(3),),
         "error": (Error("bad_request", "no", 1),),
         "not_registered": (Error("not_registered", "who?", 3),),
@@ -143,6 +148,7 @@ MESSAGE_KINDS = [
     "located",
     "replicate",
     "verify",
+    "withdraw",
     "pong",
     "error",
     "not_registered",
@@ -163,6 +169,7 @@ TABLE: dict[tuple[str, str], tuple[str, list[str]]] = {
     ("registered", "located"): REFUSED,
     ("registered", "replicate"): ("registered", ["replicate"]),
     ("registered", "verify"): ("registered", ["verify"]),
+    ("registered", "withdraw"): ("registered", ["withdraw"]),
     ("registered", "pong"): ("registered", []),
     ("registered", "error"): ("registered", ["warn"]),
     ("registered", "not_registered"): ("closed", ["reconnect"]),
@@ -190,7 +197,7 @@ def test_every_message_in_every_state(state: str, kind: str) -> None:
         assert world.calls[0][1].startswith("not registering with the central: ")
 
 
-@pytest.mark.parametrize("order", ["replicate", "verify"])
+@pytest.mark.parametrize("order", ["replicate", "verify", "withdraw"])
 @pytest.mark.parametrize("state", ["connecting", "hello_sent", "authenticating"])
 def test_an_order_before_registration_is_refused_with_one_line(
     state: str, order: str

@@ -273,3 +273,19 @@ async def test_a_verify_from_an_unproven_central_is_not_obeyed(attack: Attack) -
     await attack.settle()
     assert attack.rechecked == []
     assert_refused(attack, "sent 'verify' before it accepted")
+
+
+def bare_withdraw(message: dict[str, Any], fake: FakeCentral) -> list[Any]:
+    if message["type"] != "hello":
+        return []
+    mine = hashlib.sha256(b"the victim's own file\n").hexdigest()
+    return [{"type": "withdraw", "name": "mine.bin", "sha256": mine}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_withdraw_from_an_unproven_central_moves_nothing(
+    attack: Attack,
+) -> None:
+    await attack.start(bare_withdraw)
+    await attack.settle()
+    assert_refused(attack, "sent 'withdraw' before it accepted")

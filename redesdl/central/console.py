@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from redesdl.central.protocol import CentralFactory
-from redesdl.console import CommandSet
+from redesdl.console import CommandSet, ConsoleUsageError, usage
 from redesdl.machines.rules import state_of
 
 
@@ -108,3 +108,36 @@ class CentralCommands(CommandSet):
                     "longer listed)"
                 )
         return lines or ["no downloads yet"]
+
+    @usage("NAME")
+    def cmd_remove(self, args: list[str]) -> str:
+        """Remove a file from the cluster: every secondary moves its copy aside."""
+        if not args:
+            raise ConsoleUsageError("")
+        name = " ".join(args)
+        told = self._factory.remove_file(name)
+        if told is None:
+            return f"no secondary holds {name!r}; nothing removed"
+        where = (
+            f"moved aside on {', '.join(told)}"
+            if told
+            else "no live secondary holds it"
+        )
+        return (
+            f"removed {name!r}: {where} (into .redesdl-removed in each data "
+            "folder); a copy that turns up later is moved aside too"
+        )
+
+    def cmd_removed(self, args: list[str]) -> list[str]:
+        """Files removed from the cluster (see unremove)."""
+        return self._factory.removals.names() or ["no file removed"]
+
+    @usage("NAME")
+    def cmd_unremove(self, args: list[str]) -> str:
+        """Let a removed file be served again, the same bytes included."""
+        if not args:
+            raise ConsoleUsageError("")
+        name = " ".join(args)
+        if not self._factory.removals.forget(name):
+            return f"{name!r} was not removed"
+        return f"{name!r} may be served again: put it back in a data folder"

@@ -57,8 +57,11 @@ class ReplicationPlanner:
         ticketFor: Callable[[str, str, int], Ticket | None] = (
             lambda sha256, holder, lifetime: None
         ),
+        removed: Callable[[str, str], bool] = lambda name, sha256: False,
     ) -> None:
         self._registry = registry
+        #: True for a (name, sha256) an operator removed: never copied.
+        self._removed = removed
         self._ticketFor = ticketFor
         self._clock = clock
         self._perSecondary = perSecondary
@@ -156,6 +159,7 @@ class ReplicationPlanner:
         name = entry.name
         return (
             entry.listed
+            and not self._removed(name, entry.info.sha256)
             and name not in record.files
             and (record.id, name) not in self.inProgress
             and name not in self._retrying.get(record.id, ())

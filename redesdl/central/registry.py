@@ -182,6 +182,25 @@ class Registry:
             if info is not None and live:
                 self.index.remove(record, info)
 
+    def withdraw(self, name: str) -> dict[str, list[SecondaryRecord]]:
+        """Take C{name} out of the catalog: each content it had, and its holders.
+
+        Every live secondary's copy leaves the index now, and a remembered
+        orphan is dropped; the holders are for the caller to tell.
+        """
+        contents: dict[str, list[SecondaryRecord]] = {}
+        orphan = self._orphans.pop(name, None)
+        if orphan is not None:
+            contents[orphan.sha256] = []
+        for record in list(self.secondaries.values()):
+            info = record.files.get(name)
+            if info is None:
+                continue
+            contents.setdefault(info.sha256, []).append(record)
+            self.cleared(record, name)
+            self.removeFiles(record, [name])
+        return contents
+
     def entry(self, name: str) -> CatalogEntry | None:
         """The content served under C{name} and its live holders."""
         found = self.index.get(name)

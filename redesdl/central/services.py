@@ -19,8 +19,10 @@ from redesdl.central.admission import AdmissionQueue, SlotRequest
 from redesdl.central.intake import ReportIntake
 from redesdl.central.planner import ReplicationPlanner
 from redesdl.central.registry import Registry, SecondaryRecord, run_at_once
+from redesdl.central.removals import Removals
 from redesdl.central.sampling import MAX_LOCATED_SOURCES, some_holders
 from redesdl.central.stats import CentralStats
+from redesdl.manifest import FileInfo
 from redesdl.printable import printable
 from redesdl.protocol.auth import ClusterSecret
 from redesdl.protocol.errors import ProtocolError
@@ -46,6 +48,7 @@ from redesdl.protocol.wire import (
     Ticket,
     Verified,
     Verify,
+    Withdraw,
 )
 
 #: Bytes of entries per ``catalog`` page, so a reply stays a small frame.
@@ -84,9 +87,14 @@ class CentralServices:
         self.idle_timeout = idle_timeout
         self.slot_idle_timeout = slot_idle_timeout
         self.registry = Registry(cooperate)
+        #: Files an operator removed; the tap gives it its file in the state.
+        self.removals = Removals()
         self.intake = ReportIntake(self._fold_report, cooperate)
         self.planner = ReplicationPlanner(
-            self.registry, clock, ticketFor=self.ticketFor
+            self.registry,
+            clock,
+            ticketFor=self.ticketFor,
+            removed=self.removals.covers,
         )
         self.admission = AdmissionQueue(max_active, clock)
         self._bad_replica_times: dict[str, deque[float]] = defaultdict(deque)
@@ -232,6 +240,41 @@ class CentralServices:
         self.stats.secondaryRegistered(hello.name)
         return record
 
+    def remove_file(self, name: str) -> list[str] | None:
+        """Remove C{name} from the cluster; the secondaries told to move it aside.
+
+        None if no secondary holds or held C{name}. The removal is remembered,
+        so a copy reported later is moved aside too and never replicated.
+        """
+        contents = self.registry.withdraw(name)
+        if not contents:
+            return None
+        self.removals.add(name, contents)
+        told = []
+        for sha256, holders in contents.items():
+            for record in holders:
+                record.connection.sendMessage(Withdraw(name, sha256))
+                told.append(record.name)
+        self.log.info(
+            "{name} removed from the cluster; {count} secondaries told to move "
+            "it aside",
+            name=name,
+            count=len(told),
+        )
+        return sorted(told)
+
+    def _not_removed(
+        self, record: SecondaryRecord, infos: tuple[FileInfo, ...]
+    ) -> list[FileInfo]:
+        """The C{infos} not removed; C{record} is told to move the others aside."""
+        kept = []
+        for info in infos:
+            if self.removals.covers(info.name, info.sha256):
+                record.connection.sendMessage(Withdraw(info.name, info.sha256))
+            else:
+                kept.append(info)
+        return kept
+
     def secondary_gone(self, record: SecondaryRecord) -> None:
         self.registry.unregister(record)
         self.planner.forget(record)
@@ -247,7 +290,7 @@ class CentralServices:
         """Fold a registered secondary's report into the shared state."""
         registry = self.registry
         if isinstance(message, FilesAdded):
-            registry.addFiles(record, list(message.files))
+            registry.addFiles(record, self._not_removed(record, message.files))
         elif isinstance(message, CatalogDone):
             registry.catalogDone(record)
         elif isinstance(message, FilesRemoved):

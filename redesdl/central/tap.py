@@ -140,6 +140,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         secret=secret,
         cooperate=cooperate,
     )
+    factory.removals.keep_in(state.child("removed.json"))
     top = MultiService()
     stats.setServiceParent(top)
     lag = ReactorLag(reactor)

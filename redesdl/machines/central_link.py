@@ -1,7 +1,7 @@
 """The secondary's link to the central, as an explicit state machine.
 
-A secondary takes orders (``replicate``, ``verify``) that write to its data
-folder and spend its disk and CPU, so it must take them only from a central
+A secondary takes orders (``replicate``, ``verify``, ``withdraw``) that write
+to its data folder and spend its disk and CPU, so it must take them only from a central
 it has accepted: one that answered its ``hello`` with a ``welcome`` and, when
 the cluster has a secret, proved it holds it. The machine makes that a
 property of the table: only ``registered`` has transitions for orders, and
@@ -39,6 +39,7 @@ from redesdl.protocol.wire import (
     SecondaryHello,
     Verify,
     Welcome,
+    Withdraw,
 )
 
 #: Every state, with what it means (the generated docs use these lines).
@@ -83,6 +84,9 @@ class LinkWorld(Protocol):
     def verify(self, order: Verify) -> None:
         """Hash our copy of a file again and report whether it is intact."""
 
+    def withdraw(self, order: Withdraw) -> None:
+        """Move our copy of a file removed from the cluster aside, unserved."""
+
     def warn(self, why: str) -> None:
         """Log a warning about something the central said."""
 
@@ -115,6 +119,9 @@ class LinkInputs(Protocol):
 
     def verify(self, message: Verify) -> None:
         "An order to hash a copy again."
+
+    def withdraw(self, message: Withdraw) -> None:
+        "An order to move a removed file's copy aside."
 
     def pong(self, message: Pong) -> None:
         "The answer to a heartbeat."
@@ -176,6 +183,7 @@ _MESSAGE_INPUTS: dict[type[Message], str] = {
     Located: "located",
     Replicate: "replicate",
     Verify: "verify",
+    Withdraw: "withdraw",
     Pong: "pong",
 }
 
@@ -281,6 +289,10 @@ def obey_verify(inputs: LinkInputs, core: LinkCore, message: Verify) -> None:
     core.world.verify(message)
 
 
+def obey_withdraw(inputs: LinkInputs, core: LinkCore, message: Withdraw) -> None:
+    core.world.withdraw(message)
+
+
 def note_error(inputs: LinkInputs, core: LinkCore, message: Error) -> None:
     core.world.warn(f"the central reported an error: {message.code}: {message.message}")
 
@@ -344,6 +356,7 @@ MESSAGES = [
     LinkInputs.located,
     LinkInputs.replicate,
     LinkInputs.verify,
+    LinkInputs.withdraw,
     LinkInputs.pong,
     LinkInputs.error,
     LinkInputs.not_registered,
@@ -376,6 +389,7 @@ for joining in (hello_sent, authenticating):
 
 registered.upon(LinkInputs.replicate).loop()(obey_replicate)
 registered.upon(LinkInputs.verify).loop()(obey_verify)
+registered.upon(LinkInputs.withdraw).loop()(obey_withdraw)
 registered.upon(LinkInputs.pong).loop().returns(None)
 registered.upon(LinkInputs.error).loop()(note_error)
 registered.upon(LinkInputs.malformed).loop()(answer_malformed)

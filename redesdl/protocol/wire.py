@@ -597,6 +597,23 @@ class Verify(Message):
         return cls(name(body, "name"), digest(body, "sha256"))
 
 
+@dataclass(frozen=True)
+class Withdraw(Message):
+    """The central orders a secondary to move its copy of a removed file aside.
+
+    An operator removed the file from the cluster; the content is named so a
+    secondary never sets aside another content that now has the same name.
+    """
+
+    TYPE = "withdraw"
+    name: str
+    sha256: str
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> Withdraw:
+        return cls(name(body, "name"), digest(body, "sha256"))
+
+
 # -- Downloader and chunk server --------------------------------------------
 
 
@@ -721,7 +738,7 @@ CENTRAL_INBOUND = _vocabulary(
 CLIENT_FROM_CENTRAL = _vocabulary(Welcome, Catalog, Located, Queued, Admitted, Pong)
 #: What a secondary accepts from the central.
 SECONDARY_FROM_CENTRAL = _vocabulary(
-    Welcome, Challenge, Catalog, Located, Replicate, Verify, Pong
+    Welcome, Challenge, Catalog, Located, Replicate, Verify, Withdraw, Pong
 )
 #: What a chunk server accepts from a downloader.
 CHUNK_SERVER_INBOUND = _vocabulary(ClientHello, ManifestRequest, Get, Ping)

@@ -3,8 +3,8 @@
 On every (re)connection the secondary says ``hello`` with its id, name and
 port, proves it holds the cluster secret if the cluster has one (and checks
 that the central does too), then reports its whole catalog in batches;
-afterwards it reports index changes as they happen and takes ``replicate``
-and ``verify`` orders. What may happen when is decided by the machine in
+afterwards it reports index changes as they happen and takes ``replicate``,
+``verify`` and ``withdraw`` orders. What may happen when is decided by the machine in
 L{redesdl.machines.central_link}: orders count only once registered. This
 module decodes, calls the machine's inputs, and carries out its verbs.
 ClientService reconnects with backoff, so a central restart needs nothing
@@ -166,6 +166,9 @@ class CentralLinkProtocol(FrameProtocol, TimeoutMixin):
 
     def verify(self, order: wire.Verify) -> None:
         self._secondary.checkCopy(order.name)
+
+    def withdraw(self, order: wire.Withdraw) -> None:
+        self._secondary.withdrawCopy(order.name, order.sha256)
 
     def warn(self, why: str) -> None:
         self.log.warn("{why}", why=why)

@@ -33,8 +33,19 @@ from redesdl.protocol.errors import ProtocolError
 CACHE_VERSION = 1
 #: Hidden folder in the data folder where corrupt copies are set aside.
 CORRUPT_FOLDER = ".redesdl-corrupt"
+#: Hidden folder in the data folder where files removed from the cluster go.
+REMOVED_FOLDER = ".redesdl-removed"
 
 StatKey = tuple[int, int, int]
+
+
+def free_path(path: FilePath) -> FilePath:
+    """C{path}, or C{path.1}, C{path.2}...: the first that does not exist yet."""
+    candidate, number = path, 0
+    while os.path.lexists(candidate.path):
+        number += 1
+        candidate = path.siblingExtension(f".{number}")
+    return candidate
 
 
 def stat_key(path: str) -> StatKey:
@@ -292,6 +303,30 @@ class DataIndex:
         self.log.warn(
             "{name} is corrupt; moved to {aside}", name=name, aside=aside.path
         )
+
+    def withdraw(self, name: str, sha256: str) -> str | None:
+        """Move our copy of C{name} into L{REMOVED_FOLDER} if it is C{sha256}.
+
+        The file was removed from the cluster; it is kept, unserved, for the
+        operator to delete or restore. Returns where it went, or None when we
+        hold no such copy (or it could not be moved, which is logged).
+        """
+        entry = self.entries.get(name)
+        if entry is None or entry.manifest.sha256 != sha256:
+            return None
+        aside = free_path(self.data.child(REMOVED_FOLDER).descendant(name.split("/")))
+        try:
+            aside.parent().makedirs(ignoreExistingDirectory=True)
+            os.replace(entry.path, aside.path)
+        except OSError as e:
+            self.log.error(
+                "cannot move {path} aside: {error}", path=entry.path, error=e
+            )
+            return None
+        del self.entries[name]
+        self._saveCache()
+        self._notify(IndexChanges(removed=[name]))
+        return aside.path
 
     async def adopt(self, manifest: Manifest, path: str) -> bool:
         """Serve a copy we just wrote, once our own hash of it matches C{manifest}.

@@ -178,6 +178,16 @@ class SecondaryService(MultiService):
                 ACTIVITY_SETTLE, self._reportActivity
             )
 
+    def withdrawCopy(self, name: str, sha256: str) -> None:
+        """The central removed C{name} from the cluster: move our copy aside."""
+        aside = self.index.withdraw(name, sha256)
+        if aside is not None:
+            self.index.log.info(
+                "{name} was removed from the cluster; moved to {aside}",
+                name=name,
+                aside=aside,
+            )
+
     def _reportActivity(self) -> None:
         """Tell the central what was served since the last report."""
         links = self.links

@@ -1,0 +1,57 @@
+"""A bad daemon option is one line naming the option and --help, not the usage."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+
+
+def twistd(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "twistd"), "--pidfile=", "-n", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["redesdl-central", "--max-active", "0"],
+            "redesdl-central: --max-active must be 1 or more (see --help)",
+        ),
+        (
+            ["redesdl-central", "--no-such-option"],
+            "redesdl-central: option --no-such-option not recognized (see --help)",
+        ),
+        (
+            ["redesdl-secondary"],
+            "redesdl-secondary: --data FOLDER is required (see --help)",
+        ),
+        (
+            ["redesdl-secondary", "--data", ".", "--rescan-interval", "0"],
+            "redesdl-secondary: --rescan-interval must be positive (see --help)",
+        ),
+    ],
+)
+def test_a_bad_option_is_one_line(tmp_path: Path, args: list[str], line: str) -> None:
+    result = twistd(tmp_path, *args)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [line]
+
+
+def test_help_still_lists_every_option(tmp_path: Path) -> None:
+    result = twistd(tmp_path, "redesdl-central", "--help")
+    assert result.returncode == 0
+    assert "--max-active" in result.stdout
