@@ -79,6 +79,7 @@ class FakeCentral:
         self.waiting: CentralSession | None = None
         self.ended: list[wire.Report] = []
         self.complaints: list[wire.BadReplica] = []
+        self.progress: list[wire.Progress] = []
         self.tickets: list[tuple[str, str]] = []
 
     def may_use_client_name(self, name: str, token: str) -> bool:
@@ -128,6 +129,9 @@ class FakeCentral:
 
     def bad_replica(self, client: str, report: wire.BadReplica) -> None:
         self.complaints.append(report)
+
+    def download_progress(self, holder: Any, progress: wire.Progress) -> None:
+        self.progress.append(progress)
 
 
 class Session:

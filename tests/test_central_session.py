@@ -34,6 +34,7 @@ def sample(kind: str, session: Session) -> wire.Message:
         "admit": wire.Admit(7, "a.bin"),
         "report": wire.Report("a.bin", True, 10, 10),
         "bad_replica": wire.BadReplica("a.bin", SHA, "s1"),
+        "progress": wire.Progress(7, "a.bin", 5, 1.0, 1),
         "files_added": wire.FilesAdded((INFO,)),
         "files_removed": wire.FilesRemoved(("a.bin",)),
         "catalog_done": wire.CatalogDone(),
@@ -56,6 +57,7 @@ locate        HF           HF         located located       located located+tick
 admit         HF           HF         FB      queued>queued BR      BR            BR
 report        HF           HF         FB      BR            BR      ->idle        BR
 bad_replica   HF           HF         FB      FB            FB      -             BR
+progress      HF           HF         FB      BR            BR      -             BR
 files_added   HF           HF         -       FB            FB      FB            BR
 files_removed HF           HF         -       FB            FB      FB            BR
 catalog_done  HF           HF         -       FB            FB      FB            BR

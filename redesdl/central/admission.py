@@ -39,6 +39,10 @@ class SlotRequest:
     admitted: Deferred[float] = field(default_factory=Deferred)
     onPosition: Callable[[int], None] | None = None
     told: int = field(default=0, init=False)
+    #: When it was given its slot (the queue's clock), once it was.
+    since: float | None = field(default=None, init=False)
+    #: Its client's last progress report: (bytes done, bytes/s, sources).
+    progress: tuple[int, float, int] | None = field(default=None, init=False)
 
 
 class Line:
@@ -83,6 +87,9 @@ class AdmissionQueue:
         self._places: dict[Any, int] = {}
         self._arrivals = 0
         self.touched = 0
+        #: When a slot was last given or freed: a line that waits long past
+        #: it is stuck.
+        self.last_moved = clock.seconds()
 
     @property
     def active(self) -> Line:
@@ -120,6 +127,7 @@ class AdmissionQueue:
     def release(self, holder: Any) -> None:
         """Free the slot or place C{holder} has (its download ended or it left)."""
         if self._active.pop(holder, None) is not None:
+            self.last_moved = self._clock.seconds()
             if self._advance():
                 self._announce(1)
             return
@@ -130,6 +138,12 @@ class AdmissionQueue:
         del self._waiting[arrival]
         self._announce(left_from)
 
+    def progressed(self, holder: Any, done: int, rate: float, sources: int) -> None:
+        """Note how far the download holding C{holder}'s slot is."""
+        request = self._active.get(holder)
+        if request is not None:
+            request.progress = (done, rate, sources)
+
     def _advance(self) -> bool:
         """Admit waiters while slots are free; say whether anyone was."""
         admitted = False
@@ -138,6 +152,7 @@ class AdmissionQueue:
             del self._places[request.holder]
             self._active[request.holder] = request
             admitted = True
+            request.since = self.last_moved = self._clock.seconds()
             waited = self._clock.seconds() - request.asked
             self.log.info(
                 "admitted {client} for {file} after {waited:.1f} s; "

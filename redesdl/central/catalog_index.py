@@ -93,6 +93,8 @@ class CatalogIndex:
         #: The listed names, sorted; their entries are in C{_names}.
         self._listed = SortedList()
         self.touched = 0
+        #: Total size of the listed names (the content each serves).
+        self.listed_bytes = 0
         #: Called with a name that was not listed and now is.
         self.on_listed: list[Callable[[str], None]] = []
         #: Called with a secondary and a name it no longer holds.
@@ -191,6 +193,7 @@ class CatalogIndex:
 
     def _settle(self, entry: NameEntry) -> None:
         """Choose the served content again and list or unlist the name."""
+        was = entry.served.info.size if entry.listed and entry.served else 0
         served = max(
             entry.contents,
             key=lambda c: (len(c.holders), c.info.sha256),
@@ -202,6 +205,7 @@ class CatalogIndex:
             entry.sources = sources
             entry._wire = None
         listed = entry.sources > 0
+        self.listed_bytes += (entry.info.size if listed else 0) - was
         if listed == entry.listed:
             return
         entry.listed = listed

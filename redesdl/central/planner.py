@@ -67,6 +67,10 @@ class ReplicationPlanner:
         self._perSecondary = perSecondary
         self._retryDelay = retryDelay
         self.inProgress: dict[tuple[str, str], str] = {}
+        #: When each copy in progress was asked for.
+        self.since: dict[tuple[str, str], float] = {}
+        #: By secondary id: failed copies in a row of each name (for alerts).
+        self.failures: dict[str, dict[str, int]] = {}
         #: By secondary id: the names it copies now...
         self._copying: dict[str, set[str]] = {}
         #: ...the names it failed to copy, with the time to try again...
@@ -213,6 +217,10 @@ class ReplicationPlanner:
         if record.id in self._idle:
             self._wake(record.id)
 
+    def retrying(self) -> dict[str, dict[str, float]]:
+        """By secondary id: the names whose copy failed, with when it is retried."""
+        return self._retrying
+
     def backlog(self) -> int:
         """Copies still needed: (secondary, file) pairs a live holder could fill.
 
@@ -229,6 +237,7 @@ class ReplicationPlanner:
         info = entry.info
         holders = some_holders(entry.holders(), record.name, MAX_REPLICATION_SOURCES)
         self.inProgress[(record.id, info.name)] = info.sha256
+        self.since[(record.id, info.name)] = self._clock.seconds()
         self._copying.setdefault(record.id, set()).add(info.name)
         self.log.info(
             "asking {target} to copy {name} from {sources}",
@@ -248,6 +257,12 @@ class ReplicationPlanner:
         key = (record.id, name)
         if self.inProgress.pop(key, None) is None:
             return
+        self.since.pop(key, None)
+        failures = self.failures.setdefault(record.id, {})
+        if ok:
+            failures.pop(name, None)
+        else:
+            failures[name] = failures.get(name, 0) + 1
         self._copying[record.id].discard(name)
         if ok:
             self.log.info("{target} now holds {name}", target=record.name, name=name)
@@ -270,6 +285,8 @@ class ReplicationPlanner:
         rid = record.id
         for name in self._copying.pop(rid, ()):
             del self.inProgress[(rid, name)]
+            self.since.pop((rid, name), None)
+        self.failures.pop(rid, None)
         self._move(rid, None)
         self._revisit.pop(rid, None)
         self._woken.pop(rid, None)

@@ -22,6 +22,7 @@ from redesdl.central.registry import Registry, SecondaryRecord, run_at_once
 from redesdl.central.removals import Removals
 from redesdl.central.sampling import MAX_LOCATED_SOURCES, some_holders
 from redesdl.central.stats import CentralStats
+from redesdl.central.web.observed import Observations
 from redesdl.manifest import FileInfo
 from redesdl.printable import printable
 from redesdl.protocol.auth import ClusterSecret
@@ -42,6 +43,7 @@ from redesdl.protocol.wire import (
     Located,
     Message,
     Ping,
+    Progress,
     Replicated,
     Report,
     SecondaryHello,
@@ -98,6 +100,8 @@ class CentralServices:
         )
         self.admission = AdmissionQueue(max_active, clock)
         self._bad_replica_times: dict[str, deque[float]] = defaultdict(deque)
+        #: Recent history the web dashboard shows (bounded lists).
+        self.observed = Observations(clock)
 
     # -- tickets -----------------------------------------------------------
 
@@ -161,8 +165,16 @@ class CentralServices:
     def release_slot(self, holder: Any) -> None:
         self.admission.release(holder)
 
+    def download_progress(self, holder: Any, progress: Progress) -> None:
+        self.admission.progressed(
+            holder, progress.done, progress.rate, progress.sources
+        )
+
     def download_ended(self, client: str, token: str, report: Report) -> None:
         reason = "" if report.ok else printable(report.reason or "unknown")
+        self.observed.download_ended(
+            client, report.name, report.ok, report.bytes_fetched, reason
+        )
         self.log.info(
             "{client} {outcome} {file} ({fetched} bytes fetched){why}",
             client=client,
@@ -203,6 +215,9 @@ class CentralServices:
             name=report.name,
         )
         self.registry.suspect(record, report.name)
+        self.observed.copy_set_aside(
+            record.name, report.name, f"{client} reported it corrupt"
+        )
         record.connection.sendMessage(Verify(report.name, report.sha256))
 
     def _may_complain(self, client: str) -> bool:
@@ -238,6 +253,7 @@ class CentralServices:
             self.planner.forget(previous)
             previous.connection.session.replaced()
         self.stats.secondaryRegistered(hello.name)
+        self.observed.secondary_registered(hello.name)
         return record
 
     def remove_file(self, name: str) -> list[str] | None:
@@ -276,6 +292,8 @@ class CentralServices:
         return kept
 
     def secondary_gone(self, record: SecondaryRecord) -> None:
+        if self.registry.secondaries.get(record.id) is record:
+            self.observed.secondary_gone(record)
         self.registry.unregister(record)
         self.planner.forget(record)
 
@@ -305,9 +323,14 @@ class CentralServices:
                 verdict="intact" if message.ok else "corrupt, set aside",
             )
             registry.cleared(record, message.name)
+            if not message.ok:
+                self.observed.copy_set_aside(
+                    record.name, message.name, "its own check found it corrupt"
+                )
         elif isinstance(message, Activity):
             served = [
                 {"file": s.file, "chunks": s.chunks, "bytes": s.bytes}
                 for s in message.served
             ]
             self.stats.activityReported(record.name, served)
+            self.observed.served.add(record.name, sum(s.bytes for s in message.served))

@@ -13,6 +13,11 @@ from redesdl.central.metrics import central_metrics
 from redesdl.central.protocol import CentralFactory
 from redesdl.central.services import SLOT_IDLE_TIMEOUT
 from redesdl.central.stats import CentralStats, fresh_central_stats
+from redesdl.central.web.service import (
+    WEB_PARAMETERS,
+    check_web_options,
+    web_service,
+)
 from redesdl.daemon import (
     CONSOLE_FLAGS,
     LIMIT_PARAMETERS,
@@ -95,6 +100,7 @@ class Options(DaemonOptions):
         *LIMIT_PARAMETERS,
         *SECURITY_PARAMETERS,
         METRICS_PARAMETER,
+        *WEB_PARAMETERS,
     ]
 
     def postOptions(self) -> None:
@@ -112,6 +118,9 @@ class Options(DaemonOptions):
         self.limits = connection_limits(self)
         if self["metrics"] is not None:
             check_server_endpoint(self["metrics"], "--metrics")
+        if self["web"] is not None:
+            check_server_endpoint(self["web"], "--web")
+        check_web_options(self)
 
 
 def makeService(config: Options, reactor: Any = None) -> IService:
@@ -154,6 +163,10 @@ def makeService(config: Options, reactor: Any = None) -> IService:
             ROLE,
             reactor,
         ).setServiceParent(top)
+    web = None
+    if config["web"] is not None:
+        web = web_service(config["web"], config.web_token, factory, ROLE, reactor)
+        web.setServiceParent(top)
     TRACER.enabled = bool(config["trace"])
     if wants_console(config):
         ConsoleService(
@@ -164,4 +177,5 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         ).setServiceParent(top)
     top.factory = factory  # type: ignore[attr-defined]
     top.listener = listener  # type: ignore[attr-defined]
+    top.web = web  # type: ignore[attr-defined]
     return top

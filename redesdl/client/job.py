@@ -12,17 +12,21 @@ import time
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 
 from redesdl.client.access import ClusterAccess
 from redesdl.client.central import CentralConnection, connect_central
 from redesdl.client.stats import ClientStats
 from redesdl.manifest import FileInfo
+from redesdl.protocol import wire
 from redesdl.protocol.errors import RemoteError
 from redesdl.protocol.sources import SourceAddress
 from redesdl.transfer.download import Download
 from redesdl.transfer.reasons import describe_error
 from redesdl.transfer.result import DownloadResult
+
+#: Seconds between two progress reports to the central while downloading.
+PROGRESS_INTERVAL = 2.0
 
 
 def output_path(requested: str | None, name: str) -> str:
@@ -109,18 +113,46 @@ class GetJob:
                 connectSource=access.connectSource,
                 ticket=lambda: central.ticket(info.sha256),
             )
+            reporting = self._report_progress(central, self.download)
             try:
                 result = await self.download.start()
             except Exception as e:
                 self.state = f"failed: {describe_error(e)}"
                 self._ended(central, started, None, describe_error(e))
                 raise
+            finally:
+                if reporting.running:
+                    reporting.stop()
             result.queued_seconds = self.queuedSeconds
             self.state = "done"
             self._ended(central, started, result, "")
             return result
         finally:
             await central.close()
+
+    def _report_progress(
+        self, central: CentralConnection, download: Download
+    ) -> LoopingCall:
+        """Tell the central how far C{download} is, every L{PROGRESS_INTERVAL} s
+        (what its live dashboard shows)."""
+        reactor = self._reactor
+        since, then, sent = reactor.seconds(), download.bytesDone, 0
+
+        def report() -> None:
+            nonlocal since, then, sent
+            now, done = reactor.seconds(), download.bytesDone
+            rate = max(done - then, 0) / (now - since) if now > since else 0.0
+            since, then, sent = now, done, sent + 1
+            errors = download.sourceErrors
+            sources = sum(1 for s in download.sources if s.name not in errors)
+            central.sendMessage(
+                wire.Progress(sent, download.info.name, done, rate, sources)
+            )
+
+        loop = LoopingCall(report)
+        loop.clock = self._reactor
+        loop.start(PROGRESS_INTERVAL, now=False)
+        return loop
 
     async def _locate(
         self, central: CentralConnection

@@ -45,6 +45,7 @@ from redesdl.protocol.wire import (
     Message,
     Ping,
     Pong,
+    Progress,
     Queued,
     Replicated,
     Report,
@@ -75,6 +76,7 @@ REFUSALS = frozenset(
         "closing",
         "one_download_at_a_time",
         "forbid_bad_replica",
+        "no_download_held",
     }
 )
 
@@ -91,6 +93,7 @@ class CentralSession(Protocol):
     def admit(self, message: Admit) -> None: ...
     def report(self, message: Report) -> None: ...
     def bad_replica(self, message: BadReplica) -> None: ...
+    def progress(self, message: Progress) -> None: ...
     def files_added(self, message: FilesAdded) -> None: ...
     def files_removed(self, message: FilesRemoved) -> None: ...
     def catalog_done(self, message: CatalogDone) -> None: ...
@@ -136,6 +139,7 @@ INPUT_FOR_TYPE = {
     "admit": "admit",
     "report": "report",
     "bad_replica": "bad_replica",
+    "progress": "progress",
     "files_added": "files_added",
     "files_removed": "files_removed",
     "catalog_done": "catalog_done",
@@ -430,6 +434,22 @@ def forbid_bad_replica(
     _refuse(core, message, "forbidden", why)
 
 
+def note_progress(inputs: CentralSession, core: SessionCore, message: Progress) -> None:
+    assert core.slot is not None
+    if message.file != core.slot.file:
+        why = f"this connection's slot is for {core.slot.file!r}, not {message.file!r}"
+        _refuse(core, message, "bad_request", why)
+        return
+    core.central.download_progress(core.connection, message)
+
+
+def no_download_held(
+    inputs: CentralSession, core: SessionCore, message: Progress
+) -> None:
+    why = "no download holds a slot on this connection"
+    _refuse(core, message, "bad_request", why)
+
+
 def close_silent(inputs: CentralSession, core: SessionCore) -> None:
     core.connection.close_silent(core.central.idle_timeout)
     _release(core)
@@ -535,7 +555,7 @@ SECONDARY_MESSAGES = [
     On.verified,
     On.activity,
 ]
-CLIENT_MESSAGES = [On.admit, On.report, On.bad_replica]
+CLIENT_MESSAGES = [On.admit, On.report, On.bad_replica, On.progress]
 EVENT_INPUTS = [
     On.slot_granted,
     On.queue_moved,
@@ -592,6 +612,9 @@ client_active.upon(On.report).loop()(check_report)
 client_active.upon(On.download_reported).to(client_idle)(end_download)
 client_active.upon(On.bad_replica).loop()(note_bad_replica)
 client_active.upon(On.slot_idle).to(client_idle)(take_slot_back)
+client_active.upon(On.progress).loop()(note_progress)
+for state in (client_idle, client_queued):
+    state.upon(On.progress).loop()(no_download_held)
 
 refuse_the_rest([awaiting_hello], MESSAGE_INPUTS, hello_first)
 refuse_the_rest([challenging], MESSAGE_INPUTS, answer_challenge_first)

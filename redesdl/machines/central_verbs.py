@@ -19,6 +19,7 @@ from redesdl.protocol.wire import (
     Locate,
     Located,
     Message,
+    Progress,
     Report,
     SecondaryHello,
 )
@@ -99,3 +100,6 @@ class Central(Protocol):
 
     def bad_replica(self, client: str, report: BadReplica) -> None:
         """A client active on the file says a copy is corrupt (rate-limited)."""
+
+    def download_progress(self, holder: Any, progress: Progress) -> None:
+        """The client holding C{holder}'s slot says how far its download is."""

@@ -391,6 +391,31 @@ class BadReplica(Message):
 
 
 @dataclass(frozen=True)
+class Progress(Message):
+    """How far a client's admitted download is; the central answers nothing."""
+
+    TYPE = "progress"
+    id: int
+    file: str
+    done: int
+    rate: float
+    sources: int
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> Progress:
+        rate = body.get("rate")
+        if type(rate) not in (int, float) or not 0 <= rate < 2**53:
+            raise ProtocolError("bad_request", "'rate' must be bytes per second")
+        return cls(
+            count(body, "id"),
+            name(body, "file"),
+            count(body, "done"),
+            float(rate),
+            count(body, "sources", maximum=MAX_SOURCES),
+        )
+
+
+@dataclass(frozen=True)
 class FilesAdded(Message):
     TYPE = "files_added"
     files: tuple[FileInfo, ...]
@@ -724,6 +749,7 @@ CENTRAL_INBOUND = _vocabulary(
     Locate,
     Admit,
     Report,
+    Progress,
     BadReplica,
     FilesAdded,
     FilesRemoved,
