@@ -276,3 +276,17 @@ def test_reports_go_out_typed() -> None:
         },
         {"type": "bad_replica", "name": "a.bin", "sha256": SHA, "source": "s1"},
     ]
+
+
+def test_a_central_that_does_not_know_progress_is_not_sent_it_again() -> None:
+    central = welcomed()
+    assert not central.connection.refuses_progress
+    central.answer(
+        {
+            "type": "error",
+            "code": "unknown_type",
+            "message": "unknown message type 'progress'",
+            "id": 7,
+        }
+    )
+    assert central.connection.refuses_progress

@@ -102,6 +102,8 @@ class CentralConnection(MessageProtocol):
         self._positionListeners: dict[int, Callable[[int], None]] = {}
         self._closed: Deferred[None] = Deferred()
         self.welcomed: Deferred[wire.Welcome] = Deferred()
+        #: The central does not know ``progress`` (an older one): stop sending it.
+        self.refuses_progress = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -213,6 +215,8 @@ class CentralConnection(MessageProtocol):
             notice.warn(
                 "the central took back our download slot: {why}", why=message.message
             )
+        elif message.code == "unknown_type" and "progress" in message.message:
+            self.refuses_progress = True
         else:
             self.log.info(
                 "the central said: {code}: {why}",

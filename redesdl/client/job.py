@@ -140,6 +140,9 @@ class GetJob:
 
         def report() -> None:
             nonlocal since, then, sent
+            if central.refuses_progress:
+                loop.stop()
+                return
             now, done = reactor.seconds(), download.bytesDone
             rate = max(done - then, 0) / (now - since) if now > since else 0.0
             since, then, sent = now, done, sent + 1

@@ -538,8 +538,8 @@ const RedesdlDashboard = (() => {
   function showError(error) {
     state.failing = true;
     if (error.status === 401) {
-      showProblem("This dashboard needs its token: open the URL printed by the central " +
-        "(it ends in #token=…) or ask the operator.");
+      showProblem("This dashboard needs its token: open this address followed by " +
+        "#token=… with the token from the central's --web-token file, or ask the operator.");
       setText("status", "Not authorized");
     } else if (error.status === 0) {
       showProblem("The central does not answer; retrying every 2 s.");
