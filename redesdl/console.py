@@ -17,7 +17,6 @@ import difflib
 import fcntl
 import os
 import shlex
-import sys
 import termios
 import tty
 from collections import deque
@@ -39,6 +38,8 @@ from redesdl.trace import TRACER
 
 CTRL_A, CTRL_C, CTRL_D, CTRL_E = b"\x01", b"\x03", b"\x04", b"\x05"
 CTRL_K, CTRL_U, CTRL_W = b"\x0b", b"\x15", b"\x17"
+#: Longest wait, when stopping, for the reader of a piped console's output.
+FLUSH_SECONDS = 5.0
 #: Most completions listed under the prompt when Tab cannot pick one.
 COMPLETIONS_SHOWN = 40
 
@@ -263,6 +264,8 @@ class LineConsole(LineReceiver):
         self._waiting: deque[str] = deque()
         self._busy = False
         self._ended = False
+        self._flushed: list[Deferred[None]] = []
+        self._lost = False
 
     def connectionMade(self) -> None:
         self._commands.say = self.say
@@ -298,11 +301,28 @@ class LineConsole(LineReceiver):
         self._ended = True
         self._next()
 
+    def flush(self, reactor: Any) -> Deferred[None]:
+        """Close stdout once all written so far is out (a download's outcome
+        printed just before the process stops), or after a few seconds if
+        nobody reads it."""
+        if self._lost:
+            return succeed(None)
+        flushed: Deferred[None] = Deferred()
+        self._flushed.append(flushed)
+        self.transport.loseConnection()
+        return flushed.addTimeout(FLUSH_SECONDS, reactor, lambda *_: None)
+
     def writeConnectionLost(self) -> None:
-        self._onClose()
+        if not self._flushed:
+            self._onClose()
 
     def connectionLost(self, reason: Failure) -> None:
-        self._onClose()
+        self._lost = True
+        if not self._flushed:
+            self._onClose()
+        for flushed in self._flushed:
+            if not flushed.called:
+                flushed.callback(None)
 
 
 class TerminalConsole(HistoricRecvLine):
@@ -436,7 +456,7 @@ class TerminalModes:
     """
 
     def __init__(self, terminal: bool) -> None:
-        self._fds = (sys.stdin.fileno(), sys.stdout.fileno())
+        self._fds = (0, 1)  # what StandardIO reads and writes
         self._flags = [fcntl.fcntl(fd, fcntl.F_GETFL) for fd in self._fds]
         self._terminal = terminal
         self._saved = termios.tcgetattr(self._fds[0]) if terminal else None
@@ -483,7 +503,7 @@ class LogAbovePrompt:
 
     def _before(self, event: dict[str, Any]) -> None:
         if self.console is not None and self.console.terminal is not None:
-            os.write(sys.__stdout__.fileno(), b"\r\x1b[K")
+            os.write(1, b"\r\x1b[K")
 
     def _after(self, event: dict[str, Any]) -> None:
         console = self.console
@@ -491,7 +511,7 @@ class LogAbovePrompt:
             typed = b"".join(console.lineBuffer)
             back = len(console.lineBuffer) - console.lineBufferIndex
             move = f"\x1b[{back}D".encode() if back else b""
-            os.write(sys.__stdout__.fileno(), console.ps[console.pn] + typed + move)
+            os.write(1, console.ps[console.pn] + typed + move)
 
 
 def attach_console(
@@ -513,19 +533,26 @@ def attach_console(
 
     modes = TerminalModes(terminal)
 
-    def farewell() -> None:
+    def restore() -> None:
+        if log_frame is not None:
+            log_frame.console = None
         modes.restore()
+
+    def farewell() -> None:
+        restore()
         lines = _printable_lines(commands.farewell())
         if lines:
-            os.write(sys.__stdout__.fileno(), "".join(f"{x}\n" for x in lines).encode())
+            os.write(1, "".join(f"{line}\n" for line in lines).encode())
 
     reactor.addSystemEventTrigger("after", "shutdown", farewell)
     if not terminal:
-        StandardIO(LineConsole(commands, prompt, onClose, greeting))
-        return modes.restore
+        console = LineConsole(commands, prompt, onClose, greeting)
+        StandardIO(console)
+        reactor.addSystemEventTrigger("before", "shutdown", console.flush, reactor)
+        return restore
     modes.enter_raw()
     server = ServerProtocol(TerminalConsole, commands, prompt, onClose, greeting)
     StandardIO(server)
     if log_frame is not None:
         log_frame.attach(server.terminalProtocol)
-    return modes.restore
+    return restore

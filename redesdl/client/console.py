@@ -189,8 +189,11 @@ class ClientCommands(CommandSet):
 
         running = Deferred.fromCoroutine(job.run()).addCallbacks(done, failed)
         self._running[job] = running
-        running.addBoth(lambda _: self._running.pop(job, None))
+        running.addBoth(lambda _: self._ended(job))
         return f"started {name}; 'status' shows its progress"
+
+    def _ended(self, job: GetJob) -> None:
+        del self._running[job]
 
     def leave_warning(self) -> str | None:
         if not self._running:
