@@ -412,8 +412,10 @@ class TerminalConsole(HistoricRecvLine):
         self._replace(text[:start] + text[end:], start)
 
     def _word_start(self) -> int:
-        before = b"".join(self.lineBuffer[: self.lineBufferIndex])
-        return len(before.rstrip().rsplit(b" ", 1)[0]) if b" " in before.rstrip() else 0
+        """Where Ctrl-W cuts from: the start of the word before the cursor,
+        spaces after it included, as a shell's unix-word-rubout does."""
+        before = b"".join(self.lineBuffer[: self.lineBufferIndex]).rstrip()
+        return len(before) - len(before.split()[-1]) if before else 0
 
     def handle_TAB(self) -> None:
         line = b"".join(self.lineBuffer)

@@ -91,10 +91,12 @@ def test_ctrl_u_k_and_w_cut_before_after_and_the_word_before() -> None:
     screen.type("get alpha beta")
     screen.type(b"\x17")
     assert screen.lines()[-1] == "> get alpha"
-    screen.type(b"\x1b[D\x1b[D\x0b")
-    assert screen.lines()[-1] == "> get alp"
+    screen.type("x")
+    assert screen.lines()[-1] == "> get alpha x"
+    screen.type(b"\x1b[D\x1b[D\x1b[D\x0b")
+    assert screen.lines()[-1] == "> get alph"
     screen.type(b"\x1b[D\x15")
-    assert screen.lines()[-1] == "> p"
+    assert screen.lines()[-1] == "> h"
     assert screen.cursor() == len("> ")
 
 

@@ -12,6 +12,7 @@ from contextlib import aclosing
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.python.failure import Failure
 
 from redesdl.client.access import ClusterAccess
 from redesdl.client.central import CentralConnection, connect_central
@@ -166,7 +167,11 @@ class ClientCommands(CommandSet):
             entries, _ = await self._ask_central(prefix, COMPLETIONS_ASKED)
             return [entry.info.name for entry in entries]
 
-        return Deferred.fromCoroutine(names())
+        def unavailable(reason: Failure) -> list[str]:
+            self.say(explain(reason.value, self._centralText, None))
+            return []
+
+        return Deferred.fromCoroutine(names()).addErrback(unavailable)
 
     @usage("[--force] NAME [PATH]")
     def cmd_get(self, args: list[str]) -> str:
