@@ -12,8 +12,11 @@ names chosen by peers, and none may drive the terminal.
 
 from __future__ import annotations
 
+import atexit
+import difflib
+import fcntl
 import os
-import sys
+import shlex
 import termios
 import tty
 from collections import deque
@@ -25,7 +28,7 @@ from twisted.conch.recvline import HistoricRecvLine
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.stdio import StandardIO
-from twisted.logger import Logger
+from twisted.logger import Logger, globalLogPublisher
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -33,7 +36,12 @@ from zope.interface import implementer
 from redesdl.printable import printable
 from redesdl.trace import TRACER
 
-CTRL_C, CTRL_D = b"\x03", b"\x04"
+CTRL_A, CTRL_C, CTRL_D, CTRL_E = b"\x01", b"\x03", b"\x04", b"\x05"
+CTRL_K, CTRL_U, CTRL_W = b"\x0b", b"\x15", b"\x17"
+#: Longest wait, when stopping, for the reader of a piped console's output.
+FLUSH_SECONDS = 5.0
+#: Most completions listed under the prompt when Tab cannot pick one.
+COMPLETIONS_SHOWN = 40
 
 
 class ConsoleUsageError(Exception):
@@ -64,6 +72,11 @@ class CommandSet:
     def __init__(self) -> None:
         self.say: Callable[[str], None] = lambda text: None
         self.quit: Callable[[], None] = lambda: None
+        #: Set by a terminal console: leaving may then ask to be confirmed.
+        self.interactive = False
+        #: Lines a pipe fed that were not understood or failed.
+        self.errors = 0
+        self._leave_warned = False
 
     def commands(self) -> dict[str, Callable[..., Any]]:
         return {
@@ -73,19 +86,31 @@ class CommandSet:
         }
 
     def execute(self, line: str) -> Deferred[list[str]]:
-        """Run one typed line; fire with the lines to show."""
-        words = line.split()
+        """Run one typed line; fire with the lines to show.
+
+        The line is split into words as a shell would, so a quoted name may
+        hold spaces.
+        """
+        try:
+            words = shlex.split(line)
+        except ValueError as e:
+            self.errors += 1
+            return succeed([f"cannot read that line: {e} (close the quote)"])
         if not words:
             return succeed([])
         typed = words[0].lower()
         name = self.aliases.get(typed, typed)
         handler = self.commands().get(name)
         if handler is None:
-            return succeed([f"unknown command {words[0]!r}; type 'help' for the list"])
+            self.errors += 1
+            return succeed([self._unknown(words[0])])
+        if name != "quit":
+            self._leave_warned = False
         running = maybeDeferred(handler, words[1:])
         running.addCallback(_as_lines)
 
         def failed(reason: Failure) -> list[str]:
+            self.errors += 1
             if reason.check(ConsoleUsageError):
                 hint = f"usage: {name} {getattr(handler, 'usage', '')}".rstrip()
                 message = str(reason.value)
@@ -94,6 +119,48 @@ class CommandSet:
             return [f"{name} failed: {reason.getErrorMessage()}"]
 
         return running.addErrback(failed).addCallback(_printable_lines)
+
+    def _unknown(self, typed: str) -> str:
+        names = [*self.commands(), *self.aliases]
+        close = difflib.get_close_matches(typed.lower(), names, n=1)
+        guess = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown command {typed!r}; {guess}type 'help' for the list"
+
+    def leave_warning(self) -> str | None:
+        """What leaving now would abandon, if anything; None to leave at once."""
+        return None
+
+    def request_leave(self) -> None:
+        """Leave, unless that abandons work the person was not yet told about."""
+        warning = None
+        if self.interactive and not self._leave_warned:
+            warning = self.leave_warning()
+        if warning:
+            self._leave_warned = True
+            self.say(warning)
+            return
+        self.quit()
+
+    def farewell(self) -> list[str]:
+        """Lines printed once the actor has stopped (and saved what it keeps)."""
+        return []
+
+    def complete(self, before: str) -> Deferred[list[str]]:
+        """Candidates for the word ending at the cursor, C{before} being the
+        line up to it: command names, then what a command's
+        ``complete_<name>(prefix)`` offers for its arguments."""
+        start, word = current_word(before)
+        if not before[:start].strip():
+            names = sorted({*self.commands(), *self.aliases})
+            return succeed([n for n in names if n.startswith(word.lower())])
+        try:
+            typed = shlex.split(before[:start])[0].lower()
+        except (ValueError, IndexError):
+            return succeed([])
+        completer = getattr(self, f"complete_{self.aliases.get(typed, typed)}", None)
+        if completer is None:
+            return succeed([])
+        return maybeDeferred(completer, word)
 
     @usage("[COMMAND]")
     def cmd_help(self, args: list[str]) -> list[str]:
@@ -129,7 +196,36 @@ class CommandSet:
 
     def cmd_quit(self, args: list[str]) -> None:
         """Leave (Ctrl-D and Ctrl-C do too)."""
-        self.quit()
+        self.request_leave()
+
+
+def current_word(before: str) -> tuple[int, str]:
+    """Where the word under the cursor starts in C{before}, and that word
+    unquoted as the shell would read it (an open quote counts as closed)."""
+    start, quote = 0, ""
+    for index, char in enumerate(before):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char.isspace():
+            start = index + 1
+    raw = before[start:]
+    try:
+        words = shlex.split(raw + quote)
+    except ValueError:
+        words = [raw]
+    return start, words[0] if words else ""
+
+
+def _common_prefix(words: list[str]) -> str:
+    if not words:
+        return ""
+    first, last = min(words), max(words)
+    size = 0
+    while size < len(first) and first[size] == last[size]:
+        size += 1
+    return first[:size]
 
 
 def _printable_lines(lines: list[str]) -> list[str]:
@@ -168,6 +264,8 @@ class LineConsole(LineReceiver):
         self._waiting: deque[str] = deque()
         self._busy = False
         self._ended = False
+        self._flushed: list[Deferred[None]] = []
+        self._lost = False
 
     def connectionMade(self) -> None:
         self._commands.say = self.say
@@ -203,15 +301,37 @@ class LineConsole(LineReceiver):
         self._ended = True
         self._next()
 
+    def flush(self, reactor: Any) -> Deferred[None]:
+        """Close stdout once all written so far is out (a download's outcome
+        printed just before the process stops), or after a few seconds if
+        nobody reads it."""
+        if self._lost:
+            return succeed(None)
+        flushed: Deferred[None] = Deferred()
+        self._flushed.append(flushed)
+        self.transport.loseConnection()
+        return flushed.addTimeout(FLUSH_SECONDS, reactor, lambda *_: None)
+
     def writeConnectionLost(self) -> None:
-        self._onClose()
+        if not self._flushed:
+            self._onClose()
 
     def connectionLost(self, reason: Failure) -> None:
-        self._onClose()
+        self._lost = True
+        if not self._flushed:
+            self._onClose()
+        for flushed in self._flushed:
+            if not flushed.called:
+                flushed.callback(None)
 
 
 class TerminalConsole(HistoricRecvLine):
-    """Commands typed on a terminal, with asynchronous output above the prompt."""
+    """Commands typed on a terminal, with asynchronous output above the prompt.
+
+    Twisted's line editor gives arrows, Home/End and history; this adds the
+    readline keys people expect (Ctrl-A/E/U/K/W), Tab completion, and leaving
+    with Ctrl-C or Ctrl-D (confirmed when that would abandon work).
+    """
 
     def __init__(
         self,
@@ -229,8 +349,18 @@ class TerminalConsole(HistoricRecvLine):
     def connectionMade(self) -> None:
         super().connectionMade()
         self._commands.say = self.say
-        self.keyHandlers[CTRL_C] = self._onClose
-        self.keyHandlers[CTRL_D] = self._endOfInput
+        self._commands.interactive = True
+        self.keyHandlers.update(
+            {
+                CTRL_C: self._commands.request_leave,
+                CTRL_D: self._endOfInput,
+                CTRL_A: self.handle_HOME,
+                CTRL_E: self.handle_END,
+                CTRL_U: lambda: self._cut(0, self.lineBufferIndex),
+                CTRL_K: lambda: self._cut(self.lineBufferIndex, len(self.lineBuffer)),
+                CTRL_W: lambda: self._cut(self._word_start(), self.lineBufferIndex),
+            }
+        )
 
     def initializeScreen(self) -> None:
         if self._greeting:
@@ -241,7 +371,7 @@ class TerminalConsole(HistoricRecvLine):
 
     def _endOfInput(self) -> None:
         if not self.lineBuffer:
-            self._onClose()
+            self._commands.request_leave()
 
     def lineReceived(self, line: bytes) -> None:
         self._commands.execute(line.decode(errors="replace")).addCallback(self._show)
@@ -254,18 +384,136 @@ class TerminalConsole(HistoricRecvLine):
 
     def say(self, text: str) -> None:
         """Print C{text} above the prompt, then redraw the line being typed."""
-        self.terminal.write(b"\r")
-        self.terminal.eraseLine()
+        self.clear_input_line()
         for line in _printable_lines(text.splitlines()):
             self.terminal.write(line.encode())
             self.terminal.nextLine()
+        self.redraw_input_line()
+
+    def clear_input_line(self) -> None:
+        self.terminal.write(b"\r")
+        self.terminal.eraseLine()
+
+    def redraw_input_line(self) -> None:
+        """Draw the prompt and the line typed so far, cursor where it was."""
         self.drawInputLine()
         typed = len(self.lineBuffer) - self.lineBufferIndex
         if typed:
             self.terminal.cursorBackward(typed)
 
+    def _replace(self, text: bytes, cursor: int) -> None:
+        self.lineBuffer = [text[i : i + 1] for i in range(len(text))]
+        self.lineBufferIndex = cursor
+        self.clear_input_line()
+        self.redraw_input_line()
+
+    def _cut(self, start: int, end: int) -> None:
+        text = b"".join(self.lineBuffer)
+        self._replace(text[:start] + text[end:], start)
+
+    def _word_start(self) -> int:
+        """Where Ctrl-W cuts from: the start of the word before the cursor,
+        spaces after it included, as a shell's unix-word-rubout does."""
+        before = b"".join(self.lineBuffer[: self.lineBufferIndex]).rstrip()
+        return len(before) - len(before.split()[-1]) if before else 0
+
+    def handle_TAB(self) -> None:
+        line = b"".join(self.lineBuffer)
+        cursor = self.lineBufferIndex
+        before = line[:cursor].decode(errors="replace")
+        self._commands.complete(before).addCallback(
+            self._complete, line, cursor, before
+        ).addErrback(lambda reason: self.say(f"cannot complete: {reason.value}"))
+
+    def _complete(
+        self, candidates: list[str], line: bytes, cursor: int, before: str
+    ) -> None:
+        if b"".join(self.lineBuffer) != line or self.lineBufferIndex != cursor:
+            return  # typed on while the candidates were being looked up
+        start, word = current_word(before)
+        common = _common_prefix(candidates)
+        if len(candidates) != 1 and len(common) <= len(word):
+            if candidates:
+                shown = candidates[:COMPLETIONS_SHOWN]
+                more = len(candidates) - len(shown)
+                self.say("  ".join(shown) + (f"  … and {more} more" if more else ""))
+            return
+        spelled = shlex.quote(common) + (" " if len(candidates) == 1 else "")
+        head = before[:start].encode()
+        self._replace(
+            head + spelled.encode() + line[cursor:], len(head + spelled.encode())
+        )
+
     def connectionLost(self, reason: Failure) -> None:
         self._onClose()
+
+
+class TerminalModes:
+    """What the console changes on the terminal, put back exactly once.
+
+    Raw mode and insert mode (the line editor's) on a terminal, and the
+    non-blocking flag StandardIO sets on stdin and stdout, which would
+    otherwise outlive the process and garble the next program run there.
+    L{restore} runs on every way out: a clean stop, an exception, exit.
+    """
+
+    def __init__(self, terminal: bool) -> None:
+        self._fds = (0, 1)  # what StandardIO reads and writes
+        self._flags = [fcntl.fcntl(fd, fcntl.F_GETFL) for fd in self._fds]
+        self._terminal = terminal
+        self._saved = termios.tcgetattr(self._fds[0]) if terminal else None
+        self._restored = False
+        atexit.register(self.restore)
+
+    def enter_raw(self) -> None:
+        """Raw input (the console edits the line itself), cooked output so
+        that lines others write (a daemon's log) still start at the left."""
+        fd = self._fds[0]
+        tty.setraw(fd)
+        modes = termios.tcgetattr(fd)
+        modes[1] |= termios.OPOST | termios.ONLCR
+        termios.tcsetattr(fd, termios.TCSANOW, modes)
+
+    def restore(self) -> None:
+        if self._restored:
+            return
+        self._restored = True
+        for fd, flags in zip(self._fds, self._flags, strict=True):
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        if self._saved is not None:
+            termios.tcsetattr(self._fds[0], termios.TCSADRAIN, self._saved)
+            os.write(self._fds[1], b"\x1b[4l\r\n")
+
+
+class LogAbovePrompt:
+    """Keep a daemon's log lines, written to the terminal by twistd, above
+    the console's prompt: clear the input line before each log event and
+    redraw it after.
+
+    Observers are called in the order they were added, so one half must be
+    created before twistd adds its log observer (while the service is being
+    built) and L{attach} called after (once the console runs).
+    """
+
+    def __init__(self) -> None:
+        self.console: TerminalConsole | None = None
+        globalLogPublisher.addObserver(self._before)
+
+    def attach(self, console: TerminalConsole) -> None:
+        self.console = console
+        globalLogPublisher.addObserver(self._after)
+
+    def _before(self, event: dict[str, Any]) -> None:
+        if self.console is not None and self.console.terminal is not None:
+            os.write(1, b"\r\x1b[K")
+
+    def _after(self, event: dict[str, Any]) -> None:
+        console = self.console
+        if console is not None and console.terminal is not None:
+            typed = b"".join(console.lineBuffer)
+            back = len(console.lineBuffer) - console.lineBufferIndex
+            move = f"\x1b[{back}D".encode() if back else b""
+            os.write(1, console.ps[console.pn] + typed + move)
 
 
 def attach_console(
@@ -274,22 +522,39 @@ def attach_console(
     onClose: Callable[[], None],
     terminal: bool,
     greeting: str = "",
+    log_frame: LogAbovePrompt | None = None,
 ) -> Callable[[], None]:
     """Run C{commands} on stdin/stdout; return a function that restores the tty.
 
     On a terminal the tty goes to raw mode (the console echoes and edits the
-    line itself) until the returned function is called.
+    line itself) until the returned function is called, or the reactor
+    stops, or the process exits, whichever comes first. Once the reactor has
+    stopped (and the actor saved its state), the commands' farewell is printed.
     """
-    if not terminal:
-        StandardIO(LineConsole(commands, prompt, onClose, greeting))
-        return lambda: None
-    fd = sys.stdin.fileno()
-    saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
-    StandardIO(ServerProtocol(TerminalConsole, commands, prompt, onClose, greeting))
+    from twisted.internet import reactor
+
+    modes = TerminalModes(terminal)
 
     def restore() -> None:
-        termios.tcsetattr(fd, termios.TCSANOW, saved)
-        os.write(sys.stdout.fileno(), b"\r\n")
+        if log_frame is not None:
+            log_frame.console = None
+        modes.restore()
 
+    def farewell() -> None:
+        restore()
+        lines = _printable_lines(commands.farewell())
+        if lines:
+            os.write(1, "".join(f"{line}\n" for line in lines).encode())
+
+    reactor.addSystemEventTrigger("after", "shutdown", farewell)
+    if not terminal:
+        console = LineConsole(commands, prompt, onClose, greeting)
+        StandardIO(console)
+        reactor.addSystemEventTrigger("before", "shutdown", console.flush, reactor)
+        return restore
+    modes.enter_raw()
+    server = ServerProtocol(TerminalConsole, commands, prompt, onClose, greeting)
+    StandardIO(server)
+    if log_frame is not None:
+        log_frame.attach(server.terminalProtocol)
     return restore

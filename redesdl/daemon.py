@@ -24,7 +24,7 @@ from twisted.python.filepath import FilePath
 
 import twisted
 from redesdl import __version__
-from redesdl.console import CommandSet, attach_console
+from redesdl.console import CommandSet, LogAbovePrompt, attach_console
 from redesdl.printable import escape_logs
 from redesdl.protocol.auth import SecretFileError, load_secret
 from redesdl.shells.tracking import ConnectionLimits
@@ -281,6 +281,9 @@ class ConsoleService(Service):
     """Run an actor's console on stdin while the daemon runs.
 
     End of input (Ctrl-D) stops the daemon the same clean way SIGTERM does.
+    On a terminal the line is edited in place and twistd's log lines are kept
+    above the prompt, so the frame around them is set up now, before twistd
+    adds its log observer.
     """
 
     def __init__(
@@ -290,6 +293,8 @@ class ConsoleService(Service):
         self._prompt = prompt
         self._greeting = greeting
         self._reactor = reactor
+        self._terminal = sys.stdin.isatty()
+        self._log_frame = LogAbovePrompt() if self._terminal else None
 
     def startService(self) -> None:
         super().startService()
@@ -298,8 +303,9 @@ class ConsoleService(Service):
             self._commands,
             self._prompt,
             self._leave,
-            terminal=False,
+            terminal=self._terminal,
             greeting=self._greeting,
+            log_frame=self._log_frame,
         )
 
     def _leave(self) -> None:

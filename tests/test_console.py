@@ -36,8 +36,8 @@ def test_wrong_arguments_give_a_one_line_usage_hint() -> None:
 
 
 def test_unknown_command_gives_a_hint() -> None:
-    assert run(Sample(), "dance") == [
-        "unknown command 'dance'; type 'help' for the list"
+    assert run(Sample(), "frobnicate") == [
+        "unknown command 'frobnicate'; type 'help' for the list"
     ]
 
 

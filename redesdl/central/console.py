@@ -74,6 +74,9 @@ class CentralCommands(CommandSet):
         ]
         return lines
 
+    def farewell(self) -> list[str]:
+        return [f"statistics saved in {self._factory.stats.file.path.path}"]
+
     def cmd_stats(self, args: list[str]) -> list[str]:
         """Totals kept across restarts."""
         data = self._factory.stats.data

@@ -31,6 +31,7 @@ from redesdl.client.job import GetJob
 from redesdl.client.listing import JsonListing, TextListing, describe_result
 from redesdl.client.progress import ProgressLine
 from redesdl.client.reasons import (
+    EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     exit_status,
@@ -300,7 +301,12 @@ async def run(reactor: Any, args: argparse.Namespace, display: LogDisplay) -> in
 async def run_console(
     reactor: Any, access: ClusterAccess, args: argparse.Namespace, display: LogDisplay
 ) -> int:
-    """Run the interactive console until quit, Ctrl-D or Ctrl-C."""
+    """Run the interactive console until quit, Ctrl-D or Ctrl-C.
+
+    On a terminal, leaving while downloads run asks first, then records them
+    as interrupted. From a pipe, the end of input lets every download started
+    finish; the status is then 0 only if every line and download succeeded.
+    """
     # Imported here: the one-shot commands need not pay for the line editor.
     from redesdl.client.console import ClientCommands
     from redesdl.console import attach_console
@@ -314,18 +320,25 @@ async def run_console(
             finished.callback(None)
 
     commands.quit = leave
+    terminal = sys.stdin.isatty()
     greeting = f"redesdl console as {args.name!r}, central {args.central}; type 'help'"
-    restore = attach_console(commands, "redesdl> ", leave, sys.stdin.isatty(), greeting)
+    restore = attach_console(commands, "redesdl> ", leave, terminal, greeting)
     TRACER.sink = commands.say
     display.show = commands.say
 
     def shutdown() -> None:
         restore()
+        commands.interrupt()
         stats.close()
 
     reactor.addSystemEventTrigger("before", "shutdown", shutdown)
     await finished
-    return EXIT_OK
+    if terminal:
+        return EXIT_OK
+    await commands.settled()
+    if commands.failures:
+        return exit_status(commands.failures[-1])
+    return EXIT_FAILURE if commands.errors else EXIT_OK
 
 
 class LogDisplay:

@@ -9,10 +9,12 @@ aliases.
 from __future__ import annotations
 
 import os
+import shlex
 from contextlib import aclosing
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.python.failure import Failure
 
 from redesdl.client.access import ClusterAccess
 from redesdl.client.central import CentralConnection, connect_central
@@ -24,10 +26,38 @@ from redesdl.client.progress import describe_progress
 from redesdl.client.reasons import explain
 from redesdl.client.stats import ClientStats, default_stats_path
 from redesdl.console import CommandSet, ConsoleUsageError, usage
+from redesdl.protocol import wire
 from redesdl.protocol.wire import MAX_PEER_NAME
 
 #: Most catalog lines the console's ``list`` shows; ``redesdl list`` prints all.
 LIST_SHOWN = 200
+#: Most names one Tab asks the central for.
+COMPLETIONS_ASKED = 100
+
+
+async def entries_starting(
+    central: CentralConnection, prefix: str, cap: int
+) -> tuple[list[wire.CatalogEntry], int]:
+    """The first C{cap} catalog entries whose names start with C{prefix},
+    and how many more do.
+
+    Past the cap the remaining matches are only counted as their pages
+    stream by. Names are in order, so the listing starts just before
+    C{prefix} and stops at the first name past it.
+    """
+    entries: list[wire.CatalogEntry] = []
+    more = 0
+    pages = central.catalog_pages(prefix[:-1] or None)
+    async with aclosing(pages):
+        async for page in pages:
+            matching = [e for e in page if e.info.name.startswith(prefix)]
+            room = cap - len(entries)
+            entries += matching[:room]
+            more += len(matching[room:])
+            last = page[-1].info.name
+            if last > prefix and not last.startswith(prefix):
+                break  # every later name sorts after the prefix's range
+    return entries, more
 
 
 async def capped_listing(
@@ -35,29 +65,35 @@ async def capped_listing(
 ) -> list[str]:
     """The first C{cap} names starting with C{prefix}, then how many more.
 
-    A console is for reading, not for 100,000 lines: past the cap the
-    remaining matches are only counted as their pages stream by. Names are
-    in order, so the listing starts just before C{prefix} and stops at the
-    first name past it.
+    A console is for reading, not for 100,000 lines.
     """
-    text = TextListing()
-    lines: list[str] = []
-    more = 0
-    pages = central.catalog_pages(prefix[:-1] or None)
-    async with aclosing(pages):
-        async for page in pages:
-            matching = [e for e in page if e.info.name.startswith(prefix)]
-            room = cap - len(lines)
-            lines += text.lines(matching[:room])
-            more += len(matching[room:])
-            last = page[-1].info.name
-            if last > prefix and not last.startswith(prefix):
-                break  # every later name sorts after the prefix's range
+    entries, more = await entries_starting(central, prefix, cap)
+    lines = TextListing().lines(entries)
     if not lines:
         return [f"no file names start with {prefix!r}" if prefix else "no files yet"]
     if more:
         lines.append(f"… and {more} more; 'redesdl list' prints them all")
     return lines
+
+
+def split_get_arguments(args: list[str]) -> tuple[bool, str, str | None]:
+    """``get [--force] NAME [PATH]`` as (overwrite, name, path); ``--`` ends
+    the options, for a name that starts with a dash."""
+    force = False
+    rest: list[str] = []
+    options = True
+    for arg in args:
+        if options and arg == "--":
+            options = False
+        elif options and arg == "--force":
+            force = True
+        elif options and arg.startswith("--"):
+            raise ConsoleUsageError(f"unknown option {arg!r}")
+        else:
+            rest.append(arg)
+    if len(rest) not in (1, 2):
+        raise ConsoleUsageError("")
+    return force, rest[0], rest[1] if len(rest) == 2 else None
 
 
 class ClientCommands(CommandSet):
@@ -89,6 +125,9 @@ class ClientCommands(CommandSet):
         self._stats = stats
         self.jobs: list[GetJob] = []
         self._presence: CentralPresence | None = None
+        self._running: dict[GetJob, Deferred[None]] = {}
+        self.failures: list[BaseException] = []
+        self._interrupted: list[GetJob] = []
 
     @usage("NAME")
     def cmd_name(self, args: list[str]) -> Deferred[str]:
@@ -118,6 +157,15 @@ class ClientCommands(CommandSet):
             ),
         )
 
+    async def _ask_central(self, prefix: str, cap: int) -> Any:
+        central = await connect_central(
+            self._access.central, self.name, self._access.token
+        )
+        try:
+            return await entries_starting(central, prefix, cap)
+        finally:
+            await central.close()
+
     @usage("[PREFIX]")
     def cmd_list(self, args: list[str]) -> Deferred[list[str]]:
         """List the files the cluster serves (starting with PREFIX), at most 200."""
@@ -138,18 +186,26 @@ class ClientCommands(CommandSet):
             lambda reason: [explain(reason.value, self._centralText, None)]
         )
 
-    @usage("NAME [PATH]")
+    def complete_get(self, prefix: str) -> Deferred[list[str]]:
+        """Names starting with C{prefix}, asked of the central: one short
+        listing of that range, never the whole catalog."""
+
+        async def names() -> list[str]:
+            entries, _ = await self._ask_central(prefix, COMPLETIONS_ASKED)
+            return [entry.info.name for entry in entries]
+
+        def unavailable(reason: Failure) -> list[str]:
+            self.say(explain(reason.value, self._centralText, None))
+            return []
+
+        return Deferred.fromCoroutine(names()).addErrback(unavailable)
+
+    @usage("[--force] NAME [PATH]")
     def cmd_get(self, args: list[str]) -> str:
-        """Start downloading a file in the background."""
-        if len(args) not in (1, 2):
-            raise ConsoleUsageError("")
+        """Start downloading a file in the background (--force: overwrite PATH)."""
+        force, name, path = split_get_arguments(args)
         job = GetJob(
-            self._reactor,
-            self._access,
-            self.name,
-            args[0],
-            args[1] if len(args) == 2 else None,
-            stats=self._stats,
+            self._reactor, self._access, self.name, name, path, force, self._stats
         )
         self.jobs.append(job)
 
@@ -157,11 +213,48 @@ class ClientCommands(CommandSet):
             self.say(f"done: {describe_result(result)}")
 
         def failed(reason: Any) -> None:
-            why = explain(reason.value, self._centralText, args[0])
-            self.say(f"get {args[0]} failed: {why}")
+            self.failures.append(reason.value)
+            why = explain(reason.value, self._centralText, name)
+            # The console's own command, not the shell's, is what to type here.
+            why = why.replace("'redesdl list'", "'list'")
+            self.say(f"get {name} failed: {why}")
 
-        Deferred.fromCoroutine(job.run()).addCallbacks(done, failed)
-        return f"started {args[0]}; 'status' shows its progress"
+        running = Deferred.fromCoroutine(job.run()).addCallbacks(done, failed)
+        self._running[job] = running
+        running.addBoth(lambda _: self._ended(job))
+        return f"started {name}; 'status' shows its progress"
+
+    def _ended(self, job: GetJob) -> None:
+        del self._running[job]
+
+    def leave_warning(self) -> str | None:
+        if not self._running:
+            return None
+        count = len(self._running)
+        running = f"{count} download{'s' if count > 1 else ''} running"
+        return (
+            f"{running}; Ctrl-C again (or 'quit') to stop "
+            f"{'them' if count > 1 else 'it'}: the .part files are kept "
+            "and 'get' resumes them"
+        )
+
+    def settled(self) -> Deferred[None]:
+        """Fire once every download started so far has ended."""
+        return DeferredList(list(self._running.values())).addCallback(lambda _: None)
+
+    def interrupt(self) -> None:
+        """The console is closing: record running downloads as interrupted,
+        keeping their progress, as ``redesdl get`` does when stopped."""
+        for job in list(self._running):
+            job.interrupted()
+            self._interrupted.append(job)
+
+    def farewell(self) -> list[str]:
+        lines = [
+            f"stopped {job.name}; 'get {shlex.quote(job.name)}' resumes it"
+            for job in self._interrupted
+        ]
+        return [*lines, f"statistics saved in {self._stats.path}"]
 
     def cmd_status(self, args: list[str]) -> list[str]:
         """Show every download of this session: bytes, rate, sources, ETA, path."""

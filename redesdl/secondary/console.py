@@ -87,6 +87,9 @@ class SecondaryCommands(CommandSet):
             ]
         )
 
+    def farewell(self) -> list[str]:
+        return [f"statistics saved in {self._secondary.stats.file.path.path}"]
+
     def cmd_stats(self, args: list[str]) -> list[str]:
         """Totals kept across restarts."""
         data = self._secondary.stats.data
