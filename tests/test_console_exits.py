@@ -7,7 +7,6 @@ every wait has a deadline and every process is stopped by its PID.
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 from redesdl.localcluster import LocalCluster, wait_until
 from redesdl.manifest import file_sha256
 
+from .clientstats import client_stats
 from .terminal import PtySession
 
 pytestmark = pytest.mark.e2e
@@ -138,7 +138,7 @@ def downloading(console: PtySession) -> bool:
 def test_ctrl_c_asks_before_stopping_a_download_then_records_it(
     cluster: LocalCluster, sessions: list[PtySession], tmp_path: Path
 ) -> None:
-    stats = tmp_path / "s.json"
+    stats = tmp_path / "s.sqlite"
     target = tmp_path / "clip.bin"
     for daemon in cluster.secondaries.values():
         daemon.signal(signal.SIGSTOP)
@@ -165,7 +165,7 @@ def test_ctrl_c_asks_before_stopping_a_download_then_records_it(
             daemon.signal(signal.SIGCONT)
     assert "stopped clip.bin; 'get clip.bin' resumes it" in console.text()
     assert f"statistics saved in {stats}" in console.text()
-    record = json.loads(stats.read_text())["downloads"][-1]
+    record = client_stats(stats)["downloads"][-1]
     assert record["result"] == "failed" and record["reason"] == "interrupted"
 
 
