@@ -20,8 +20,10 @@ def summarize(message: dict[str, Any]) -> str:
     """A message as one short line: long lists and strings abbreviated."""
 
     def shorten(value: Any) -> Any:
-        if isinstance(value, list) and len(value) > 4:
-            return f"[{len(value)} items]"
+        if isinstance(value, list):
+            if len(value) > 4:
+                return f"[{len(value)} items]"
+            return [shorten(item) for item in value]
         if isinstance(value, dict):
             return {key: shorten(item) for key, item in value.items()}
         if isinstance(value, str) and len(value) > 24 and value.isalnum():

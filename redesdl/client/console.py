@@ -222,7 +222,7 @@ class ClientCommands(CommandSet):
         running = Deferred.fromCoroutine(job.run()).addCallbacks(done, failed)
         self._running[job] = running
         running.addBoth(lambda _: self._ended(job))
-        return f"started {name}; 'status' shows its progress"
+        return f"get {name}: asking the central; 'status' shows how it goes"
 
     def _ended(self, job: GetJob) -> None:
         del self._running[job]
