@@ -131,7 +131,7 @@ class Download:
         #: Slow sources we hung up on because a duplicate of their chunk won.
         self._outpaced: set[str] = set()
         self._copy_budget = copyBudget
-        #: Bytes the endgame's memory copies may hold now (never over budget).
+        #: Bytes the endgame's memory copies hold now (never over the budget).
         self.copyBytes = 0
 
     @property
