@@ -273,3 +273,16 @@ def test_any_fields_of_any_type_give_a_message_or_a_refusal(
             # What was accepted can be sent back out unchanged.
             again = FrameDecoder(vocabulary, 1 << 16).feed(encode(event.message))
             assert again[0] == event
+
+
+def test_chunk_bytes_are_views_of_the_input_never_copies() -> None:
+    header = encode(ChunkHeader(2, 0, 64 * 1024))
+    payload = bytes(range(256)) * 256
+    # The header split in two: only its own bytes are gathered.
+    received = header[:3], header[3:] + payload[:1000], payload[1000:]
+    decoder = downloader()
+    views = []
+    for data in received:
+        views += [e.data for e in decoder.feed(data) if isinstance(e, ChunkData)]
+    assert [view.obj for view in views] == [received[1], received[2]]
+    assert b"".join(views) == payload

@@ -231,3 +231,43 @@ def test_an_empty_file_must_hash_to_nothing(
     )
     assert isinstance(run(cluster, fetch.start()), DownloadResult)
     assert (tmp_path / "empty.bin").read_bytes() == b""
+
+
+@pytest.mark.parametrize("budget", [MIN_CHUNK_SIZE, MIN_CHUNK_SIZE * 3 // 2])
+def test_endgame_copies_never_hold_more_than_the_budget(
+    cluster: FakeCluster, tmp_path: Path, budget: int
+) -> None:
+    sources = [
+        cluster.add("slow1", delay=100),
+        cluster.add("slow2", delay=100),
+        cluster.add("fast", delay=1),
+    ]
+    fetch = download(cluster, tmp_path / "f.bin", sources, copyBudget=budget)
+    copies: list[Any] = []
+    held: list[int] = []
+    begin_copy = fetch.store.begin_copy
+
+    def counted(index: int) -> Any:
+        copy = begin_copy(index)
+        copies.append(copy)
+        held.append(sum(c.length for c in copies if not c.closed))
+        return copy
+
+    fetch.store.begin_copy = counted  # type: ignore[method-assign]
+    run(cluster, fetch.start())
+    assert intact(cluster, tmp_path / "f.bin")
+    # Two chunks are slow: the plan offers two duplicates, only one fits.
+    assert held and max(held) <= budget
+    assert fetch.copyBytes == 0
+
+
+def test_a_chunk_larger_than_the_budget_is_never_duplicated(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    sources = [cluster.add("slow", delay=100), cluster.add("fast", delay=1)]
+    fetch = download(
+        cluster, tmp_path / "f.bin", sources, copyBudget=MIN_CHUNK_SIZE - 1
+    )
+    run(cluster, fetch.start())
+    assert intact(cluster, tmp_path / "f.bin")
+    assert not [e for e in fetch.timeline if e["event"] == "duplicate"]

@@ -36,6 +36,7 @@ from redesdl.protocol.wire import (
 )
 
 _LENGTH = struct.Struct("!I")
+_EMPTY = memoryview(b"")
 #: Deepest nesting of arrays and objects any message needs, with room to spare.
 MAX_DEPTH = 8
 
@@ -123,7 +124,8 @@ class FrameDecoder:
     def __init__(self, vocabulary: Vocabulary, max_frame_length: int) -> None:
         self._vocabulary = vocabulary
         self._max_frame_length = max_frame_length
-        self._buffer = b""
+        #: The start of a frame split across reads (never chunk bytes).
+        self._buffer = bytearray()
         self._raw_remaining = 0
         self._header: ChunkHeader | None = None
         self.broken = False
@@ -154,35 +156,61 @@ class FrameDecoder:
         return view[taken:]
 
     def _feed_frames(self, view: memoryview, events: list[Event]) -> memoryview:
-        """Decode every whole frame; return the bytes that follow a chunk header."""
-        buffer = self._buffer + view.tobytes() if self._buffer else view.tobytes()
-        offset = 0
-        while not self._raw_remaining and not self.broken:
-            if len(buffer) - offset < _LENGTH.size:
+        """Decode every whole frame; return the bytes that follow a chunk header.
+
+        Only frame bytes are copied (a frame split across reads is gathered
+        in a small bytearray); the raw bytes after a header stay a view.
+        """
+        while view and not self._raw_remaining and not self.broken:
+            if self._buffer:
+                view = self._complete_frame(view, events)
+                continue
+            if len(view) < _LENGTH.size:
+                self._buffer = bytearray(view)
                 break
-            (length,) = _LENGTH.unpack_from(buffer, offset)
-            if length > self._max_frame_length:
-                self._break(
-                    events,
-                    ProtocolError(
-                        "too_large",
-                        f"frame of {length} bytes exceeds {self._max_frame_length}",
-                    ),
-                )
+            (length,) = _LENGTH.unpack_from(view)
+            if self._too_long(length, events):
                 break
-            end = offset + _LENGTH.size + length
-            if len(buffer) < end:
+            end = _LENGTH.size + length
+            if len(view) < end:
+                self._buffer = bytearray(view)
                 break
-            self._decode(buffer[offset + _LENGTH.size : end], events)
-            offset = end
-        if self.broken:
-            self._buffer = b""
-            return memoryview(b"")
-        if self._raw_remaining:
-            self._buffer = b""
-            return memoryview(buffer)[offset:]
-        self._buffer = buffer[offset:]
-        return memoryview(b"")
+            self._decode(view[_LENGTH.size : end].tobytes(), events)
+            view = view[end:]
+        if self.broken or not self._raw_remaining:
+            return _EMPTY
+        return view
+
+    def _complete_frame(self, view: memoryview, events: list[Event]) -> memoryview:
+        """Add to the partial frame what it lacks; decode it once it is whole."""
+        buffer = self._buffer
+        if len(buffer) < _LENGTH.size:
+            taken = min(_LENGTH.size - len(buffer), len(view))
+            buffer += view[:taken]
+            view = view[taken:]
+            if len(buffer) < _LENGTH.size:
+                return view
+        (length,) = _LENGTH.unpack_from(buffer)
+        if self._too_long(length, events):
+            self._buffer = bytearray()
+            return _EMPTY
+        taken = min(_LENGTH.size + length - len(buffer), len(view))
+        buffer += view[:taken]
+        if len(buffer) == _LENGTH.size + length:
+            self._buffer = bytearray()
+            self._decode(bytes(buffer[_LENGTH.size :]), events)
+        return view[taken:]
+
+    def _too_long(self, length: int, events: list[Event]) -> bool:
+        if length <= self._max_frame_length:
+            return False
+        self._break(
+            events,
+            ProtocolError(
+                "too_large", f"frame of {length} bytes exceeds {self._max_frame_length}"
+            ),
+        )
+        return True
 
     def _decode(self, frame: bytes, events: list[Event]) -> None:
         try:

@@ -42,6 +42,11 @@ from redesdl.transfer.reasons import describe_error
 from redesdl.transfer.result import DownloadResult, Timeline
 from redesdl.transfer.store import ChunkStore, ChunkWriter, MemoryCopy, notice
 
+#: Bytes the endgame's duplicates may hold in memory at once, per download
+#: (each holds its whole chunk until it verifies). A duplicate that would go
+#: over it is not started: the chunk's first fetcher finishes it.
+COPY_BUDGET = 4 * 1024 * 1024
+
 #: Failures that mean the source lied or broke the protocol: it is banned.
 BAD_SOURCE = (
     ProtocolError,
@@ -79,6 +84,7 @@ class Download:
         connectSource: Callable[..., IStreamClientEndpoint] = plain_endpoint,
         ticket: Callable[[], Ticket | None] = lambda: None,
         openSource: OpenSource | None = None,
+        copyBudget: int = COPY_BUDGET,
     ) -> None:
         self.info = info
         self.sources = list(sources)
@@ -124,6 +130,9 @@ class Download:
         self._hung_up = False
         #: Slow sources we hung up on because a duplicate of their chunk won.
         self._outpaced: set[str] = set()
+        self._copy_budget = copyBudget
+        #: Bytes the endgame's memory copies hold now (never over the budget).
+        self.copyBytes = 0
 
     @property
     def manifest(self) -> Manifest | None:
@@ -335,8 +344,8 @@ class Download:
         missing = [
             i for i in range(len(manifest.chunk_hashes)) if i not in self.store.verified
         ]
-        # Endgame copies are held in memory: only for chunks of a sane size.
-        endgame = manifest.chunk_size <= MAX_CHUNK_SIZE
+        # Endgame copies are held in memory: only for chunks within budget.
+        endgame = manifest.chunk_size <= min(MAX_CHUNK_SIZE, self._copy_budget)
         self._plan = TransferPlan(missing, endgame=endgame)
         for name in self._banned:
             self._plan.ban(name)
@@ -421,8 +430,15 @@ class Download:
                 plan.complete(index, name)
                 self._wake()
                 continue
+            length = 0 if claim.direct else manifest.chunk_range(index)[1]
+            if self.copyBytes + length > self._copy_budget:
+                # No room for another copy: leave the chunk to its fetcher.
+                plan.fail(index, name)
+                await self._changed()
+                continue
             target = store.begin(index) if claim.direct else store.begin_copy(index)
             self._timeline.add("start" if claim.direct else "duplicate", index, name)
+            self.copyBytes += length
             try:
                 won = await fetcher.fetch_chunk(
                     manifest, target, self._accept_from(name, index)
@@ -440,6 +456,8 @@ class Download:
             except Exception as e:
                 self._chunk_failed(name, fetcher, index, target, e)
                 return
+            finally:
+                self.copyBytes -= length
             if won:
                 self._chunk_verified(name, index, claim.direct)
 

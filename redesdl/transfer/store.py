@@ -105,33 +105,48 @@ class ChunkWriter:
 
 
 class MemoryCopy:
-    """An endgame duplicate, held in memory (at most its chunk's length)."""
+    """An endgame duplicate, held in memory: exactly its chunk's length.
+
+    The buffer is allocated whole at the first byte and filled in place, so
+    it never holds more than the chunk (a growing bytearray over-allocates
+    and briefly holds two copies when it moves).
+    """
 
     def __init__(self, index: int, length: int, expected: str) -> None:
         self.index = index
         self.length = length
         self._expected = expected
         self._hash = hashlib.sha256()
-        self.data = bytearray()
+        self._buffer: bytearray | None = None
+        self.received = 0
         self.closed = False
         self.error: Exception | None = None
 
     @property
-    def received(self) -> int:
-        return len(self.data)
+    def data(self) -> bytearray:
+        """The bytes received so far (the whole chunk once complete)."""
+        if self._buffer is None:
+            return bytearray()
+        if self.received < self.length:
+            return self._buffer[: self.received]
+        return self._buffer
 
     def write(self, index: int, data: memoryview | bytes) -> None:
         if self.closed:
             raise ChunkClosedError(f"chunk {index} is closed to this writer")
-        if index != self.index or len(data) > self.length - len(self.data):
+        if index != self.index or len(data) > self.length - self.received:
             self.closed = True
             raise OutsideChunkError(f"{len(data)} bytes do not fit in chunk {index}")
+        if self._buffer is None:
+            self._buffer = bytearray(self.length)
         self._hash.update(data)
-        self.data += data
+        end = self.received + len(data)
+        self._buffer[self.received : end] = data
+        self.received = end
 
     @property
     def complete(self) -> bool:
-        return len(self.data) == self.length
+        return self.received == self.length
 
     def matches(self) -> bool:
         return self.complete and self._hash.hexdigest() == self._expected

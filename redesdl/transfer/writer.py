@@ -4,9 +4,14 @@
 source connection lets three streams use both cores while the reactor keeps
 reading sockets. The bytes still go through the store's writer, which checks
 that they belong to the chunk requested. Each connection's pieces are handled
-in arrival order (a chunk's hash must see its bytes in order). When more than
-L{HIGH_WATER} bytes wait, the connection stops reading until the thread catches
-up, so memory stays bounded whatever the disk speed.
+in arrival order (a chunk's hash must see its bytes in order).
+
+Pieces smaller than a gather buffer (L{redesdl.transfer.buffers}) are copied
+into one and handed over when it is full or the chunk ends, so a TLS stream's
+16 KiB records cost one thread hand-off per 256 KiB, not one each; a piece at
+least that large goes over as it is, uncopied. When more than L{HIGH_WATER}
+bytes wait, the connection stops reading until the thread catches up, so
+memory stays bounded whatever the disk speed.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 
-HIGH_WATER = 8 * 1024 * 1024
-LOW_WATER = 2 * 1024 * 1024
+from redesdl.transfer.buffers import BufferPool
+
+HIGH_WATER = 1024 * 1024
+LOW_WATER = 256 * 1024
 
 
 class Sink(Protocol):
@@ -29,19 +36,33 @@ class Sink(Protocol):
     index: int
     error: Exception | None
 
-    def write(self, index: int, data: memoryview) -> None: ...
+    def write(self, index: int, data: memoryview) -> None:
+        """Take C{data}; keep no reference to it (its buffer is reused)."""
 
 
 class SinkWorker:
     """One thread applying C{sink.write(piece)} in order for one connection."""
 
-    def __init__(self, reactor: Any, transport: IPushProducer, name: str) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        transport: IPushProducer,
+        name: str,
+        pool: BufferPool | None = None,
+    ) -> None:
         self._reactor = reactor
         self._transport = transport
-        self._queue: SimpleQueue[tuple[Any, Any]] = SimpleQueue()
+        self._queue: SimpleQueue[tuple[Any, Any, bytearray | None]] = SimpleQueue()
         self._lock = threading.Lock()
         self._queued = 0
         self._paused = False
+        self.pool = pool or BufferPool()
+        #: The buffer being filled, for L{_sink}, and how much of it is.
+        self._gather: bytearray | None = None
+        self._gathered = 0
+        self._sink: Sink | None = None
+        #: Pieces handed to the thread so far (what a test counts).
+        self.handoffs = 0
         self.stopped: Deferred[None] = Deferred()
         self._thread = threading.Thread(
             target=self._run, name=f"redesdl-{name}", daemon=True
@@ -49,33 +70,69 @@ class SinkWorker:
         self._thread.start()
 
     def submit(self, sink: Sink, piece: memoryview) -> None:
-        """Queue C{piece} for C{sink}; pause reading if too much waits."""
+        """Queue C{piece} for C{sink}, gathering small pieces first."""
+        if sink is not self._sink:
+            self._flush()
+            self._sink = sink
+        size = self.pool.size
+        while piece:
+            if not self._gathered and len(piece) >= size:
+                self._hand_off(sink, piece, None)
+                return
+            if self._gather is None:
+                self._gather = self.pool.take()
+            taken = min(len(piece), size - self._gathered)
+            self._gather[self._gathered : self._gathered + taken] = piece[:taken]
+            self._gathered += taken
+            piece = piece[taken:]
+            if self._gathered == size:
+                self._flush()
+
+    def after(self, call: Callable[[], None]) -> None:
+        """Run C{call} in the reactor once every piece queued so far is written."""
+        self._flush()
+        self._sink = None
+        self._queue.put((None, call, None))
+
+    def stop(self) -> Deferred[None]:
+        """Finish what is queued, end the thread; fire L{stopped} when it has."""
+        self._flush()
+        self._sink = None
+        self._queue.put((None, None, None))
+        return self.stopped
+
+    def _flush(self) -> None:
+        """Hand the gathered bytes, if any, to the thread."""
+        buffer, self._gather = self._gather, None
+        if buffer is None:
+            return
+        assert self._sink is not None
+        gathered, self._gathered = self._gathered, 0
+        self._hand_off(self._sink, memoryview(buffer)[:gathered], buffer)
+
+    def _hand_off(
+        self, sink: Sink, piece: memoryview, buffer: bytearray | None
+    ) -> None:
+        """Queue C{piece}; pause reading if too much waits."""
+        self.handoffs += 1
         with self._lock:
             self._queued += len(piece)
             pause = not self._paused and self._queued > HIGH_WATER
             self._paused = self._paused or pause
         if pause:
             self._transport.pauseProducing()
-        self._queue.put((sink, piece))
-
-    def after(self, call: Callable[[], None]) -> None:
-        """Run C{call} in the reactor once every piece queued so far is written."""
-        self._queue.put((None, call))
-
-    def stop(self) -> Deferred[None]:
-        """Finish what is queued, end the thread; fire L{stopped} when it has."""
-        self._queue.put((None, None))
-        return self.stopped
+        self._queue.put((sink, piece, buffer))
 
     def _run(self) -> None:
         while True:
-            sink, piece = self._queue.get()
+            sink, piece, buffer = self._queue.get()
             if sink is None:
                 if piece is None:
                     self._reactor.callFromThread(self.stopped.callback, None)
                     return
                 self._reactor.callFromThread(piece)
                 continue
+            size = len(piece)
             if sink.error is None:
                 try:
                     sink.write(sink.index, piece)
@@ -83,8 +140,10 @@ class SinkWorker:
                     # Refused by the store, or the disk failed: the reactor
                     # reads it once the chunk's last byte went through here.
                     sink.error = e
+            if buffer is not None:
+                self.pool.give(buffer)
             with self._lock:
-                self._queued -= len(piece)
+                self._queued -= size
                 resume = self._paused and self._queued < LOW_WATER
                 self._paused = self._paused and not resume
             if resume:
