@@ -12,7 +12,6 @@ from redesdl.central.protocol import CentralFactory
 from redesdl.console import CommandSet
 from redesdl.machines.rules import state_of
 
-
 #: Widest the name column of ``files`` grows; a longer name pushes its line.
 FILES_NAME_CAP = 60
 
