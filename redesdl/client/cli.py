@@ -206,7 +206,7 @@ async def run_list(
     ends as one line on stderr like any other (L{main}).
     """
     out = out or sys.stdout
-    listing = JsonListing() if args.json else TextListing()
+    listing = JsonListing() if args.json else TextListing(header=True)
     central = await connect_central(access.central, args.name, access.token)
     try:
         async for page in central.catalog_pages():

@@ -26,9 +26,11 @@ class TextListing:
     longer name later pushes the rest of its own line right.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, header: bool = False) -> None:
         self._width: int | None = None
         self.shown = 0
+        #: Whether the first page starts with a row naming the columns.
+        self._header = header
 
     def lines(self, entries: Iterable[CatalogEntry]) -> list[str]:
         """The lines showing C{entries}, the next names of the catalog."""
@@ -36,18 +38,21 @@ class TextListing:
         if self._width is None and entries:
             longest = max(len(entry.info.name) for entry in entries)
             self._width = min(longest, NAME_COLUMN_CAP)
-        header = []
-        if not self.shown and entries:
-            header = [f"{'NAME':<{self._width}}  {'SIZE':>10}  {'SOURCES':<11}  SHA256"]
         self.shown += len(entries)
-        return header + [
+        return [
             f"{entry.info.name:<{self._width}}  {human_size(entry.info.size):>10}  "
             f"{f'{entry.sources} source(s)':<11}  {entry.info.sha256[:16]}"
             for entry in entries
         ]
 
     def page(self, entries: Iterable[CatalogEntry]) -> str:
-        return "".join(f"{line}\n" for line in self.lines(entries))
+        first = self.shown == 0
+        lines = self.lines(entries)
+        if first and lines and self._header:
+            lines.insert(
+                0, f"{'NAME':<{self._width}}  {'SIZE':>10}  {'SOURCES':<11}  SHA256"
+            )
+        return "".join(f"{line}\n" for line in lines)
 
     def end(self) -> str:
         return "" if self.shown else "no files yet\n"

@@ -56,7 +56,7 @@ def fit(name: str, fields: list[str], width: int) -> str:
         rest = "  ".join(kept)
         room = width - len(rest) - 2
         if room >= min(len(name), MIN_NAME) or len(kept) <= 1:
-            return f"{shorten(name, max(room, 1))}  {rest}"[:width]
+            return f"{shorten(name, max(room, 1))}: {rest}"[:width]
         kept.pop()
 
 
