@@ -135,9 +135,9 @@ def test_mistakes_of_our_own_come_before_asking_the_central(tmp_path: Path) -> N
         (tmp_path / "no" / "x.mp4", f"the folder {tmp_path / 'no'} does not exist"),
     ):
         started = time.monotonic()
+        argv = ["get", "x.mp4", "-o", str(target), "--central", nobody]
         result = subprocess.run(
-            [str(BIN / "redesdl"), "get", "x.mp4", "-o", str(target), "--central"]
-            + [nobody],
+            [str(BIN / "redesdl"), *argv],
             capture_output=True,
             text=True,
             timeout=30,
