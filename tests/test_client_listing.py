@@ -153,7 +153,8 @@ async def test_a_100k_catalog_prints_whole_and_in_order_in_one_pages_memory(
         finally:
             tracemalloc.stop()
     assert status == 0
-    lines = listing.read_text(encoding="utf-8").splitlines()
+    header, *lines = listing.read_text(encoding="utf-8").splitlines()
+    assert header.split() == ["NAME", "SIZE", "SOURCES", "SHA256"]
     assert len(lines) == 100_000
     assert [line.split()[0] for line in lines] == [name_of(i) for i in range(100_000)]
     assert lines[99_999] == (f"{name_of(99_999)}    97.7 KiB  1 source(s)  {SHA[:16]}")
@@ -227,7 +228,8 @@ async def test_a_central_lost_midway_keeps_what_was_printed_and_says_one_line(
     factory.hang_up_after = 2
     out, err, status = await run_cli(address, "list")
     assert [line.split()[0] for line in out.splitlines()] == [
-        name_of(i) for i in range(2 * PAGE)
+        "NAME",
+        *(name_of(i) for i in range(2 * PAGE)),
     ]
     assert err == f"redesdl: lost the connection to the central at {address}\n"
     assert status == 3

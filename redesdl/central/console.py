@@ -12,6 +12,17 @@ from redesdl.central.protocol import CentralFactory
 from redesdl.console import CommandSet, ConsoleUsageError, usage
 from redesdl.machines.rules import state_of
 
+#: Widest the name column of ``files`` grows; a longer name pushes its line.
+FILES_NAME_CAP = 60
+
+
+def _human_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
 
 def _ago(then: float) -> str:
     return f"{time.time() - then:.0f} s ago"
@@ -48,11 +59,16 @@ class CentralCommands(CommandSet):
 
     def cmd_files(self, args: list[str]) -> list[str]:
         """The merged catalog: each name, its size and how many sources."""
-        return [
-            f"{e.name}  {e.info.size} bytes  {e.sources} source(s)  "
+        entries = list(self._factory.registry.names_after(None))
+        if not entries:
+            return ["no files"]
+        width = min(max(len(e.name) for e in entries), FILES_NAME_CAP)
+        header = f"{'NAME':<{width}}  {'SIZE':>10}  {'SOURCES':>7}  SHA256"
+        return [header] + [
+            f"{e.name:<{width}}  {_human_size(e.info.size):>10}  {e.sources:>7}  "
             f"{e.info.sha256[:16]}"
-            for e in self._factory.registry.names_after(None)
-        ] or ["no files"]
+            for e in entries
+        ]
 
     def cmd_clients(self, args: list[str]) -> list[str]:
         """Clients connected now, and what each is doing (idle, queued, active)."""

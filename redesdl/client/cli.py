@@ -11,9 +11,11 @@ import argparse
 import getpass
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -27,39 +29,47 @@ from redesdl.client.access import ClusterAccess, load_client_token
 from redesdl.client.central import connect_central
 from redesdl.client.errors import UserError
 from redesdl.client.identity import remembered_name
-from redesdl.client.job import GetJob
+from redesdl.client.job import GetJob, InterruptedByUserError
 from redesdl.client.listing import JsonListing, TextListing, describe_result
 from redesdl.client.progress import ProgressLine
 from redesdl.client.reasons import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_USAGE,
     exit_status,
     explain,
 )
 from redesdl.client.stats import ClientStats, default_stats_path
+from redesdl.client.streaming import OrderedOutput
 from redesdl.endpoints import central_endpoint
 from redesdl.printable import escape_logs
 from redesdl.tls import TLSConfig, TLSFileError, source_connector
 from redesdl.trace import TRACER
+from redesdl.transfer.reasons import describe_error
+from redesdl.transfer.result import DownloadResult
 
 DEFAULT_CENTRAL = "127.0.0.1:7000"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="redesdl",
-        description="Download a file in verified parts from every live secondary.",
-    )
+def add_global_options(parser: argparse.ArgumentParser, again: bool) -> None:
+    """The options of every command; C{again} for a command's own parser,
+    where they are accepted too (``redesdl list --central ...``) but leave
+    the values given before the command alone unless given again."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if again else value
+
     parser.add_argument(
         "--central",
-        default=os.environ.get("REDESDL_CENTRAL", DEFAULT_CENTRAL),
+        default=default(os.environ.get("REDESDL_CENTRAL", DEFAULT_CENTRAL)),
         help="the central as HOST:PORT or a Twisted client endpoint "
         "string; several, separated by commas, are tried in order "
         "[default: $REDESDL_CENTRAL or %(default)s]",
     )
     parser.add_argument(
         "--name",
+        default=default(None),
         help="this client's name, as the central records it [default: the "
         "name last chosen with the console's INSCRIBIR, else "
         f"{getpass.getuser()}@{socket.gethostname()}]",
@@ -67,23 +77,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stats",
         metavar="FILE",
+        default=default(None),
         help=f"where this client keeps statistics [default: {default_stats_path()}]",
     )
     parser.add_argument(
         "--timeout",
         type=float,
-        default=10.0,
+        default=default(10.0),
         help="seconds to wait for a connection [default: %(default)s]",
     )
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log what happens on stderr"
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default(False),
+        help="log what happens on stderr",
     )
     parser.add_argument(
-        "--debug", action="store_true", help="show tracebacks of unexpected errors"
+        "--debug",
+        action="store_true",
+        default=default(False),
+        help="show tracebacks of unexpected errors",
     )
     parser.add_argument(
         "--trace",
         action="store_true",
+        default=default(False),
         help="show every protocol message sent and received",
     )
     for flag, what in (
@@ -94,9 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(
             flag,
             metavar="FILE",
+            default=default(None),
             help=f"{what}; all three turn on TLS for every connection "
             "[default: plain TCP]",
         )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="redesdl",
+        description="Download a file in verified parts from every live secondary.",
+    )
+    add_global_options(parser, again=False)
     parser.add_argument("--version", action="version", version=f"redesdl {__version__}")
     commands = parser.add_subparsers(
         dest="command",
@@ -104,17 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Without a command, redesdl opens its interactive console.",
     )
     listing = commands.add_parser("list", help="list the files the cluster serves")
+    add_global_options(listing, again=True)
     listing.add_argument("--json", action="store_true", help="print one JSON array")
     get = commands.add_parser("get", help="download a file")
+    add_global_options(get, again=True)
     get.add_argument("file", metavar="NAME", help="the file's name, as 'list' shows it")
     get.add_argument(
         "-o",
         "--output",
         metavar="PATH",
         help="where to save it [default: its base name, here]; "
-        "an existing folder means inside it",
+        "an existing folder means inside it; '-' writes it to stdout",
     )
     get.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    get.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard what an earlier attempt left in PATH.part and start over",
+    )
     get.add_argument(
         "--progress-timeout",
         type=float,
@@ -132,7 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
         "[default: %(default)s]",
     )
     get.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress line on stderr"
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only errors: no progress line, no summary",
     )
     get.add_argument(
         "--json",
@@ -215,7 +253,7 @@ async def run_list(
     ends as one line on stderr like any other (L{main}).
     """
     out = out or sys.stdout
-    listing = JsonListing() if args.json else TextListing()
+    listing = JsonListing() if args.json else TextListing(header=True)
     central = await connect_central(access.central, args.name, access.token)
     try:
         async for page in central.catalog_pages():
@@ -232,34 +270,78 @@ async def run_list(
     return EXIT_OK
 
 
-async def run_get(reactor: Any, access: ClusterAccess, args: argparse.Namespace) -> int:
+async def run_get(
+    reactor: Any, access: ClusterAccess, args: argparse.Namespace, display: LogDisplay
+) -> int:
     stats = open_client_stats(args.stats)
+    to_stdout = args.output == "-"
+    streamer = scratch = None
+    output = args.output
+    if to_stdout:
+        # The chunks still land in a .part file, in a folder of our own.
+        scratch = tempfile.mkdtemp(prefix="redesdl-")
+        output = scratch
+        streamer = OrderedOutput(sys.stdout.buffer)
     job = GetJob(
         reactor,
         access,
         args.name,
         args.file,
-        args.output,
+        output,
         args.force,
         stats,
         retryFor=args.retry_for,
         progressTimeout=args.progress_timeout,
+        restart=args.restart,
+        onVerified=streamer.verified if streamer is not None else None,
     )
     progress = None
     if not args.quiet and sys.stderr.isatty():
         progress = ProgressLine(job, sys.stderr, reactor)
+        display.show = lambda text: progress.above(f"redesdl: {text}")
         progress.start()
 
     def wrap_up() -> None:
         if progress is not None:
             progress.stop()
-        job.interrupted()
-        stats.close()
+        stopped = job.stop()
+        stopped.addTimeout(5, reactor)
+        # Not wound down in time: at least keep what can be resumed.
+        stopped.addErrback(lambda _: job.interrupted())
+        stopped.addCallback(lambda _: stats.close())
+        return stopped
 
     reactor.addSystemEventTrigger("before", "shutdown", wrap_up)
-    result = await job.run()
-    print(json.dumps(result.to_json()) if args.json else describe_result(result))
+    try:
+        result = await job.start()
+    finally:
+        if progress is not None:
+            progress.stop()
+        if streamer is not None:
+            streamer.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if streamer is not None and streamer.error is not None:
+        raise UserError(f"cannot write to stdout: {describe_error(streamer.error)}")
+    summary = sys.stderr if to_stdout else sys.stdout
+    if to_stdout:
+        result.path = "-"
+    if args.json:
+        summary.write(json.dumps(result.to_json()) + "\n")
+    elif not args.quiet:
+        seconds = fetch_seconds(job, result)
+        summary.write(describe_result(result, seconds) + "\n")
+    summary.flush()
     return EXIT_OK
+
+
+def fetch_seconds(job: GetJob, result: DownloadResult) -> float:
+    """How long the download spent fetching (not queueing or rechecking)."""
+    download = job.download
+    started = download.fetchStarted if download is not None else None
+    if started is None or job.downloadStarted is None:
+        return result.seconds
+    return max(result.seconds - (started - job.downloadStarted), 0.0)
 
 
 def cluster_access(reactor: Any, args: argparse.Namespace) -> ClusterAccess:
@@ -274,10 +356,7 @@ def cluster_access(reactor: Any, args: argparse.Namespace) -> ClusterAccess:
         )
     except TLSFileError as e:
         raise UserError(str(e)) from None
-    try:
-        endpoint = central_endpoint(reactor, args.central, args.timeout, tls)
-    except ValueError as e:
-        raise UserError(f"--central: {e}") from None
+    endpoint = central_endpoint(reactor, args.central, args.timeout, tls)
     token_path = state_folder(None) / "client-token"
     try:
         token = load_client_token(token_path)
@@ -294,7 +373,7 @@ async def run(reactor: Any, args: argparse.Namespace, display: LogDisplay) -> in
     if args.command == "list":
         return await run_list(access, args)
     if args.command == "get":
-        return await run_get(reactor, access, args)
+        return await run_get(reactor, access, args, display)
     return await run_console(reactor, access, args, display)
 
 
@@ -344,16 +423,25 @@ async def run_console(
 class LogDisplay:
     """Show log events for a person: on stderr, or in the console once open."""
 
-    def __init__(self, verbose: bool) -> None:
+    def __init__(self, verbose: bool, quiet: bool = False) -> None:
         self._threshold = LogLevel.info if verbose else LogLevel.critical
         self._verbose = verbose
+        #: Notices below a warning are hidden too (``get --quiet``).
+        self._quiet = quiet
         self.show: Callable[[str], None] = lambda text: sys.stderr.write(
             f"redesdl: {text}\n"
         )
 
     def __call__(self, event: dict[str, Any]) -> None:
-        notice = event.get("log_namespace") == "redesdl.notice"
-        if event.get("log_level", LogLevel.info) < self._threshold and not notice:
+        namespace = event.get("log_namespace") or ""
+        level = event.get("log_level", LogLevel.info)
+        notice = namespace == "redesdl.notice" and not (
+            self._quiet and level < LogLevel.warn
+        )
+        if level < self._threshold and not notice:
+            return
+        if namespace.startswith("twisted.") and level < LogLevel.warn:
+            # The reactor's own chatter ("Main loop terminated.").
             return
         text = formatEvent(event)
         if "log_failure" in event and self._verbose:
@@ -361,8 +449,8 @@ class LogDisplay:
         self.show(text)
 
 
-def start_logging(verbose: bool) -> LogDisplay:
-    display = LogDisplay(verbose)
+def start_logging(verbose: bool, quiet: bool = False) -> LogDisplay:
+    display = LogDisplay(verbose, quiet)
     escape_logs()
     globalLogBeginner.beginLoggingTo([display], redirectStandardIO=False)
     return display
@@ -371,16 +459,23 @@ def start_logging(verbose: bool) -> LogDisplay:
 def main(argv: list[str] | None = None) -> NoReturn:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from twisted.internet import reactor
+
+    try:
+        central_endpoint(reactor, args.central, args.timeout)
+    except ValueError as e:
+        sys.stderr.write(f"redesdl: --central: {e}\n")
+        sys.exit(EXIT_USAGE)
     TRACER.enabled = args.trace
     TRACER.sink = lambda line: sys.stderr.write(f"redesdl: {line}\n")
-    display = start_logging(args.verbose)
-    from twisted.internet import reactor
+    display = start_logging(args.verbose, getattr(args, "quiet", False))
 
     outcome: list[Any] = []
 
     def done(result: Any) -> None:
         outcome.append(result)
-        reactor.stop()
+        if reactor.running and not getattr(reactor, "_stopped", False):
+            reactor.stop()
 
     def begin() -> None:
         Deferred.fromCoroutine(run(reactor, args, display)).addBoth(done)
@@ -395,6 +490,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
         )
         sys.exit(EXIT_INTERRUPTED)
     result = outcome[0]
+    if isinstance(result, Failure) and isinstance(result.value, InterruptedByUserError):
+        sys.stderr.write(f"redesdl: {describe_interruption(result.value, args)}\n")
+        sys.exit(EXIT_INTERRUPTED)
     if isinstance(result, Failure):
         if args.debug:
             sys.stderr.write(result.getTraceback())
@@ -402,3 +500,15 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.stderr.write(f"redesdl: {line}\n")
         sys.exit(exit_status(result.value))
     sys.exit(result)
+
+
+def describe_interruption(
+    error: InterruptedByUserError, args: argparse.Namespace
+) -> str:
+    """The one line after Ctrl-C: where the data is and how to go on."""
+    if error.part is None or args.output == "-":
+        return "interrupted; nothing was downloaded yet"
+    return (
+        f"interrupted; the data so far is kept in {error.part}: run the same "
+        "command again to resume"
+    )

@@ -7,8 +7,11 @@ ended (which frees the slot), and leave the same record in the statistics.
 
 from __future__ import annotations
 
+import difflib
 import os
 import time
+from collections.abc import Callable
+from contextlib import aclosing
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -16,14 +19,81 @@ from twisted.internet.task import LoopingCall, deferLater
 
 from redesdl.client.access import ClusterAccess
 from redesdl.client.central import CentralConnection, connect_central
+from redesdl.client.errors import UserError
 from redesdl.client.stats import ClientStats
 from redesdl.manifest import FileInfo
 from redesdl.protocol import wire
 from redesdl.protocol.errors import RemoteError
 from redesdl.protocol.sources import SourceAddress
 from redesdl.transfer.download import Download
+from redesdl.transfer.errors import DestinationExistsError, DiskError
+from redesdl.transfer.journal import remove_journal
 from redesdl.transfer.reasons import describe_error
 from redesdl.transfer.result import DownloadResult
+from redesdl.transfer.resume import remove_state
+from redesdl.transfer.store import ChunkStore
+
+#: Most catalog entries read to suggest names for a mistyped one.
+MAX_SUGGESTION_SCAN = 2048
+#: Failures that are the user's own setup, not the cluster's: not reported
+#: to the central as failed downloads.
+LOCAL_ERRORS = (DestinationExistsError, DiskError)
+
+
+class InterruptedByUserError(Exception):
+    """The user stopped the command (Ctrl-C) before it ended."""
+
+    def __init__(self, part: str | None) -> None:
+        super().__init__(part)
+        self.part = part
+
+
+def check_destination(path: str, overwrite: bool) -> None:
+    """Fail at once, before queueing at the central, if PATH cannot be written."""
+    ChunkStore(path, path + ".part", overwrite).check_destination()
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DiskError(f"cannot write in the folder {folder}")
+
+
+def discard_partial(path: str) -> None:
+    """Forget an earlier attempt at PATH: its ``.part``, snapshot and journal."""
+    part = path + ".part"
+    try:
+        os.unlink(part)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise DiskError(f"cannot remove {part}: {e.strerror}") from None
+    remove_state(part)
+    remove_journal(part)
+
+
+async def close_names(central: CentralConnection, name: str) -> list[str]:
+    """Catalog names close to C{name}, read from a bounded part of the catalog.
+
+    Only names in C{name}'s folder and names sharing its first characters
+    are read (each walk stops where the prefix ends, and at
+    L{MAX_SUGGESTION_SCAN} entries), never the whole catalog.
+    """
+    prefixes = []
+    if "/" in name:
+        prefixes.append(name.rsplit("/", 1)[0] + "/")
+    prefixes += [name[:2], name[:1]]
+    seen: set[str] = set()
+    for prefix in dict.fromkeys(p for p in prefixes if p):
+        read = 0
+        async with aclosing(central.catalog_pages(after=prefix)) as pages:
+            async for page in pages:
+                names = [entry.info.name for entry in page]
+                seen.update(n for n in names if n.startswith(prefix))
+                read += len(names)
+                if read >= MAX_SUGGESTION_SCAN or not names[-1].startswith(prefix):
+                    break
+        if len(seen) >= 3:
+            break
+    return difflib.get_close_matches(name, sorted(seen), n=3, cutoff=0.6)
+
 
 #: Seconds between two progress reports to the central while downloading.
 PROGRESS_INTERVAL = 2.0
@@ -53,6 +123,8 @@ class GetJob:
         stats: ClientStats | None = None,
         retryFor: float = 30.0,
         progressTimeout: float = 10.0,
+        restart: bool = False,
+        onVerified: Callable[[Download, int], None] | None = None,
     ) -> None:
         self._reactor = reactor
         self._access = access
@@ -69,6 +141,10 @@ class GetJob:
         self.downloadStarted: float | None = None
         self._started = 0.0
         self.ended = False
+        self._restart = restart
+        self._on_verified = onVerified
+        self._running: Deferred[DownloadResult] | None = None
+        self._stopping = False
 
     def _queued(self, position: int) -> None:
         self.state = f"queued, position {position}"
@@ -79,8 +155,45 @@ class GetJob:
             self.download.saveProgress()
             self._record(self._started, None, "interrupted")
 
+    def start(self) -> Deferred[DownloadResult]:
+        """Run the job; L{stop} ends it early with L{InterruptedByUserError}."""
+        self._running = Deferred.fromCoroutine(self.run())
+        return self._running
+
+    def stop(self) -> Deferred[None]:
+        """End the job now (Ctrl-C); fires once it has wound down.
+
+        A running download hangs up and keeps its ``.part``; a job still
+        locating or queued stops waiting.
+        """
+        self._stopping = True
+        running = self._running
+        if running is None or running.called:
+            return Deferred.fromCoroutine(_nothing())
+        ended: Deferred[None] = Deferred()
+        running.addBoth(lambda result: (ended.callback(None), result)[1])
+        if self.download is not None and not self.ended:
+            self.download.interrupt()
+        else:
+            running.cancel()
+        return ended
+
     async def run(self) -> DownloadResult:
+        try:
+            return await self._run()
+        except Exception as e:
+            if not self._stopping:
+                raise
+            part = None
+            if self.download is not None and os.path.exists(self.download.partPath):
+                part = self.download.partPath
+            raise InterruptedByUserError(part) from e
+
+    async def _run(self) -> DownloadResult:
         started = self._started = time.time()
+        destination = output_path(self._output, self.name)
+        # Mistakes of our own are found before waiting in the central's queue.
+        check_destination(destination, self._overwrite)
         self.state = "locating"
         access = self._access
         central = await connect_central(access.central, self._clientName, access.token)
@@ -95,12 +208,15 @@ class GetJob:
                 latest, found = await central.locate(self.name)
                 return found if latest.content == info.content else []
 
+            if self._restart:
+                discard_partial(destination)
             self.state = "downloading"
             self.downloadStarted = self._reactor.seconds()
-            self.download = Download(
+            on_verified = self._on_verified
+            self.download = download = Download(
                 info,
                 sources,
-                output_path(self._output, self.name),
+                destination,
                 reactor=self._reactor,
                 clientName=self._clientName,
                 overwrite=self._overwrite,
@@ -112,13 +228,21 @@ class GetJob:
                 ),
                 connectSource=access.connectSource,
                 ticket=lambda: central.ticket(info.sha256),
+                onVerified=(
+                    None
+                    if on_verified is None
+                    else lambda index: on_verified(download, index)
+                ),
             )
             reporting = self._report_progress(central, self.download)
             try:
                 result = await self.download.start()
             except Exception as e:
                 self.state = f"failed: {describe_error(e)}"
-                self._ended(central, started, None, describe_error(e))
+                if self._stopping:
+                    self._record(started, None, "interrupted")
+                else:
+                    self._ended(central, started, None, describe_error(e), e)
                 raise
             finally:
                 if reporting.running:
@@ -126,9 +250,15 @@ class GetJob:
             result.queued_seconds = self.queuedSeconds
             self.state = "done"
             self._ended(central, started, result, "")
-            return result
-        finally:
+        except GeneratorExit:
+            # Closed, not cancelled (the process is exiting): no more awaits.
+            central.close()
+            raise
+        except BaseException:
             await central.close()
+            raise
+        await central.close()
+        return result
 
     def _report_progress(
         self, central: CentralConnection, download: Download
@@ -167,11 +297,29 @@ class GetJob:
             try:
                 return await central.locate(self.name)
             except RemoteError as e:
+                if e.code == "not_found":
+                    raise await self._not_found(central) from None
                 if e.code != "no_source" or self._reactor.seconds() >= deadline:
                     raise
                 self.state = "waiting for a live source"
             await deferLater(self._reactor, delay)
             delay = min(delay * 2, 5.0)
+
+    async def _not_found(self, central: CentralConnection) -> UserError:
+        """The error for a name the central does not know, with close names."""
+        try:
+            close = await close_names(central, self.name)
+        except Exception:
+            close = []
+        if close:
+            return UserError(
+                f"no file named {self.name!r} on the central; did you mean "
+                + " or ".join(repr(n) for n in close)
+                + "?"
+            )
+        return UserError(
+            f"no file named {self.name!r} on the central (see 'redesdl list')"
+        )
 
     def _ended(
         self,
@@ -179,13 +327,19 @@ class GetJob:
         started: float,
         result: DownloadResult | None,
         reason: str,
+        error: Exception | None = None,
     ) -> None:
         download = self.download
         assert download is not None
         fetched = result.bytes_fetched if result else download.bytesDone
-        central.report(
-            download.info.name, result is not None, download.info.size, fetched, reason
-        )
+        if not isinstance(error, LOCAL_ERRORS):
+            central.report(
+                download.info.name,
+                result is not None,
+                download.info.size,
+                fetched,
+                reason,
+            )
         self._record(started, result, reason)
 
     def _record(
@@ -217,3 +371,7 @@ class GetJob:
                 "timeline": download.timeline,
             }
         )
+
+
+async def _nothing() -> None:
+    return None

@@ -26,9 +26,11 @@ class TextListing:
     longer name later pushes the rest of its own line right.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, header: bool = False) -> None:
         self._width: int | None = None
         self.shown = 0
+        #: Whether the first page starts with a row naming the columns.
+        self._header = header
 
     def lines(self, entries: Iterable[CatalogEntry]) -> list[str]:
         """The lines showing C{entries}, the next names of the catalog."""
@@ -39,12 +41,18 @@ class TextListing:
         self.shown += len(entries)
         return [
             f"{entry.info.name:<{self._width}}  {human_size(entry.info.size):>10}  "
-            f"{entry.sources} source(s)  {entry.info.sha256[:16]}"
+            f"{f'{entry.sources} source(s)':<11}  {entry.info.sha256[:16]}"
             for entry in entries
         ]
 
     def page(self, entries: Iterable[CatalogEntry]) -> str:
-        return "".join(f"{line}\n" for line in self.lines(entries))
+        first = self.shown == 0
+        lines = self.lines(entries)
+        if first and lines and self._header:
+            lines.insert(
+                0, f"{'NAME':<{self._width}}  {'SIZE':>10}  {'SOURCES':<11}  SHA256"
+            )
+        return "".join(f"{line}\n" for line in lines)
 
     def end(self) -> str:
         return "" if self.shown else "no files yet\n"
@@ -71,11 +79,24 @@ class JsonListing:
         return "]\n" if self._started else "[]\n"
 
 
-def describe_result(result: DownloadResult) -> str:
+def describe_result(result: DownloadResult, fetch_seconds: float | None = None) -> str:
+    """The summary of a finished download.
+
+    The rate counts only the bytes fetched in this run, over the time spent
+    fetching them (C{fetch_seconds}, all of C{result.seconds} if not given);
+    chunks reused from an earlier attempt are said apart.
+    """
     used = ", ".join(f"{name} {human_size(n)}" for name, n in result.sources.items())
-    rate = result.size / result.seconds if result.seconds else 0
+    seconds = result.seconds if fetch_seconds is None else fetch_seconds
+    rate = result.bytes_fetched / seconds if seconds else 0
+    reused = (
+        f"; {human_size(result.bytes_reused)} reused from an earlier attempt"
+        if result.bytes_reused
+        else ""
+    )
+    where = "wrote it to stdout" if result.path == "-" else f"saved {result.path}"
     return (
-        f"saved {result.path} ({human_size(result.size)}, sha256 {result.sha256}) "
+        f"{where} ({human_size(result.size)}, sha256 {result.sha256}) "
         f"in {result.seconds:.2f} s, {human_size(rate)}/s from "
-        f"{used or 'nowhere (empty file)'}"
+        f"{used or 'nowhere (empty file)'}{reused}"
     )

@@ -85,6 +85,7 @@ class Download:
         ticket: Callable[[], Ticket | None] = lambda: None,
         openSource: OpenSource | None = None,
         copyBudget: int = COPY_BUDGET,
+        onVerified: Callable[[int], None] | None = None,
     ) -> None:
         self.info = info
         self.sources = list(sources)
@@ -133,6 +134,13 @@ class Download:
         self._copy_budget = copyBudget
         #: Bytes the endgame's memory copies hold now (never over the budget).
         self.copyBytes = 0
+        #: Sources whose drop was reported since their worker started.
+        self._reported: set[str] = set()
+        #: When fetching began (after any resumed chunks were checked).
+        self.fetchStarted: float | None = None
+        #: Called with each chunk's index once it is verified (or reused).
+        self._on_verified = onVerified
+        self.interrupted = False
 
     @property
     def manifest(self) -> Manifest | None:
@@ -151,6 +159,11 @@ class Download:
     def start(self) -> Deferred[DownloadResult]:
         return Deferred.fromCoroutine(self._run())
 
+    def interrupt(self) -> None:
+        """End the download now, keeping the ``.part`` for a later resume."""
+        self.interrupted = True
+        self._fail(DownloadError(f"interrupted; the data is kept in {self.partPath}"))
+
     async def _run(self) -> DownloadResult:
         started = self._reactor.seconds()
         self.store.check_destination()
@@ -164,8 +177,15 @@ class Download:
                     await self._ensure_store(empty)
                 else:
                     await self._fetch()
-            finally:
+            except GeneratorExit:
+                # Closed, not cancelled (the process is exiting): nothing may
+                # be awaited any more, so hang up without waiting.
+                self._hang_up()
+                raise
+            except BaseException:
                 await self._close_fetchers()
+                raise
+            await self._close_fetchers()
             if self._fatal is not None:
                 raise self._fatal
             if self._plan is None or not self._plan.finished:
@@ -238,7 +258,16 @@ class Download:
                 deadline = deadline if deadline is not None else now + self._retry_for
                 if now >= deadline:
                     return
-                await deferLater(self._reactor, min(delay, deadline - now))
+                await DeferredList(
+                    [
+                        deferLater(self._reactor, min(delay, deadline - now)),
+                        self._changed(),
+                    ],
+                    fireOnOneCallback=True,
+                    consumeErrors=True,
+                )
+                if self._fatal is not None:
+                    return
                 delay = min(delay * 2, 5.0)
                 await self._refresh()
         finally:
@@ -268,6 +297,7 @@ class Download:
             return
         if source.name in self.sourceErrors:
             self.log.info("trying source {source} again", source=source.name)
+        self._reported.discard(source.name)
         worker = Deferred.fromCoroutine(self._work(source))
         if worker.called:
             return
@@ -303,12 +333,15 @@ class Download:
                 self._plan.ban(name)
             if self._on_bad_source is not None:
                 self._on_bad_source(name)
-        self.log.emit(
-            LogLevel.info if name in self._outpaced else LogLevel.warn,
-            "dropping source {source}: {why}",
-            source=name,
-            why=why,
-        )
+        if name not in self._reported:
+            # Once per source: each of its lanes fails with the connection.
+            self._reported.add(name)
+            self.log.emit(
+                LogLevel.info if name in self._outpaced else LogLevel.warn,
+                "dropping source {source}: {why}",
+                source=name,
+                why=why,
+            )
         self._wake()
 
     def _ensure_store(self, manifest: Manifest) -> Deferred[None]:
@@ -349,6 +382,10 @@ class Download:
         self._plan = TransferPlan(missing, endgame=endgame)
         for name in self._banned:
             self._plan.ban(name)
+        self.fetchStarted = self._reactor.seconds()
+        if self._on_verified is not None:
+            for index in sorted(kept):
+                self._on_verified(index)
 
     def saveProgress(self) -> None:
         """Record which chunks are verified, so a later get can resume."""
@@ -356,10 +393,13 @@ class Download:
 
     async def _close_fetchers(self) -> None:
         """Hang up on every source and wait until their writer threads ended."""
+        self._hang_up()
+        await DeferredList([f.writes_done for f in self._fetchers])
+
+    def _hang_up(self) -> None:
         self._hung_up = True
         for fetcher in self._fetchers:
             fetcher.close()
-        await DeferredList([f.writes_done for f in self._fetchers])
 
     def _fail(self, error: DownloadError) -> None:
         if self._fatal is None:
@@ -485,10 +525,21 @@ class Download:
             for fetcher in self._fetchers:
                 if fetcher.source_name == slow and not fetcher.lost:
                     self._outpaced.add(slow)
+                    # Said here, once: its requests now end as "connection lost".
+                    self._reported.add(slow)
+                    self.log.info(
+                        "chunk {index} also arrived from {winner}; cancelled the "
+                        "duplicate from {source}",
+                        index=index,
+                        winner=name,
+                        source=slow,
+                    )
                     fetcher.abort()
         plan.complete(index, name)
         self.bytesBySource[name] += self.manifest.chunk_range(index)[1]
         self._timeline.add("verified", index, name)
+        if self._on_verified is not None:
+            self._on_verified(index)
         self._wake()
 
     def _chunk_failed(
