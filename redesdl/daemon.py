@@ -11,6 +11,7 @@ and sizes its descriptor budget (L{connection_limits}).
 from __future__ import annotations
 
 import os
+import re
 import resource
 import socket
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
-from twisted.logger import Logger
+from twisted.logger import Logger, LogPublisher, globalLogPublisher
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
@@ -82,6 +83,28 @@ def load_security(config: usage.Options, role: str) -> tuple[Any, Any]:
 log = Logger()
 
 
+#: Twisted's own line when a port listens ("CentralFactory starting on 7000"):
+#: L{ListeningService} says the same with the role's name and the address.
+_PORT_ANNOUNCEMENT = re.compile(r"[\w. -]+ starting on \d+")
+
+
+def _blank_port_announcement(event: dict[str, Any]) -> None:
+    text = event.get("log_text")
+    if isinstance(text, str) and _PORT_ANNOUNCEMENT.fullmatch(text):
+        # An event with no text is written by no log file observer.
+        event["log_format"] = event["log_text"] = ""
+        event["message"] = ()
+
+
+def quiet_port_announcements(publisher: LogPublisher = globalLogPublisher) -> None:
+    """Keep Twisted's "Factory starting on PORT" lines out of the daemons' logs.
+
+    Like L{escape_logs}, it runs before twistd's own observers and changes
+    the event for them; adding it twice changes nothing.
+    """
+    publisher.addObserver(_blank_port_announcement)
+
+
 class DaemonOptions(usage.Options):
     """Options both daemons share the handling of; subclasses set C{role}."""
 
@@ -89,6 +112,7 @@ class DaemonOptions(usage.Options):
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         escape_logs()
+        quiet_port_announcements()
         try:
             super().parseOptions(options)
         except usage.UsageError as e:

@@ -73,6 +73,21 @@ def test_the_summary_rate_counts_fetched_bytes_and_says_what_was_reused() -> Non
     text = describe_result(result, fetch_seconds=10.0)
     assert "4.0 MiB/s" in text
     assert text.endswith("; 60.0 MiB reused from an earlier attempt")
+    assert "waiting" not in text
+
+
+def test_the_summary_says_how_long_the_download_waited_for_a_slot() -> None:
+    result = DownloadResult(
+        name="c.mp4",
+        path="c.mp4",
+        size=MiB,
+        sha256="ab" * 32,
+        seconds=2.0,
+        bytes_fetched=MiB,
+        sources={"s1": MiB},
+        queued_seconds=8.04,
+    )
+    assert "in 2.00 s after 8.0 s waiting for a slot," in describe_result(result)
 
 
 class Terminal(io.StringIO):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from redesdl.localcluster import wait_until
+
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 
@@ -55,3 +57,33 @@ def test_help_still_lists_every_option(tmp_path: Path) -> None:
     result = twistd(tmp_path, "redesdl-central", "--help")
     assert result.returncode == 0
     assert "--max-active" in result.stdout
+
+
+def test_a_port_is_announced_once_by_the_daemons_own_line(tmp_path: Path) -> None:
+    log = tmp_path / "central.log"
+    daemon = subprocess.Popen(
+        [
+            str(BIN / "twistd"),
+            "-n",
+            "--logfile",
+            str(log),
+            "redesdl-central",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(
+            lambda: log.exists() and "listening on" in log.read_text(),
+            30,
+            "the central to listen",
+        )
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+    text = log.read_text()
+    assert "redesdl-central listening on 127.0.0.1:" in text
+    assert "starting on" not in text

@@ -97,4 +97,5 @@ def test_metrics_match_a_download(tmp_path: Path) -> None:
             log = daemon.log.read_text()
             # Each port is announced once, by name, not by a class.
             assert "_Quiet" not in log and "Site starting" not in log
-            assert log.count("metrics starting on") == 1
+            assert log.count("metrics listening on") == 1
+            assert "starting on" not in log

@@ -61,7 +61,8 @@ def test_remove_orders_every_holder_to_move_it_aside_and_unlists_it(
     located = client(factory).ask({"type": "locate", "name": "a.bin"})
     assert located["code"] == "not_found"
     assert run(console, "files") == [
-        "dir/b.bin  20 bytes  2 source(s)  cccccccccccccccc"
+        "NAME             SIZE  SOURCES  SHA256",
+        "dir/b.bin        20 B        2  cccccccccccccccc",
     ]
     assert run(console, "removed") == ["a.bin"]
     assert run(console, "remove nothing.bin") == [

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from redesdl.manifest import MIN_CHUNK_SIZE, Manifest, build_manifest
@@ -271,3 +272,25 @@ def test_a_chunk_larger_than_the_budget_is_never_duplicated(
     run(cluster, fetch.start())
     assert intact(cluster, tmp_path / "f.bin")
     assert not [e for e in fetch.timeline if e["event"] == "duplicate"]
+
+
+def test_a_cancelled_duplicate_is_said_as_such_not_as_a_failing_source(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    sources = [cluster.add("slow", delay=100), cluster.add("fast", delay=1)]
+    with capturedLogs() as events:
+        run(cluster, download(cluster, tmp_path / "f.bin", sources).start())
+    said = [formatEvent(e) for e in events if e.get("log_namespace", "")]
+    cancelled = [line for line in said if "cancelled the duplicate from slow" in line]
+    assert cancelled and all("also arrived from fast" in line for line in cancelled)
+    assert not any(line.startswith("dropping source slow") for line in said)
+
+
+def test_a_dead_source_is_reported_once_whatever_its_lanes(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    sources = [cluster.add("dies", dies_after=1), cluster.add("stays", delay=2)]
+    with capturedLogs() as events:
+        run(cluster, download(cluster, tmp_path / "f.bin", sources).start())
+    drops = [formatEvent(e) for e in events if "dropping source" in formatEvent(e)]
+    assert len(drops) == 1 and drops[0].startswith("dropping source dies:")

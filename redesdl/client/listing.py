@@ -84,7 +84,9 @@ def describe_result(result: DownloadResult, fetch_seconds: float | None = None) 
 
     The rate counts only the bytes fetched in this run, over the time spent
     fetching them (C{fetch_seconds}, all of C{result.seconds} if not given);
-    chunks reused from an earlier attempt are said apart.
+    chunks reused from an earlier attempt are said apart, and so is the time
+    spent waiting in the central's queue, which the download's own time leaves
+    out.
     """
     used = ", ".join(f"{name} {human_size(n)}" for name, n in result.sources.items())
     seconds = result.seconds if fetch_seconds is None else fetch_seconds
@@ -95,8 +97,10 @@ def describe_result(result: DownloadResult, fetch_seconds: float | None = None) 
         else ""
     )
     where = "wrote it to stdout" if result.path == "-" else f"saved {result.path}"
+    queued = result.queued_seconds or 0.0
+    waited = f" after {queued:.1f} s waiting for a slot" if queued >= 0.05 else ""
     return (
         f"{where} ({human_size(result.size)}, sha256 {result.sha256}) "
-        f"in {result.seconds:.2f} s, {human_size(rate)}/s from "
+        f"in {result.seconds:.2f} s{waited}, {human_size(rate)}/s from "
         f"{used or 'nowhere (empty file)'}{reused}"
     )
