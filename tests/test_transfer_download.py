@@ -20,7 +20,11 @@ from twisted.python.failure import Failure
 from redesdl.manifest import MIN_CHUNK_SIZE, Manifest, build_manifest
 from redesdl.protocol.sources import SourceAddress
 from redesdl.transfer.download import Download
-from redesdl.transfer.errors import IntegrityError, NoLiveSourceError
+from redesdl.transfer.errors import (
+    DownloadError,
+    IntegrityError,
+    NoLiveSourceError,
+)
 from redesdl.transfer.plan import MAX_DUPLICATES
 from redesdl.transfer.result import DownloadResult
 
@@ -262,16 +266,112 @@ def test_endgame_copies_never_hold_more_than_the_budget(
     assert fetch.copyBytes == 0
 
 
-def test_a_chunk_larger_than_the_budget_is_never_duplicated(
+def counting_copies(fetch: Download) -> tuple[list[int], list[Any]]:
+    """Record what the endgame holds in memory at each new memory copy, and
+    every scratch copy started."""
+    memory: list[Any] = []
+    held: list[int] = []
+    scratch: list[Any] = []
+    begin_copy, begin_scratch = fetch.store.begin_copy, fetch.store.begin_scratch
+
+    def counted(index: int) -> Any:
+        copy = begin_copy(index)
+        memory.append(copy)
+        held.append(sum(c.length for c in memory if not c.closed))
+        return copy
+
+    def on_disk(index: int) -> Any:
+        copy = begin_scratch(index)
+        scratch.append(copy)
+        return copy
+
+    fetch.store.begin_copy = counted  # type: ignore[method-assign]
+    fetch.store.begin_scratch = on_disk  # type: ignore[method-assign]
+    return held, scratch
+
+
+def test_chunks_larger_than_the_budget_are_duplicated_on_disk(
     cluster: FakeCluster, tmp_path: Path
 ) -> None:
     sources = [cluster.add("slow", delay=100), cluster.add("fast", delay=1)]
-    fetch = download(
-        cluster, tmp_path / "f.bin", sources, copyBudget=MIN_CHUNK_SIZE - 1
-    )
+    budget = MIN_CHUNK_SIZE - 1
+    fetch = download(cluster, tmp_path / "f.bin", sources, copyBudget=budget)
+    held, scratch = counting_copies(fetch)
+    result = run(cluster, fetch.start())
+    assert intact(cluster, tmp_path / "f.bin")
+    duplicated = {e["chunk"] for e in fetch.timeline if e["event"] == "duplicate"}
+    # The slow source's chunks were duplicated, each on disk, none in memory.
+    assert duplicated and duplicated == {c.index for c in scratch}
+    assert held == [] and fetch.copyBytes == 0
+    # Each duplicate verified and was copied into the .part: the file is whole
+    # though the slow source never delivered.
+    assert result.sources == {"fast": len(cluster.data)}
+    verified = [e for e in fetch.timeline if e["event"] == "verified"]
+    assert sorted(e["chunk"] for e in verified) == list(range(CHUNKS))
+    assert all(e["source"] == "fast" for e in verified if e["chunk"] in duplicated)
+    assert not (tmp_path / "f.bin.part.dup").exists()
+
+
+def test_duplicates_over_the_budget_go_to_disk_the_rest_to_memory(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    sources = [
+        cluster.add("slow1", delay=100),
+        cluster.add("slow2", delay=100),
+        cluster.add("fast", delay=1),
+    ]
+    fetch = download(cluster, tmp_path / "f.bin", sources, copyBudget=MIN_CHUNK_SIZE)
+    held, scratch = counting_copies(fetch)
     run(cluster, fetch.start())
     assert intact(cluster, tmp_path / "f.bin")
-    assert not [e for e in fetch.timeline if e["event"] == "duplicate"]
+    assert held and max(held) <= MIN_CHUNK_SIZE
+    assert scratch
+    assert not (tmp_path / "f.bin.part.dup").exists()
+
+
+def test_the_scratch_file_is_removed_when_the_download_is_interrupted(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    sources = [cluster.add("slow", delay=100), cluster.add("fast", delay=1)]
+    fetch = download(cluster, tmp_path / "f.bin", sources, copyBudget=0)
+    _, scratch = counting_copies(fetch)
+    seen: list[bool] = []
+
+    def interrupt() -> None:
+        seen.append((tmp_path / "f.bin.part.dup").exists())
+        fetch.interrupt()
+
+    begin_scratch = fetch.store.begin_scratch
+
+    def then_interrupt(index: int) -> Any:
+        if not scratch:
+            cluster.clock.callLater(0.1, interrupt)
+        return begin_scratch(index)
+
+    fetch.store.begin_scratch = then_interrupt  # type: ignore[method-assign]
+    outcome = run(cluster, fetch.start())
+    assert isinstance(outcome, Failure)
+    outcome.trap(DownloadError)
+    assert fetch.interrupted and seen == [True]
+    assert not (tmp_path / "f.bin.part.dup").exists()
+    assert (tmp_path / "f.bin.part").exists()
+
+
+def test_the_scratch_file_is_removed_when_the_download_fails(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    # "fast" dies just after starting its duplicates; "slow" never answers.
+    sources = [
+        cluster.add("slow", hangs_for=30),
+        cluster.add("fast", delay=1, dies_after=CHUNKS - 2),
+    ]
+    fetch = download(cluster, tmp_path / "f.bin", sources, copyBudget=0)
+    _, scratch = counting_copies(fetch)
+    outcome = run(cluster, fetch.start())
+    assert isinstance(outcome, Failure)
+    outcome.trap(NoLiveSourceError)
+    assert scratch and all(c.closed for c in scratch)
+    assert not (tmp_path / "f.bin.part.dup").exists()
 
 
 def test_a_cancelled_duplicate_is_said_as_such_not_as_a_failing_source(

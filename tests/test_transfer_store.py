@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest_twisted
 from twisted.internet.defer import Deferred
 
 from redesdl.manifest import MIN_CHUNK_SIZE, Manifest, build_manifest
+from redesdl.transfer import store as store_module
 from redesdl.transfer.errors import (
     ChunkClosedError,
     ChunkCorruptError,
@@ -19,6 +21,7 @@ from redesdl.transfer.errors import (
     IntegrityError,
     OutsideChunkError,
 )
+from redesdl.transfer.journal import read_journal
 from redesdl.transfer.resume import save_state
 from redesdl.transfer.store import EMPTY_SHA256, ChunkStore
 
@@ -131,6 +134,109 @@ def test_a_winning_duplicate_closes_the_slow_writer(content, tmp_path: Path) -> 
     part = (tmp_path / "out.bin.part").read_bytes()
     assert part[MIN_CHUNK_SIZE : 2 * MIN_CHUNK_SIZE] == chunk(data, manifest, 1)
     store.close()
+
+
+def test_a_winning_scratch_duplicate_is_copied_into_the_part(
+    content, tmp_path: Path
+) -> None:
+    data, manifest = content
+    store = opened(tmp_path, manifest)
+    scratch = tmp_path / "out.bin.part.dup"
+    slow = store.begin(1)
+    slow.write(1, b"\xff" * 100)
+    copy = store.begin_scratch(1)
+    for index, wrong in ((1, bytes(MIN_CHUNK_SIZE + 1)), (2, chunk(data, manifest, 2))):
+        refused = store.begin_scratch(1)
+        with pytest.raises(OutsideChunkError):
+            refused.write(index, wrong)
+        store.abandon(refused)
+    copy.write(1, chunk(data, manifest, 1))
+    assert scratch.exists()
+    assert store.verify(copy)
+    with pytest.raises(ChunkClosedError):
+        slow.write(1, b"late")
+    assert not store.verify(slow)
+    with pytest.raises(ChunkClosedError):
+        store.begin_scratch(1)
+    part = (tmp_path / "out.bin.part").read_bytes()
+    assert part[MIN_CHUNK_SIZE : 2 * MIN_CHUNK_SIZE] == chunk(data, manifest, 1)
+    assert read_journal(store.path, manifest).chunks == [1]
+    # Nothing left in flight: the scratch space went back at once.
+    assert scratch.stat().st_size == 0
+    store.close()
+    assert not scratch.exists()
+
+
+def test_a_scratch_duplicate_that_does_not_verify_is_never_copied(
+    content, tmp_path: Path
+) -> None:
+    data, manifest = content
+    store = opened(tmp_path, manifest)
+    direct = store.begin(2)
+    direct.write(2, chunk(data, manifest, 2)[:10])
+    wrong = store.begin_scratch(2)
+    wrong.write(2, bytes(len(chunk(data, manifest, 2))))
+    with pytest.raises(ChunkCorruptError):
+        store.verify(wrong)
+    assert not store.is_verified(2)
+    # Too late: the chunk verified through its direct writer meanwhile.
+    late = store.begin_scratch(0)
+    first = store.begin(0)
+    first.write(0, chunk(data, manifest, 0))
+    assert store.verify(first)
+    late.write(0, b"x" * MIN_CHUNK_SIZE)
+    assert not store.verify(late)
+    part = (tmp_path / "out.bin.part").read_bytes()
+    assert part[:MIN_CHUNK_SIZE] == chunk(data, manifest, 0)
+    offset, length = manifest.chunk_range(2)
+    assert part[offset : offset + 10] == chunk(data, manifest, 2)[:10]
+    assert part[offset + 10 : offset + length] == bytes(length - 10)
+    # The direct writer was never closed by the losing duplicate.
+    direct.write(2, chunk(data, manifest, 2)[10:])
+    assert store.verify(direct)
+    store.close()
+    assert not (tmp_path / "out.bin.part.dup").exists()
+
+
+def test_a_scratch_duplicate_is_copied_by_read_and_write_across_file_systems(
+    content, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, manifest = content
+    calls: list[int] = []
+
+    def cross_device(*args: object) -> int:
+        calls.append(1)
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", cross_device)
+    monkeypatch.setattr(store_module, "COPY_PIECE", 10_000)
+    store = opened(tmp_path, manifest)
+    copy = store.begin_scratch(3)
+    copy.write(3, chunk(data, manifest, 3))
+    assert store.verify(copy)
+    assert calls == [1]
+    offset, length = manifest.chunk_range(3)
+    part = (tmp_path / "out.bin.part").read_bytes()
+    assert part[offset : offset + length] == chunk(data, manifest, 3)
+    store.close()
+
+
+def test_a_scratch_file_left_from_before_is_removed_on_resume(
+    content, tmp_path: Path
+) -> None:
+    _, manifest = content
+    (tmp_path / "out.bin.part.dup").write_bytes(b"stale")
+    store = opened(tmp_path, manifest)
+    assert not (tmp_path / "out.bin.part.dup").exists()
+    store.close()
+    (tmp_path / "out.bin.part").unlink()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    os.symlink(victim, tmp_path / "out.bin.part.dup")
+    store = opened(tmp_path, manifest)
+    assert not (tmp_path / "out.bin.part.dup").exists()
+    store.close()
+    assert victim.read_bytes() == b"precious"
 
 
 def test_nothing_is_renamed_unless_every_chunk_verified(content, tmp_path) -> None:

@@ -21,7 +21,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from redesdl.manifest import MAX_CHUNK_SIZE, FileInfo, Manifest
+from redesdl.manifest import FileInfo, Manifest
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.sources import SourceAddress
 from redesdl.protocol.wire import Ticket
@@ -37,14 +37,20 @@ from redesdl.transfer.errors import (
     SourceViolationError,
 )
 from redesdl.transfer.fetcher import Fetcher, OpenSource, tcp_sources
-from redesdl.transfer.plan import TransferPlan
+from redesdl.transfer.plan import Claim, TransferPlan
 from redesdl.transfer.reasons import describe_error
 from redesdl.transfer.result import DownloadResult, Timeline
-from redesdl.transfer.store import ChunkStore, ChunkWriter, MemoryCopy, notice
+from redesdl.transfer.store import (
+    ChunkStore,
+    ChunkWriter,
+    MemoryCopy,
+    ScratchCopy,
+    notice,
+)
 
 #: Bytes the endgame's duplicates may hold in memory at once, per download
 #: (each holds its whole chunk until it verifies). A duplicate that would go
-#: over it is not started: the chunk's first fetcher finishes it.
+#: over it is written to the store's scratch file instead.
 COPY_BUDGET = 4 * 1024 * 1024
 
 #: Failures that mean the source lied or broke the protocol: it is banned.
@@ -134,6 +140,8 @@ class Download:
         self._copy_budget = copyBudget
         #: Bytes the endgame's memory copies hold now (never over the budget).
         self.copyBytes = 0
+        #: Why the scratch file cannot hold duplicates, once it failed.
+        self._scratch_error: str | None = None
         #: Sources whose drop was reported since their worker started.
         self._reported: set[str] = set()
         #: When fetching began (after any resumed chunks were checked).
@@ -377,9 +385,7 @@ class Download:
         missing = [
             i for i in range(len(manifest.chunk_hashes)) if i not in self.store.verified
         ]
-        # Endgame copies are held in memory: only for chunks within budget.
-        endgame = manifest.chunk_size <= min(MAX_CHUNK_SIZE, self._copy_budget)
-        self._plan = TransferPlan(missing, endgame=endgame)
+        self._plan = TransferPlan(missing)
         for name in self._banned:
             self._plan.ban(name)
         self.fetchStarted = self._reactor.seconds()
@@ -470,13 +476,18 @@ class Download:
                 plan.complete(index, name)
                 self._wake()
                 continue
-            length = 0 if claim.direct else manifest.chunk_range(index)[1]
-            if self.copyBytes + length > self._copy_budget:
-                # No room for another copy: leave the chunk to its fetcher.
+            try:
+                target = self._target(claim)
+            except DiskError as e:
+                self._scratch_failed(str(e))
+                target = None
+            if target is None:
+                # No room for another copy (the scratch file failed): leave
+                # the chunk to its fetcher.
                 plan.fail(index, name)
                 await self._changed()
                 continue
-            target = store.begin(index) if claim.direct else store.begin_copy(index)
+            length = target.length if isinstance(target, MemoryCopy) else 0
             self._timeline.add("start" if claim.direct else "duplicate", index, name)
             self.copyBytes += length
             try:
@@ -485,6 +496,14 @@ class Download:
                 )
             except (LocalWriteError, DiskError) as e:
                 self.store.abandon(target)
+                if isinstance(e, LocalWriteError) and isinstance(target, ScratchCopy):
+                    # The scratch file failed (full?), not the .part: only
+                    # this duplicate is lost, the chunk's fetcher goes on.
+                    why = f"scratch file: {e}"
+                    self._timeline.add("failed", index, name, reason=why)
+                    plan.fail(index, name)
+                    self._scratch_failed(why)
+                    continue
                 self._timeline.add("failed", index, name, reason=f"local disk: {e}")
                 plan.fail(index, name)
                 self._fail(
@@ -500,6 +519,30 @@ class Download:
                 self.copyBytes -= length
             if won:
                 self._chunk_verified(name, index, claim.direct)
+
+    def _target(self, claim: Claim) -> ChunkWriter | MemoryCopy | None:
+        """Where a claimed chunk's bytes go: the file if the claim is direct;
+        a duplicate in memory within the budget, else in the scratch file
+        (None once the scratch file failed)."""
+        store, index = self.store, claim.index
+        if claim.direct:
+            return store.begin(index)
+        assert self.manifest is not None
+        if self.copyBytes + self.manifest.chunk_range(index)[1] <= self._copy_budget:
+            return store.begin_copy(index)
+        if self._scratch_error is not None:
+            return None
+        return store.begin_scratch(index)
+
+    def _scratch_failed(self, why: str) -> None:
+        """Duplicates too big for memory are off for the rest of this download."""
+        if self._scratch_error is None:
+            self._scratch_error = why
+            self.log.warn(
+                "no more endgame duplicates on disk for {name}: {why}",
+                name=self.info.name,
+                why=why,
+            )
 
     def _accept_from(
         self, name: str, index: int

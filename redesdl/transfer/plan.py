@@ -9,7 +9,8 @@ its chunks go back too.
 When nothing is missing but chunks are still in flight (typically on a slow
 source), an idle source may fetch a second copy of one of them: the endgame.
 Only the first fetcher of a chunk writes to the file; a duplicate is held in
-memory and written only if it verifies while the chunk is still unverified.
+memory (or in a scratch file when memory is short) and written only if it
+verifies while the chunk is still unverified.
 At most L{MAX_DUPLICATES} duplicates run at once.
 
 Pure bookkeeping: no reactor, no sockets, no files.
@@ -21,7 +22,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-#: Endgame copies fetched at once (each holds up to one chunk in memory).
+#: Endgame copies fetched at once (each holds one chunk, in memory or on disk).
 MAX_DUPLICATES = 2
 
 

@@ -9,7 +9,8 @@ Bytes reach the file only through a L{ChunkWriter}, handed out for one chunk
 requested from one source: it accepts bytes of that chunk only, never more
 than the chunk's length, hashes them as it writes, and closes for good when the
 chunk verifies or is taken back. A verified chunk is never written again. An
-endgame duplicate is written only if it verified first and the chunk is still
+endgame duplicate (in memory, or in the scratch file ``PATH.part.dup`` when
+memory is short) is written only if it verified first and the chunk is still
 unverified. The rename happens only when every chunk verified and the size is
 right, so integrity holds by construction, whatever a source sends.
 """
@@ -47,6 +48,12 @@ from redesdl.transfer.writeback import start_writeback
 
 #: The SHA-256 of no bytes at all: the only valid hash of an empty file.
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+#: Bytes moved at once when a scratch duplicate is copied by read and write.
+COPY_PIECE = 1024 * 1024
+
+#: Why os.copy_file_range may refuse two files it could copy by read and write.
+_NO_COPY_FILE_RANGE = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP)
 
 #: Messages a person should see even without -v (the CLI shows this namespace).
 notice = Logger(namespace="redesdl.notice")
@@ -155,6 +162,45 @@ class MemoryCopy:
         self.closed = True
 
 
+class ScratchCopy(ChunkWriter):
+    """An endgame duplicate too big for memory, written to the scratch file.
+
+    Memory stays flat however big the chunks are: the duplicate goes to
+    ``PATH.part.dup`` at its chunk's own offset (a sparse file), with the
+    same rules and hashing as a L{ChunkWriter}. Its bytes reach the ``.part``
+    only through L{ChunkStore.verify}, once they matched.
+    """
+
+
+def copy_range(source: int, target: int, offset: int, length: int) -> None:
+    """Copy C{length} bytes at C{offset} from one descriptor to the other.
+
+    In the kernel when it can; by read and write, C{COPY_PIECE} at a time,
+    when the two files are on different file systems or the kernel cannot.
+    """
+    done = 0
+    try:
+        while done < length:
+            at = offset + done
+            copied = os.copy_file_range(source, target, length - done, at, at)
+            if not copied:
+                raise OSError(errno.EIO, "the scratch file ended early")
+            done += copied
+    except OSError as e:
+        if e.errno not in _NO_COPY_FILE_RANGE:
+            raise
+    while done < length:
+        piece = memoryview(
+            os.pread(source, min(COPY_PIECE, length - done), offset + done)
+        )
+        if not piece:
+            raise OSError(errno.EIO, "the scratch file ended early")
+        while piece:
+            written = os.pwrite(target, piece, offset + done)
+            done += written
+            piece = piece[written:]
+
+
 class ChunkStore:
     """``PATH.part`` for one download: the only code that writes or renames it."""
 
@@ -173,6 +219,11 @@ class ChunkStore:
         self._journal: Journal | None = None
         #: The chunks the last snapshot written holds.
         self._snapshot: frozenset[int] = frozenset()
+        #: Where endgame duplicates too big for memory go, opened when needed.
+        self.scratch_path = part_path + ".dup"
+        self._scratch_fd: int | None = None
+        #: The scratch duplicates not yet verified or abandoned.
+        self._scratch_copies: set[ScratchCopy] = set()
 
     @property
     def verified(self) -> frozenset[int]:
@@ -201,6 +252,8 @@ class ChunkStore:
         kept. The kept chunks go into a fresh snapshot and the journal starts
         over, so each stays as small as one run's progress.
         """
+        # Duplicates of an earlier attempt are never trusted: no record of them.
+        self._remove_scratch()
         claimed: list[int] = []
         keep = rechecking = False
         if os.path.lexists(self.path):
@@ -296,34 +349,67 @@ class ChunkStore:
         _, length, expected = self._chunk(index)
         return MemoryCopy(index, length, expected)
 
+    def begin_scratch(self, index: int) -> ScratchCopy:
+        """A copy of chunk C{index} in the scratch file, for an endgame
+        duplicate that does not fit in memory."""
+        if index in self._verified:
+            raise ChunkClosedError(f"chunk {index} is verified already")
+        if self._scratch_fd is None:
+            flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                self._scratch_fd = os.open(self.scratch_path, flags, 0o600)
+            except OSError as e:
+                why = "it is a symbolic link" if e.errno == errno.ELOOP else e.strerror
+                raise DiskError(f"cannot open {self.scratch_path}: {why}") from None
+        copy = ScratchCopy(self._scratch_fd, index, *self._chunk(index))
+        self._scratch_copies.add(copy)
+        return copy
+
     def abandon(self, writer: ChunkWriter | MemoryCopy) -> None:
         """The request behind C{writer} failed: refuse its later bytes."""
         writer.close()
         if self._writers.get(writer.index) is writer:
             del self._writers[writer.index]
+        if isinstance(writer, ScratchCopy):
+            self._scratch_copies.discard(writer)
+            if not self._scratch_copies and self._scratch_fd is not None:
+                # Nothing left in it: give the disk space back.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._scratch_fd, 0)
 
     def verify(self, writer: ChunkWriter | MemoryCopy) -> bool:
         """Accept C{writer}'s chunk if it is whole and matches; False if too late.
 
         Raises L{ChunkCorruptError} if its bytes do not match the manifest. A
-        memory copy is written to the file here, only if the chunk is still
-        unverified, after its direct writer was closed.
+        duplicate (memory or scratch copy) is written to the file here, only
+        if the chunk is still unverified, after its direct writer was closed.
         """
-        self.abandon(writer)
+        writer.close()
+        try:
+            return self._accept(writer)
+        finally:
+            self.abandon(writer)
+
+    def _accept(self, writer: ChunkWriter | MemoryCopy) -> bool:
         if writer.index in self._verified:
             return False
         if not writer.matches():
             raise ChunkCorruptError("chunk hash mismatch")
-        if isinstance(writer, MemoryCopy):
+        if isinstance(writer, MemoryCopy | ScratchCopy):
             direct = self._writers.pop(writer.index, None)
             if direct is not None:
                 direct.close()
-            offset, _, _ = self._chunk(writer.index)
+            offset, length, _ = self._chunk(writer.index)
             assert self._fd is not None
             try:
-                os.pwrite(self._fd, writer.data, offset)
+                if isinstance(writer, MemoryCopy):
+                    os.pwrite(self._fd, writer.data, offset)
+                else:
+                    assert self._scratch_fd is not None
+                    copy_range(self._scratch_fd, self._fd, offset, length)
             except OSError as e:
                 raise DiskError(f"cannot write {self.path}: {e.strerror}") from None
+            start_writeback(self._fd, offset, length)
         self._verified.add(writer.index)
         if self._journal is not None:
             # One append to the page cache, no fsync: it outlives a killed
@@ -393,9 +479,11 @@ class ChunkStore:
         remove_state(self.path)
 
     def close(self) -> None:
-        for writer in self._writers.values():
+        for writer in [*self._writers.values(), *self._scratch_copies]:
             writer.close()
         self._writers.clear()
+        self._scratch_copies.clear()
+        self._remove_scratch()
         if self._journal is not None:
             self._journal.close()
             self._journal = None
@@ -405,3 +493,11 @@ class ChunkStore:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def _remove_scratch(self) -> None:
+        """Close and delete the scratch file: its duplicates end with the run."""
+        if self._scratch_fd is not None:
+            os.close(self._scratch_fd)
+            self._scratch_fd = None
+        with contextlib.suppress(OSError):
+            os.unlink(self.scratch_path)
