@@ -61,33 +61,43 @@ def test_each_file_lies_on_as_many_secondaries_as_copies() -> None:
     assert every.batches(0) is every.batches(3)
 
 
-@pytest.mark.e2e
-def test_tiny_point_registers_everyone_and_every_answer_arrives(
-    tmp_path: Path,
-) -> None:
+def run_point(tmp_path: Path, *options: str, timeout: float) -> tuple[str, Any]:
+    """Run the load generator as a person would; its table and its one row."""
     result = tmp_path / "rows.json"
     run = subprocess.run(
         [
             sys.executable,
             str(BENCHMARK),
-            "--secondaries=5",
-            "--files=200",
-            "--clients=2",
-            "--duration=3",
-            "--heartbeat-interval=0.5",
-            "--locate-interval=0.05",
-            "--admit-every=3",
+            *options,
             f"--work-dir={tmp_path}",
             f"--json={result}",
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
     assert run.returncode == 0, run.stderr
-    assert "5x200x2" in run.stdout
     [row] = json.loads(result.read_text())
+    return run.stdout, row
+
+
+@pytest.mark.e2e
+def test_tiny_point_registers_everyone_and_every_answer_arrives(
+    tmp_path: Path,
+) -> None:
+    table, row = run_point(
+        tmp_path,
+        "--secondaries=5",
+        "--files=200",
+        "--clients=2",
+        "--duration=3",
+        "--heartbeat-interval=0.5",
+        "--locate-interval=0.05",
+        "--admit-every=3",
+        timeout=120,
+    )
+    assert "5x200x2" in table
     assert row["registered"] == 5
     assert row["register_seconds"] is not None
     assert row["listed"] == 200
@@ -115,26 +125,15 @@ def test_hundreds_of_secondaries_and_tens_of_thousands_of_files(
     tmp_path: Path,
 ) -> None:
     """A library sized for CI: nobody dropped, every page and answer arrives."""
-    result = tmp_path / "rows.json"
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARK),
-            "--secondaries=300",
-            "--files=30k",
-            "--clients=5",
-            "--duration=3",
-            "--heartbeat-interval=1",
-            f"--work-dir={tmp_path}",
-            f"--json={result}",
-        ],
-        capture_output=True,
-        text=True,
+    _, row = run_point(
+        tmp_path,
+        "--secondaries=300",
+        "--files=30k",
+        "--clients=5",
+        "--duration=3",
+        "--heartbeat-interval=1",
         timeout=240,
-        stdin=subprocess.DEVNULL,
     )
-    assert run.returncode == 0, run.stderr
-    [row] = json.loads(result.read_text())
     assert row["registered"] == 300 and row["register_seconds"] is not None
     assert row["drops"] == 0 and row["connect_errors"] == 0
     assert row["listed"] == 30_000
