@@ -67,7 +67,6 @@ import re
 import resource
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -85,7 +84,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.internet.threads import deferToThread
 
-from redesdl.localcluster import LocalCluster
+from redesdl.localcluster import LocalCluster, free_port
 from redesdl.manifest import FileInfo
 from redesdl.procstat import cpu_seconds, peak_rss_mib
 from redesdl.protocol.codec import (
@@ -883,13 +882,6 @@ def pin_apart(central_pid: int) -> None:
         return
     os.sched_setaffinity(central_pid, {cpus[-1]})
     os.sched_setaffinity(0, set(cpus[:-1]))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def stop_all() -> None:

@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from redesdl.devca import TestAuthority
-from redesdl.localcluster import LocalCluster, wait_until
+from redesdl.localcluster import LocalCluster, free_port, wait_until
 from redesdl.manifest import file_sha256
 from redesdl.procstat import cpu_seconds
 
@@ -191,12 +191,6 @@ def stop_process(process: subprocess.Popen[bytes], extra: Sequence[int] = ()) ->
             with contextlib.suppress(OSError):
                 if Path(f"/proc/{pid}/comm").read_text().strip() == "nginx":
                     os.kill(pid, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

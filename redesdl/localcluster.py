@@ -45,10 +45,13 @@ def wait_until(
         time.sleep(interval)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def free_port(
+    host: str = "127.0.0.1", family: socket.AddressFamily = socket.AF_INET
+) -> int:
+    """A TCP port on C{host} nobody listens on now (another may take it later)."""
+    with socket.socket(family) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 class Daemon:
@@ -191,7 +194,7 @@ class LocalCluster:
         listen = f"tcp:{port}:interface=127.0.0.1"
         wrapper: list[str] = []
         if self._socketActivated:
-            port = port or _free_port()
+            port = port or free_port()
             listen = self._socketActivated
             wrapper = [
                 shutil.which("systemd-socket-activate") or "systemd-socket-activate",

@@ -8,7 +8,6 @@ memory read. The figures themselves are not judged here.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -17,23 +16,13 @@ from typing import Any
 
 import pytest
 
-BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "central_load.py"
+from .benchmarkscript import BENCHMARKS, load_benchmark
 
-
-def load_benchmark() -> Any:
-    if "central_load" in sys.modules:
-        return sys.modules["central_load"]
-    spec = importlib.util.spec_from_file_location("central_load", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # Its dataclasses look their module up while they are built.
-    sys.modules["central_load"] = module
-    spec.loader.exec_module(module)
-    return module
+BENCHMARK = BENCHMARKS / "central_load.py"
 
 
 def test_points_are_named_like_the_issue() -> None:
-    point = load_benchmark().Point
+    point = load_benchmark("central_load").Point
     assert point.parse("1000x10kx50") == point(1000, 10000, 50, 2)
     assert point.parse("10x100kx1") == point(10, 100000, 1, 2)
     assert point.parse("100x10k-all") == point(100, 10000, 1, None)
@@ -46,7 +35,7 @@ def test_points_are_named_like_the_issue() -> None:
 
 
 def test_each_file_lies_on_as_many_secondaries_as_copies() -> None:
-    bench = load_benchmark()
+    bench = load_benchmark("central_load")
     library = bench.Library(bench.Point(7, 50, 1, 3))
     held: dict[str, int] = {}
     for secondary in range(7):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from redesdl.localcluster import LocalCluster, wait_until
+from redesdl.localcluster import LocalCluster, free_port, wait_until
 from redesdl.manifest import file_sha256
 
 from .clientstats import client_stats
@@ -223,12 +223,6 @@ def test_a_piped_console_reports_each_failure_and_exits_non_zero(
     assert "done: saved" in out
     assert (tmp_path / "kept.bin").read_bytes() == b"old"
     assert (tmp_path / "replaced.bin").stat().st_size == 3_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_daemon_log_lines_go_above_the_prompt_and_leaving_names_the_stats(

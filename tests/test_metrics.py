@@ -12,20 +12,18 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from redesdl.localcluster import Daemon, LocalCluster, wait_until
+from redesdl.localcluster import LocalCluster, wait_until
 
 pytestmark = pytest.mark.e2e
 METRICS = ["--metrics", "tcp:0:interface=127.0.0.1"]
 
 
-def scrape(daemon: Daemon) -> dict[str, float]:
-    """Every sample of C{daemon}'s /metrics, by name; fails unless documented."""
+def scrape(log: Path, who: str = "the daemon") -> dict[str, float]:
+    """Every sample of the /metrics its log names, by name; fails unless documented."""
     port = wait_until(
-        lambda: re.search(
-            r"metrics listening on 127.0.0.1:(\d+)", daemon.log.read_text()
-        ),
+        lambda: re.search(r"metrics listening on 127.0.0.1:(\d+)", log.read_text()),
         10,
-        f"{daemon.name}'s metrics to listen",
+        f"{who}'s metrics to listen",
     ).group(1)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
         text = page.read().decode()
@@ -55,7 +53,7 @@ def test_metrics_match_a_download(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         sources = json.loads(result.stdout)["sources"]
         assert cluster.central is not None
-        central = scrape(cluster.central)
+        central = scrape(cluster.central.log, "the central")
         assert central["redesdl_central_secondaries"] == 2
         assert central["redesdl_central_files"] == 1
         assert central["redesdl_central_downloads_completed_total"] == 1
@@ -64,7 +62,7 @@ def test_metrics_match_a_download(tmp_path: Path) -> None:
         assert central["redesdl_central_downloads_active"] == 0
         assert central["redesdl_central_downloads_queued"] == 0
         assert central["redesdl_central_replication_backlog_copies"] == 0
-        s1, s2 = scrape(cluster.secondaries[1]), scrape(cluster.secondaries[2])
+        s1, s2 = (scrape(cluster.secondaries[n].log, f"s{n}") for n in (1, 2))
         # s1 held the file and sent s2 its copy; both served the client. The
         # endgame may have fetched some chunks twice: servers count every
         # copy they finished sending, the client only the winner.

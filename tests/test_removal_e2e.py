@@ -10,26 +10,19 @@ name are served again.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from redesdl.localcluster import Daemon, LocalCluster, wait_until
+from redesdl.localcluster import Daemon, LocalCluster, free_port, wait_until
 from redesdl.secondary.index import REMOVED_FOLDER
 
 from .terminal import PtySession
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 import re
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from redesdl.localcluster import LocalCluster, wait_until
 
 from .clientstats import client_stats
 from .terminal import PtySession
+from .test_metrics import scrape
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -237,20 +237,6 @@ def test_the_central_counts_what_secondaries_served_once_a_transfer_ends(
             "the central to count what stopped secondaries served",
         )
         assert served_by_secondaries(cluster) >= 6_000_000
-
-
-def scrape(log: Path) -> dict[str, float]:
-    port = wait_until(
-        lambda: re.search(r"metrics listening on 127.0.0.1:(\d+)", log.read_text()),
-        10,
-        "the metrics to listen",
-    ).group(1)
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
-        text = page.read().decode()
-    return {
-        name: float(value)
-        for name, value in re.findall(r"^(redesdl_\w+) (\S+)$", text, re.MULTILINE)
-    }
 
 
 def test_a_copy_from_peers_shows_its_progress(

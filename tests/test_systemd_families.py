@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,19 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from redesdl.localcluster import LocalCluster, wait_until
+from redesdl.localcluster import LocalCluster, free_port, wait_until
 from redesdl.manifest import file_sha256
 
+from .test_systemd import UNITS, needs
+
 pytestmark = pytest.mark.e2e
-UNITS = Path(__file__).parent.parent / "contrib" / "systemd"
 BIN = Path(sys.executable).parent
-
-
-def needs(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.skip(f"{tool} is not installed (.ci/run installs it)")
-    return path
 
 
 def unit_setting(unit: str, key: str) -> str:
@@ -46,12 +39,6 @@ def service_listen() -> str:
     )
     assert found
     return found.group(1)
-
-
-def free_port(family: socket.AddressFamily, host: str) -> int:
-    with socket.socket(family) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def test_the_socket_unit_names_the_family_the_service_adopts() -> None:
@@ -82,7 +69,7 @@ def test_an_ipv6_socket_adopted_as_inet_is_refused_in_one_line(
     """What ``ListenStream=7000`` gives on a dual-stack host."""
     activate = needs("systemd-socket-activate")
     try:
-        port = free_port(socket.AF_INET6, "::1")
+        port = free_port("::1", socket.AF_INET6)
     except OSError:
         pytest.skip("no IPv6 loopback")
     process = subprocess.Popen(

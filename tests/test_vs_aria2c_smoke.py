@@ -13,7 +13,6 @@ why, when that is not possible.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -24,7 +23,9 @@ from typing import Any
 
 import pytest
 
-BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "vs_aria2c.py"
+from .benchmarkscript import BENCHMARKS, load_benchmark
+
+BENCHMARK = BENCHMARKS / "vs_aria2c.py"
 
 ROWS = [
     "file: 8 MiB, a separate copy each,",
@@ -42,18 +43,6 @@ ROWS = [
     "copy ",
     "replication ",
 ]
-
-
-def load_benchmark() -> Any:
-    if "vs_aria2c" in sys.modules:
-        return sys.modules["vs_aria2c"]
-    spec = importlib.util.spec_from_file_location("vs_aria2c", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # Its dataclasses look their module up while they are built.
-    sys.modules["vs_aria2c"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def require_tools(bench: Any) -> None:
@@ -96,7 +85,7 @@ def run_benchmark(argv: list[str], timeout: float) -> tuple[int, str, str]:
 
 @pytest.mark.e2e
 def test_tiny_run_prints_every_row_and_cleans_up(tmp_path: Path) -> None:
-    require_tools(load_benchmark())
+    require_tools(load_benchmark("vs_aria2c"))
     returncode, stdout, stderr = run_benchmark(
         [
             sys.executable,
