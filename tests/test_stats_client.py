@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +65,30 @@ def record(file: str, result: str = "ok", **fields: Any) -> dict[str, Any]:
         "timeline": TIMELINE,
         **fields,
     }
+
+
+def test_stores_opened_at_the_same_moment_all_open(tmp_path: Path) -> None:
+    """Clients starting together race to switch a new database to WAL; none fails."""
+    failures: list[BaseException] = []
+    for attempt in range(40):
+        path = str(tmp_path / f"stats-{attempt}.sqlite")
+        together = threading.Barrier(6)
+
+        def open_store(
+            path: str = path, together: threading.Barrier = together
+        ) -> None:
+            together.wait()
+            try:
+                ClientStatsStore(path).close()
+            except BaseException as e:  # collected for the assert below
+                failures.append(e)
+
+        threads = [threading.Thread(target=open_store) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
 
 
 def test_concurrent_writer_processes_lose_nothing(tmp_path: Path) -> None:

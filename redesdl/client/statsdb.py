@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -70,7 +71,7 @@ class ClientStatsStore:
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            self._enter_wal(db)
             db.execute("PRAGMA synchronous=FULL")
             db.execute(f"PRAGMA journal_size_limit={WAL_BYTES}")
             with self._transaction(db):
@@ -91,6 +92,22 @@ class ClientStatsStore:
             db.close()
             raise
         return db
+
+    @staticmethod
+    def _enter_wal(db: sqlite3.Connection) -> None:
+        # Switching a new database to WAL needs an exclusive lock, and SQLite
+        # may answer "locked" at once rather than through the busy timeout
+        # while another process makes the same switch: retry until the same
+        # deadline a writer would wait.
+        deadline = time.monotonic() + BUSY_SECONDS
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.005, 0.05))
 
     def _set_aside(self, why: str) -> None:
         aside = self.path + ".corrupt"
