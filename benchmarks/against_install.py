@@ -12,6 +12,9 @@ together (read from /proc, the figure that does not swing on a busy VM), and
 of the client's peak RSS::
 
     python benchmarks/against_install.py --other-bin /path/to/old/.venv/bin
+
+``--secure`` runs both clusters with a cluster secret, ``--require-tickets``
+and mutual TLS on every hop.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from redesdl.devca import TestAuthority
 from redesdl.localcluster import LocalCluster
 from redesdl.manifest import file_sha256
 from redesdl.procstat import cpu_seconds
@@ -35,6 +39,20 @@ def make_file(path: Path, size: int) -> None:
     with open(path, "wb") as f:
         for _ in range(size >> 20):
             f.write(block)
+
+
+def new_cluster(root: Path, bin_dir: Path, secure: bool) -> LocalCluster:
+    if not secure:
+        return LocalCluster(root, bin_dir=bin_dir)
+    authority = TestAuthority(root / "pki")
+    return LocalCluster(
+        root,
+        bin_dir=bin_dir,
+        secret=True,
+        central_args=authority.issue("central"),
+        secondary_args=[*authority.issue("secondary"), "--require-tickets"],
+        client_args=authority.issue("client"),
+    )
 
 
 def run_get(cluster: LocalCluster, output: Path) -> dict[str, float]:
@@ -69,6 +87,7 @@ def main() -> None:
     parser.add_argument("--other-bin", type=Path, required=True)
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--secure", action="store_true", help="mutual TLS, tickets")
     args = parser.parse_args()
     gib = args.size_mib / 1024
     with tempfile.TemporaryDirectory(dir=os.getcwd()) as scratch:
@@ -80,7 +99,7 @@ def main() -> None:
         clusters = {}
         try:
             for label, bin_dir in installs.items():
-                cluster = LocalCluster(work / label, bin_dir=bin_dir)
+                cluster = new_cluster(work / label, bin_dir, args.secure)
                 clusters[label] = cluster
                 for number in range(1, 4):
                     os.link(original, cluster.data(number) / "big.bin")
@@ -102,7 +121,11 @@ def main() -> None:
         finally:
             for cluster in clusters.values():
                 cluster.stop()
-    print(f"{args.size_mib} MiB from 3 secondaries, {args.runs} runs each (medians)")
+    over = "mutual TLS" if args.secure else "plain TCP"
+    print(
+        f"{args.size_mib} MiB from 3 secondaries over {over},"
+        f" {args.runs} runs each (medians)"
+    )
     print(
         f"{'':6} {'wall s':>8} {'client CPU-s/GiB':>17} {'(system)':>9}"
         f" {'servers CPU-s/GiB':>18} {'client RSS MiB':>15}"

@@ -22,7 +22,8 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
-from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from redesdl.leantls import lean_tls_factory
 
 TLS_PARAMETERS = [
     [
@@ -86,7 +87,7 @@ class TLSConfig:
     def serverFactory(self, factory: Factory) -> Factory:
         """C{factory} behind TLS that requires a client certificate from the CA."""
         options = self.own.options(self.authority)
-        return TLSMemoryBIOFactory(options, False, factory)
+        return lean_tls_factory(options, False, factory)
 
     def clientEndpoint(
         self, reactor: Any, host: str, port: int, timeout: float = 10.0

@@ -30,7 +30,11 @@ from twisted.internet.threads import deferToThread
 from redesdl.devca import TestAuthority
 from redesdl.protocol.codec import encode
 from redesdl.protocol.wire import PROTOCOL_VERSION
-from redesdl.secondary.chunkserver import ChunkServerFactory
+from redesdl.secondary.chunkserver import (
+    BLOCK_SIZE,
+    ChunkServerFactory,
+    ChunkServerProtocol,
+)
 from redesdl.tls import TLSConfig
 
 from .inprocess import eventually
@@ -340,3 +344,29 @@ def closed_by_server(peer: socket.socket, seconds: float) -> bool:
     except TimeoutError:
         return False
     return False
+
+
+@pytest.mark.parametrize("server", [False, True], ids=["tcp", "tls"], indirect=True)
+@pytest_twisted.ensureDeferred
+async def test_a_download_wakes_the_server_about_once_per_block(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server works when its transport has room, not in a loop until it has.
+
+    Over TLS the session is woken by a pull producer that Twisted calls again
+    and again until the transport pauses it: counting the transport's unsent
+    bytes wrong turned that into a busy loop burning the server's CPU.
+    """
+    wakes = 0
+    drained = ChunkServerProtocol.transportDrained
+
+    def counted(protocol: ChunkServerProtocol) -> None:
+        nonlocal wakes
+        wakes += 1
+        drained(protocol)
+
+    monkeypatch.setattr(ChunkServerProtocol, "transportDrained", counted)
+    sha256, _ = await deferToThread(download, server)
+    assert sha256 == server.sha256
+    blocks = -(-SIZE // BLOCK_SIZE) + server.chunks
+    assert wakes <= 3 * blocks, f"{wakes} wakes for {blocks} blocks"

@@ -91,6 +91,35 @@ def test_any_split_yields_the_same_events(cuts: list[int]) -> None:
     assert replay(events) == EXPECTED
 
 
+@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=12))
+def test_any_split_with_the_payload_shortcut_yields_the_same_events(
+    cuts: list[int],
+) -> None:
+    """What a receiver does: a piece inside a chunk skips the events."""
+    decoder = downloader()
+    bounds = [0, *sorted(cuts), len(STREAM)]
+    events: list = []
+    shortcuts = 0
+    for start, end in itertools.pairwise(bounds):
+        piece = STREAM[start:end]
+        if decoder.inside_payload(len(piece)):
+            shortcuts += 1
+            events.append(ChunkData(memoryview(piece)))
+        else:
+            events += decoder.feed(piece)
+    assert replay(events) == EXPECTED
+    assert shortcuts <= len(bounds) - 1
+
+
+def test_the_payload_shortcut_never_takes_the_end_of_a_chunk() -> None:
+    decoder = downloader()
+    decoder.feed(encode(ChunkHeader(2, 0, 5)))
+    assert decoder.inside_payload(4)
+    assert not decoder.inside_payload(1), "the last byte ends the chunk"
+    assert replay(decoder.feed(b"o")) == [b"o"]
+    assert not decoder.inside_payload(0), "between frames"
+
+
 def test_oversized_frame_breaks_the_stream_for_good() -> None:
     decoder = downloader()
     events = decoder.feed(b"\x00\x01\x00\x00" + b"x" * 10)

@@ -135,6 +135,19 @@ class FrameDecoder:
         """True while the bytes fed belong to a chunk's payload."""
         return self._raw_remaining > 0
 
+    def inside_payload(self, size: int) -> bool:
+        """True, with C{size} bytes counted as fed, if the next C{size} bytes
+        are payload that does not end the chunk.
+
+        The common case of a download (most reads fall inside a chunk),
+        decided without building events: the caller hands those bytes on as
+        one L{ChunkData}. False changes nothing: then call L{feed}.
+        """
+        if self._raw_remaining > size:
+            self._raw_remaining -= size
+            return True
+        return False
+
     def feed(self, data: bytes | memoryview) -> list[Event]:
         events: list[Event] = []
         view = memoryview(data)

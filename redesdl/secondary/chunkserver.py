@@ -7,16 +7,25 @@ shell: L{ChunkServerProtocol} decodes, calls the machine's inputs and
 implements its verbs. Over plain TCP without a rate limit, a chunk's bytes
 go from the file to the socket by ``os.sendfile``
 (L{redesdl.secondary.sendfile.SendfileRange}); over TLS, or paced by the
-C{--rate-limit} bucket, L{RangeWriter} reads and writes one block at a time.
+C{--rate-limit} bucket, L{RangeWriter} reads and writes one block at a time,
+each time the transport has room (L{_DrainWatcher} over TCP, L{_RoomWatcher}
+over TLS).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IPullProducer
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IPullProducer,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.protocols.policies import TimeoutMixin
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
 from redesdl.machines.chunk_session import MACHINE, Chunk, SessionCore
@@ -43,18 +52,29 @@ from redesdl.shells.tracking import (
 BLOCK_SIZE = 256 * 1024
 
 
+def _own(layer: Any, name: str, default: Any) -> Any:
+    """C{layer}'s own attribute C{name}, not one its C{__getattr__} forwards.
+
+    A TLS transport (a L{ProtocolWrapper}) answers for the attributes of the
+    TCP transport under it; counting those again at the TLS layer doubled
+    the unsent bytes.
+    """
+    try:
+        return object.__getattribute__(layer, name)
+    except AttributeError:
+        return default
+
+
 def unsent_in(transport: Any) -> int:
     """What a transport (and any transport it wraps, such as TLS) holds unsent."""
     total = 0
     for _ in range(3):
         if transport is None:
             break
-        total += len(getattr(transport, "dataBuffer", b"")) - getattr(
-            transport, "offset", 0
-        )
-        total += getattr(transport, "_tempDataLen", 0)
-        total += sum(len(data) for data in getattr(transport, "_appSendBuffer", ()))
-        transport = getattr(transport, "transport", None)
+        total += len(_own(transport, "dataBuffer", b"")) - _own(transport, "offset", 0)
+        total += _own(transport, "_tempDataLen", 0)
+        total += sum(len(data) for data in _own(transport, "_appSendBuffer", ()))
+        transport = _own(transport, "transport", None)
     return total
 
 
@@ -136,16 +156,81 @@ class RangeWriter:
 
 @implementer(IPullProducer)
 class _DrainWatcher:
-    """Tell the session each time the transport has sent what it held."""
+    """Over plain TCP: Twisted asks a pull producer each time its buffer empties."""
 
     def __init__(self, protocol: ChunkServerProtocol) -> None:
         self._protocol = protocol
+
+    def start(self) -> None:
+        self._protocol.transport.registerProducer(self, False)
+
+    def stop(self) -> None:
+        self._protocol.transport.unregisterProducer()
+
+    def forget(self) -> None:
+        """The connection is gone: Twisted has dropped the producer itself."""
 
     def resumeProducing(self) -> None:
         self._protocol.transportDrained()
 
     def stopProducing(self) -> None:
         """The connection is closing; connectionLost tells the session."""
+
+
+@implementer(IPushProducer)
+class _RoomWatcher:
+    """Over TLS: tell the session when the transport has room, never in a loop.
+
+    Twisted's TLS turns a pull producer into a loop that asks for data until
+    a write fills the TCP buffer. Registered (as each chunk began) while that
+    buffer already held a block, it asked thousands of times a second and
+    found no room each time: a busy server. This streaming producer is
+    registered when the connection is made, before anything is written, so
+    Twisted's pause is always true to the buffer: paused by the write that
+    fills it, resumed once everything was sent. While the session wants room
+    and the producer is not paused, the session is told once per turn.
+    """
+
+    def __init__(self, tell: Callable[[], None], clock: IReactorTime) -> None:
+        self._tell = tell
+        self._clock = clock
+        self._wanted = False
+        self._call: IDelayedCall | None = None
+        self.paused = False
+
+    def start(self) -> None:
+        self._wanted = True
+        self._soon()
+
+    def stop(self) -> None:
+        self._wanted = False
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+    forget = stop
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._soon()
+
+    def stopProducing(self) -> None:
+        self.stop()
+
+    def _soon(self) -> None:
+        if self._wanted and not self.paused and self._call is None:
+            self._call = self._clock.callLater(0, self._ask)
+
+    def _ask(self) -> None:
+        self._call = None
+        if self._wanted and not self.paused:
+            self._tell()
+            # A small reply leaves room, and Twisted resumes only a producer
+            # it paused: ask again next turn.
+            self._soon()
 
 
 class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
@@ -166,8 +251,14 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         self.setTimeout(self.factory.idleTimeout)
         self.peerName: str | None = None
         self.servingFiles: set[str] = set()
-        self._watcher: _DrainWatcher | None = None
+        self._watching = False
         self._parked = False
+        self._drain: _DrainWatcher | _RoomWatcher
+        if isinstance(self.transport, TLSMemoryBIOProtocol):
+            self._drain = _RoomWatcher(self.transportDrained, self.factory.clock)
+            self.transport.registerProducer(self._drain, True)
+        else:
+            self._drain = _DrainWatcher(self)
         self._core = SessionCore(self, MAX_REFUSALS, frozenset(ROUTINE_REFUSALS))
         self.session = MACHINE(self._core)
 
@@ -210,7 +301,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
             # TLS asks a pull producer again and again while it is not
             # paused: while the rate limit holds a block, stop being asked.
             self._parked = True
-            self.transport.unregisterProducer()
+            self._drain.stop()
             return
         if unsent_in(self.transport) == 0:
             self.resetTimeout()
@@ -227,9 +318,9 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
     def _blockWritten(self) -> None:
         """A block went out (perhaps late, paced by the rate limit)."""
         self.resetTimeout()
-        if self._parked and self._watcher is not None:
+        if self._parked and self._watching:
             self._parked = False
-            self.transport.registerProducer(self._watcher, False)
+            self._drain.start()
 
     def _sentByKernel(self, count: int) -> None:
         self.factory.sent_by_kernel += count
@@ -244,7 +335,8 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
 
     def connectionLost(self, reason: Any) -> None:
         self.setTimeout(None)
-        self._watcher = None
+        self._watching = False
+        self._drain.forget()
         self.session.connection_lost()
         super().connectionLost(reason)
 
@@ -312,16 +404,22 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         self.complain_of_refusal(kind, error)
 
     def watch_drain(self) -> None:
-        if self._watcher is None:
-            self._watcher = _DrainWatcher(self)
-            self.transport.registerProducer(self._watcher, False)
+        if not self._watching:
+            self._watching = True
+            self._drain.start()
 
     def unwatch_drain(self) -> None:
-        if self._watcher is not None:
-            self._watcher = None
+        if self._watching:
+            self._watching = False
             if not self._parked:
-                self.transport.unregisterProducer()
+                self._drain.stop()
         self._parked = False
+
+    def release_transport(self) -> None:
+        """Let the transport close: TLS closes only once no producer is left."""
+        self.unwatch_drain()
+        if isinstance(self._drain, _RoomWatcher):
+            self.transport.unregisterProducer()
 
     def stop_reading(self) -> None:
         self.transport.pauseProducing()
@@ -330,7 +428,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         self.transport.resumeProducing()
 
     def hang_up(self, error: ProtocolError, abort: bool) -> None:
-        self.unwatch_drain()
+        self.release_transport()
         if error.code == "internal":
             # Our fault (a file shorter than its manifest), not the peer's.
             self.log.warn(
@@ -353,7 +451,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
             self.transport.loseConnection()
 
     def close_silent(self) -> None:
-        self.unwatch_drain()
+        self.release_transport()
         self.closeSilent(self.factory.idleTimeout)
 
 
@@ -384,6 +482,11 @@ class ChunkServerFactory(TrackingFactory):
         self.clock = clock
         #: Chunk bytes sent by C{os.sendfile} rather than through the transport.
         self.sent_by_kernel = 0
+
+    def disconnectAll(self) -> None:
+        for connection in list(self.connections):
+            connection.release_transport()
+        super().disconnectAll()
 
     def activeTransfers(self) -> int:
         """Connections in the middle of sending a chunk."""

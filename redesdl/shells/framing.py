@@ -52,7 +52,11 @@ class FrameProtocol(Protocol):
         return self._decoder
 
     def dataReceived(self, data: bytes) -> None:
-        for event in self._frameDecoder().feed(data):
+        decoder = self._frameDecoder()
+        if not self._broken and decoder.inside_payload(len(data)):
+            self.rawDataReceived(memoryview(data))
+            return
+        for event in decoder.feed(data):
             if self._broken:
                 return
             if isinstance(event, ChunkData):

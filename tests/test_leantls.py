@@ -1,0 +1,83 @@
+"""The chunk servers' TLS transport, over real TLS on 127.0.0.1.
+
+L{LeanTLSTransport} replaces how Twisted's TLS transport writes; what the
+peer reads must not change: every byte, in order, whatever the sizes of
+the writes, and the close after them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.endpoints import connectProtocol
+from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.tls import BufferingTLSTransport
+
+from redesdl.devca import TestAuthority
+from redesdl.leantls import LeanTLSTransport, lean_tls_available
+from redesdl.tls import TLSConfig
+
+PIECES = [
+    b"x",
+    os.urandom(16 * 1024),
+    os.urandom(16 * 1024 + 1),
+    os.urandom(256 * 1024),
+    os.urandom(3 * 1024 * 1024 + 7),
+    b"",
+    b"end",
+]
+
+
+class Writer(Protocol):
+    """Write every piece at once, then close."""
+
+    def connectionMade(self) -> None:
+        self.factory.transports.append(self.transport)  # type: ignore[attr-defined]
+        for piece in PIECES:
+            self.transport.write(piece)
+        self.transport.loseConnection()
+
+
+class Reader(Protocol):
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.closed: Deferred[bytes] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: object) -> None:
+        self.closed.callback(bytes(self.received))
+
+
+def configs(folder: Path) -> tuple[TLSConfig, TLSConfig]:
+    authority = TestAuthority(folder)
+    server = TLSConfig.load(*authority.issue("secondary")[1::2])
+    client = TLSConfig.load(*authority.issue("client")[1::2])
+    return server, client
+
+
+def test_this_twisted_lets_servers_use_the_lean_transport() -> None:
+    assert lean_tls_available(), "Twisted's TLS changed: servers fall back to it"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_peer_reads_every_byte_in_order_then_the_close(tmp_path: Path) -> None:
+    server, client = configs(tmp_path / "pki")
+    factory = Factory.forProtocol(Writer)
+    factory.transports = []  # type: ignore[attr-defined]
+    port = reactor.listenTCP(0, server.serverFactory(factory), interface="127.0.0.1")
+    try:
+        endpoint = client.clientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        reader = await connectProtocol(endpoint, Reader())
+        received = await reader.closed.addTimeout(30, reactor)
+    finally:
+        await maybeDeferred(port.stopListening)
+    assert received == b"".join(PIECES)
+    (transport,) = factory.transports  # type: ignore[attr-defined]
+    assert isinstance(transport, LeanTLSTransport)
+    assert isinstance(transport, BufferingTLSTransport)
