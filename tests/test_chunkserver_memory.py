@@ -353,9 +353,9 @@ async def test_a_download_wakes_the_server_about_once_per_block(
 ) -> None:
     """The server works when its transport has room, not in a loop until it has.
 
-    Over TLS the session is woken by a pull producer that Twisted calls again
-    and again until the transport pauses it: counting the transport's unsent
-    bytes wrong turned that into a busy loop burning the server's CPU.
+    Twisted's TLS calls a pull producer again and again until a write fills
+    the TCP buffer; one registered while a block still sat in that buffer
+    was called thousands of times per chunk, finding no room each time.
     """
     wakes = 0
     drained = ChunkServerProtocol.transportDrained

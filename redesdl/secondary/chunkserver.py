@@ -298,8 +298,8 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
 
     def transportDrained(self) -> None:
         if self._paced_bytes():
-            # TLS asks a pull producer again and again while it is not
-            # paused: while the rate limit holds a block, stop being asked.
+            # Over TLS the session is asked once a turn while the transport
+            # has room: while the rate limit holds a block, stop being asked.
             self._parked = True
             self._drain.stop()
             return
