@@ -23,8 +23,10 @@ seconds per GiB downloaded (lower is better), "servers" being all the server
 processes of that tool together (for redesdl its three secondaries; the
 central, which only answers a locate, is not counted). Below the table, the
 ratios redesdl/aria2c and redesdl/curl, and each target of issue 12 with PASS
-or FAIL. In the replication table "copier" is the secondary that copies (its
-CPU and the wall time counted from when it listens, so not its start-up),
+or FAIL; under each ratio, the median of the ratios taken within each round
+(this VM slows down for whole rounds, which moves every tool alike). In the
+replication table "copier" is the secondary that copies (its CPU and the
+wall time counted from when it listens, so not its start-up),
 "peers" the two it copies from. At small sizes the figures are dominated by
 process start-up; judge them at 1 GiB::
 
@@ -543,6 +545,15 @@ def print_ratio(
         f"ratio redesdl/{other}: wall {wall_ratio:.2f}"
         f" (target <= {wall:.1f}: {verdict(wall_ratio <= wall)}),"
         f" total CPU {cpu_ratio:.2f}{cpu_note}"
+    )
+    # This VM slows down for whole rounds at a time: ratios taken within each
+    # round (the tools ran back to back) swing less than ratios of medians.
+    by_round = list(zip(ours, theirs, strict=True))
+    print(
+        f"  same-round ratios redesdl/{other} (median):"
+        f" wall {statistics.median(a.wall / b.wall for a, b in by_round):.2f},"
+        " total CPU"
+        f" {statistics.median(a.total_cpu / b.total_cpu for a, b in by_round):.2f}"
     )
 
 

@@ -36,6 +36,7 @@ ROWS = [
     "curl ",
     "ratio redesdl/aria2c: wall ",
     "ratio redesdl/curl: wall ",
+    "  same-round ratios redesdl/aria2c (median): wall ",
     "redesdl secondaries: ",
     "redesdl peak RSS: ",
     "TLS throughput: ",
