@@ -28,7 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from redesdl.devca import TestAuthority
 from redesdl.localcluster import LocalCluster
 from redesdl.manifest import file_sha256
 from redesdl.procstat import cpu_seconds
@@ -42,17 +41,9 @@ def make_file(path: Path, size: int) -> None:
 
 
 def new_cluster(root: Path, bin_dir: Path, secure: bool) -> LocalCluster:
-    if not secure:
-        return LocalCluster(root, bin_dir=bin_dir)
-    authority = TestAuthority(root / "pki")
-    return LocalCluster(
-        root,
-        bin_dir=bin_dir,
-        secret=True,
-        central_args=authority.issue("central"),
-        secondary_args=[*authority.issue("secondary"), "--require-tickets"],
-        client_args=authority.issue("client"),
-    )
+    if secure:
+        return LocalCluster.secure(root, bin_dir)
+    return LocalCluster(root, bin_dir=bin_dir)
 
 
 def run_get(cluster: LocalCluster, output: Path) -> dict[str, float]:

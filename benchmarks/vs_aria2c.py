@@ -59,7 +59,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from redesdl.devca import TestAuthority
 from redesdl.localcluster import LocalCluster, free_port, wait_until
 from redesdl.manifest import file_sha256
 from redesdl.procstat import cpu_seconds
@@ -386,18 +385,6 @@ def plain_cluster(root: Path) -> LocalCluster:
     return LocalCluster(root)
 
 
-def secure_cluster(root: Path) -> LocalCluster:
-    """A cluster secret, --require-tickets and mutual TLS on every hop."""
-    authority = TestAuthority(root / "pki")
-    return LocalCluster(
-        root,
-        secret=True,
-        central_args=authority.issue("central"),
-        secondary_args=[*authority.issue("secondary"), "--require-tickets"],
-        client_args=authority.issue("client"),
-    )
-
-
 def redesdl_tool(name: str, cluster: LocalCluster, out: Path) -> Tool:
     return Tool(
         name=name,
@@ -654,7 +641,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     expected = make_file(original, size, args.sparse)
     clusters = {"redesdl": plain_cluster(work / "cluster")}
     if args.secure:
-        clusters["redesdl-tls"] = secure_cluster(work / "cluster-tls")
+        clusters["redesdl-tls"] = LocalCluster.secure(work / "cluster-tls")
     roots = [work / f"www{number}" for number in (1, 2, 3)]
     folders = [c.data(n) for c in clusters.values() for n in (1, 2, 3)]
     place(original, folders + roots, args.hardlink)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from redesdl.devca import TestAuthority
 from redesdl.fsutil import write_private_file
 
 _LISTENING = re.compile(r"redesdl-(?:central|secondary) listening on [^\s:]+:(\d+)")
@@ -314,6 +315,20 @@ class LocalCluster:
         for daemon in [*self.secondaries.values(), self.central]:
             if daemon is not None:
                 daemon.stop()
+
+    @classmethod
+    def secure(cls, root: Path, bin_dir: Path | None = None) -> LocalCluster:
+        """A cluster secret, C{--require-tickets} and mutual TLS on every hop,
+        with certificates from a test CA under C{root/pki}."""
+        authority = TestAuthority(root / "pki")
+        return cls(
+            root,
+            bin_dir=bin_dir,
+            secret=True,
+            central_args=authority.issue("central"),
+            secondary_args=[*authority.issue("secondary"), "--require-tickets"],
+            client_args=authority.issue("client"),
+        )
 
     def __enter__(self) -> LocalCluster:
         try:
