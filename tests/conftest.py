@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+
+from .terminal import PtySession
 
 
 @pytest.fixture(autouse=True)
@@ -49,3 +51,26 @@ def private_client_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
         del os.environ["XDG_STATE_HOME"]
     else:
         os.environ["XDG_STATE_HOME"] = saved
+
+
+@pytest.fixture
+def warnings() -> Iterator[list[str]]:
+    """The warning lines logged during the test, as an operator reads them."""
+    lines: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if event.get("log_level") == LogLevel.warn:
+            lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    yield lines
+    globalLogPublisher.removeObserver(observe)
+
+
+@pytest.fixture
+def sessions() -> Iterator[list[PtySession]]:
+    """Terminals a test opens, closed after it whatever happened."""
+    opened: list[PtySession] = []
+    yield opened
+    for session in opened:
+        session.close()

@@ -37,14 +37,6 @@ AFTERWARDS = (
 )
 
 
-@pytest.fixture
-def sessions() -> Iterator[list[PtySession]]:
-    opened: list[PtySession] = []
-    yield opened
-    for session in opened:
-        session.close()
-
-
 def shell_session(command: str, cwd: Path) -> PtySession:
     """C{command} run by a shell on a fresh terminal, after printing its modes."""
     return PtySession(

@@ -36,14 +36,6 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
         yield running
 
 
-@pytest.fixture
-def sessions() -> Iterator[list[PtySession]]:
-    opened: list[PtySession] = []
-    yield opened
-    for session in opened:
-        session.close()
-
-
 def test_client_console_with_the_original_commands(
     cluster: LocalCluster, sessions: list[PtySession], tmp_path: Path
 ) -> None:

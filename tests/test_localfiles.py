@@ -10,14 +10,13 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.filepath import FilePath
 
 from redesdl.central.stats import fresh_central_stats
@@ -29,20 +28,6 @@ from redesdl.secondary.identity import load_identity
 from redesdl.secondary.index import DataIndex, open_indexed
 from redesdl.secondary.stats import fresh_secondary_stats
 from redesdl.stats import SCHEMA_VERSION, StatsFile
-
-
-@pytest.fixture
-def warnings() -> Iterator[list[str]]:
-    """The warning lines logged during the test, as an operator reads them."""
-    lines: list[str] = []
-
-    def observe(event: dict[str, Any]) -> None:
-        if event.get("log_level") == LogLevel.warn:
-            lines.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observe)
-    yield lines
-    globalLogPublisher.removeObserver(observe)
 
 
 def stats_document(**fields: Any) -> str:

@@ -7,12 +7,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from redesdl.client import statsdb
 from redesdl.client.identity import remember_name, remembered_name
@@ -38,19 +36,6 @@ for n in range(count):
                "timeline": timeline})
 store.close()
 """
-
-
-@pytest.fixture
-def warnings() -> Iterator[list[str]]:
-    lines: list[str] = []
-
-    def observe(event: dict[str, Any]) -> None:
-        if event.get("log_level") == LogLevel.warn:
-            lines.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observe)
-    yield lines
-    globalLogPublisher.removeObserver(observe)
 
 
 def record(file: str, result: str = "ok", **fields: Any) -> dict[str, Any]:

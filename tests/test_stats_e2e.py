@@ -7,7 +7,6 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +20,6 @@ from .test_metrics import scrape
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 FAST_STATS = ["--stats-interval", "0.2"]
-
-
-@pytest.fixture
-def sessions() -> Iterator[list[PtySession]]:
-    opened: list[PtySession] = []
-    yield opened
-    for session in opened:
-        session.close()
 
 
 def console_central(state: Path, log: Path) -> PtySession:
