@@ -51,6 +51,14 @@ from redesdl.transfer.result import DownloadResult
 
 DEFAULT_CENTRAL = "127.0.0.1:7000"
 
+#: Seconds a connection may take before the client gives up on it.
+DEFAULT_TIMEOUT = 10.0
+
+
+def percent_escaped(text: str) -> str:
+    """C{text} as argparse prints it in a help string."""
+    return text.replace("%", "%%")
+
 
 def add_global_options(parser: argparse.ArgumentParser, again: bool) -> None:
     """The options of every command; C{again} for a command's own parser,
@@ -60,31 +68,34 @@ def add_global_options(parser: argparse.ArgumentParser, again: bool) -> None:
     def default(value: Any) -> Any:
         return argparse.SUPPRESS if again else value
 
+    # A suppressed default has no %(default)s to expand, so defaults are
+    # written into the help text itself (with argparse's % escaped).
     parser.add_argument(
         "--central",
         default=default(os.environ.get("REDESDL_CENTRAL", DEFAULT_CENTRAL)),
         help="the central as HOST:PORT or a Twisted client endpoint "
         "string; several, separated by commas, are tried in order "
-        "[default: $REDESDL_CENTRAL or %(default)s]",
+        f"[default: $REDESDL_CENTRAL or {percent_escaped(DEFAULT_CENTRAL)}]",
     )
     parser.add_argument(
         "--name",
         default=default(None),
         help="this client's name, as the central records it [default: the "
         "name last chosen with the console's INSCRIBIR, else "
-        f"{getpass.getuser()}@{socket.gethostname()}]",
+        f"{percent_escaped(f'{getpass.getuser()}@{socket.gethostname()}')}]",
     )
     parser.add_argument(
         "--stats",
         metavar="FILE",
         default=default(None),
-        help=f"where this client keeps statistics [default: {default_stats_path()}]",
+        help="where this client keeps statistics "
+        f"[default: {percent_escaped(str(default_stats_path()))}]",
     )
     parser.add_argument(
         "--timeout",
         type=float,
-        default=default(10.0),
-        help="seconds to wait for a connection [default: %(default)s]",
+        default=default(DEFAULT_TIMEOUT),
+        help=f"seconds to wait for a connection [default: {DEFAULT_TIMEOUT}]",
     )
     parser.add_argument(
         "-v",
