@@ -8,6 +8,7 @@ traceback is shown only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import gc
 import getpass
 import json
 import os
@@ -468,6 +469,10 @@ def start_logging(verbose: bool, quiet: bool = False) -> LogDisplay:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
+    # Every module is loaded by now and lives until exit: leave its objects
+    # out of every collection, and out of the one at exit (about 30 ms of a
+    # one-shot command's life, here).
+    gc.freeze()
     parser = build_parser()
     args = parser.parse_args(argv)
     from twisted.internet import reactor

@@ -9,14 +9,15 @@ fsync simply does all the work.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 _SYNC_FILE_RANGE_WRITE = 2
 
 
 def _load() -> object | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # The running program's symbols, libc's among them: looking libc up
+        # by name (ctypes.util.find_library) forks ldconfig on every start.
+        libc = ctypes.CDLL(None, use_errno=True)
         function = libc.sync_file_range
     except (OSError, AttributeError):
         return None
