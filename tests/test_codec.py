@@ -6,7 +6,6 @@ import itertools
 import json
 import struct
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -110,41 +109,6 @@ def test_any_split_with_the_payload_shortcut_yields_the_same_events(
             events += decoder.feed(piece)
     assert replay(events) == EXPECTED
     assert shortcuts <= len(bounds) - 1
-
-
-@given(
-    st.lists(st.integers(min_value=1, max_value=len(STREAM)), min_size=1),
-)
-def test_payload_read_elsewhere_yields_the_same_events(sizes: list[int]) -> None:
-    """What the read-into path does: while payload is due, read at most that
-    much yourself, count it, and end the chunk when told."""
-    decoder = downloader()
-    position, turn = 0, 0
-    events: list = []
-    while position < len(STREAM):
-        size = sizes[turn % len(sizes)]
-        turn += 1
-        due = decoder.payload_left
-        if due:
-            piece = STREAM[position : position + min(size, due)]
-            events.append(ChunkData(memoryview(piece)))
-            if decoder.payload_fed(len(piece)):
-                events.append(ChunkEnd(None))  # type: ignore[arg-type]
-        else:
-            piece = STREAM[position : position + size]
-            events += decoder.feed(piece)
-        position += len(piece)
-    assert replay(events) == EXPECTED
-    assert decoder.payload_left == 0
-
-
-def test_payload_fed_refuses_more_than_is_due() -> None:
-    decoder = downloader()
-    decoder.feed(encode(ChunkHeader(2, 0, 5)))
-    for wrong in (0, 6):
-        with pytest.raises(ValueError):
-            decoder.payload_fed(wrong)
-    assert decoder.payload_left == 5
 
 
 def test_the_payload_shortcut_never_takes_the_end_of_a_chunk() -> None:

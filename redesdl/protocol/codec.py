@@ -148,23 +148,6 @@ class FrameDecoder:
             return True
         return False
 
-    @property
-    def payload_left(self) -> int:
-        """Bytes of the current chunk's payload not fed yet; 0 outside one."""
-        return 0 if self.broken else self._raw_remaining
-
-    def payload_fed(self, size: int) -> bool:
-        """Count C{size} payload bytes the caller received and handled
-        itself, at most L{payload_left}; True if they end the chunk (the
-        caller then does what a L{ChunkEnd} would make it do)."""
-        if not 0 < size <= self.payload_left:
-            raise ValueError(f"{size} payload bytes, {self.payload_left} due")
-        self._raw_remaining -= size
-        if self._raw_remaining:
-            return False
-        self._header = None
-        return True
-
     def feed(self, data: bytes | memoryview) -> list[Event]:
         events: list[Event] = []
         view = memoryview(data)

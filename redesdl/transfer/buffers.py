@@ -1,25 +1,18 @@
 """Reusable gather buffers, so a busy connection allocates a few and no more.
 
-A plain TCP socket receives a chunk's bytes straight into one of these
-(L{redesdl.transfer.readinto}); small pieces delivered otherwise (TLS hands
-up 16-32 KiB at a time) are copied into one. Either way it fills until it
-is full or the chunk ends, and the whole buffer goes to the writer thread at
-once: one hand-off per buffer rather than per piece. Once the thread wrote
-it, the buffer comes back here for the next pieces instead of being freed
-and allocated again.
+Small pieces of a chunk (TLS hands up 16-32 KiB at a time, a socket what it
+had) are copied into one of these until it is full or the chunk ends, and
+the whole buffer goes to the writer thread at once: one hand-off per buffer
+rather than per piece. Once the thread wrote it, the buffer comes back here
+for the next pieces instead of being freed and allocated again.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
-#: Bytes gathered by copying before a hand-off to the writer thread. (1 MiB
-#: buffers made TLS downloads a third slower: 1.7 CPU-s/GiB more system time.)
+#: Bytes gathered before a hand-off to the writer thread.
 GATHER_SIZE = 256 * 1024
-
-#: Bytes a plain TCP socket receives into one buffer, in as many reads as it
-#: takes: 1 MiB reads cost ~0.15 CPU-s/GiB less than 256 KiB ones.
-READ_INTO_SIZE = 1024 * 1024
 
 
 class BufferPool:

@@ -6,12 +6,10 @@ reading sockets. The bytes still go through the store's writer, which checks
 that they belong to the chunk requested. Each connection's pieces are handled
 in arrival order (a chunk's hash must see its bytes in order).
 
-Over plain TCP a chunk's bytes are received straight into a gather buffer
-(L{SinkWorker.receive}, L{redesdl.transfer.readinto}), handed over when it
-is full or the chunk ends. Pieces delivered otherwise (a TLS stream's 16 KiB
-records, the bytes that came with a chunk's header) are copied into one, so
-they cost one thread hand-off per buffer, not one each; a piece at least
-that large goes over as it is, uncopied. When more than L{HIGH_WATER}
+Pieces smaller than a gather buffer (L{redesdl.transfer.buffers}) are copied
+into one and handed over when it is full or the chunk ends, so a TLS stream's
+16 KiB records cost one thread hand-off per 256 KiB, not one each; a piece at
+least that large goes over as it is, uncopied. When more than L{HIGH_WATER}
 bytes wait, the connection stops reading until the thread catches up, so
 memory stays bounded whatever the disk speed.
 """
@@ -89,28 +87,6 @@ class SinkWorker:
             piece = piece[taken:]
             if self._gathered == size:
                 self._flush()
-
-    def receive(
-        self, sink: Sink, read_into: Callable[[memoryview], int], limit: int
-    ) -> int:
-        """Read at most C{limit} bytes for C{sink} straight into the gather
-        buffer with C{read_into} (a socket's C{recv_into}); return how many.
-
-        The bytes land where the thread hashes and writes them from: no copy
-        and no new object per read. If C{read_into} raises, nothing changed.
-        """
-        if sink is not self._sink:
-            self._flush()
-            self._sink = sink
-        if self._gather is None:
-            self._gather = self.pool.take()
-        start = self._gathered
-        end = min(start + limit, self.pool.size)
-        count = read_into(memoryview(self._gather)[start:end])
-        self._gathered += count
-        if self._gathered == self.pool.size:
-            self._flush()
-        return count
 
     def after(self, call: Callable[[], None]) -> None:
         """Run C{call} in the reactor once every piece queued so far is written."""
