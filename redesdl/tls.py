@@ -18,12 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
 
-from redesdl.leantls import lean_tls_factory
+from redesdl.leantls import LeanTLSClientEndpoint, lean_tls_factory
 
 TLS_PARAMETERS = [
     [
@@ -96,7 +96,7 @@ class TLSConfig:
         options = optionsForClientTLS(
             host, trustRoot=self.authority, clientCertificate=self.own
         )
-        return wrapClientTLS(
+        return LeanTLSClientEndpoint(
             options, HostnameEndpoint(reactor, host, port, timeout=timeout)
         )
 

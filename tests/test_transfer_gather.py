@@ -108,6 +108,34 @@ def test_a_large_piece_goes_over_uncopied() -> None:
     assert pool.allocated == 0
 
 
+def test_large_pieces_after_a_small_one_still_go_over_uncopied() -> None:
+    """A chunk's first bytes come with its header, so a small piece starts
+    most chunks: the large pieces after it must not be copied one by one."""
+    reactor = ThreadReactor()
+    pool = BufferPool(size=GATHER)
+    worker = SinkWorker(reactor, StringTransport(), "test", pool)
+    seen: list[memoryview] = []
+
+    class Recorder:
+        index = 0
+        error = None
+
+        def write(self, index: int, data: memoryview) -> None:
+            seen.append(data)
+
+    recorder = Recorder()
+    small = memoryview(b"h" * 100)
+    large = [memoryview(os.urandom(GATHER + n)) for n in (0, 7, GATHER)]
+    worker.submit(recorder, small)
+    for piece in large:
+        worker.submit(recorder, piece)
+    worker.submit(recorder, small)
+    finish(worker, reactor)
+    assert [bytes(s) for s in seen] == [b"h" * 100, *map(bytes, large), b"h" * 100]
+    assert all(seen[1 + n] is piece for n, piece in enumerate(large))
+    assert worker.handoffs == 5
+
+
 def test_reading_pauses_over_high_water_and_resumes_once_written() -> None:
     reactor = ThreadReactor()
     transport = StringTransport()

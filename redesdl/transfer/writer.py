@@ -75,10 +75,12 @@ class SinkWorker:
             self._flush()
             self._sink = sink
         size = self.pool.size
+        if len(piece) >= size:
+            # Large enough to go as it is: what was gathered goes first.
+            self._flush()
+            self._hand_off(sink, piece, None)
+            return
         while piece:
-            if not self._gathered and len(piece) >= size:
-                self._hand_off(sink, piece, None)
-                return
             if self._gather is None:
                 self._gather = self.pool.take()
             taken = min(len(piece), size - self._gathered)
