@@ -49,6 +49,7 @@ _RELIES_ON = (
     "_shutdownTLS",
     "_tlsShutdownFinished",
 )
+_FLAGS_READ = ("_aborted", "_lostTLSConnection")
 
 
 class LeanTLSTransport(BufferingTLSTransport):
@@ -73,29 +74,31 @@ class LeanTLSTransport(BufferingTLSTransport):
     def _flushReceiveBIO(self) -> None:
         pending: list[bytes] = []
         held = 0
+        closed = False
+        reason: Failure | None = None
         while not self._lostTLSConnection:
             try:
                 piece = self._tlsConnection.recv(2**15)
             except WantReadError:
                 break
             except ZeroReturnError:
-                # What came before the close goes up before the close does.
-                self._deliver(pending)
-                pending, held = [], 0
-                self._shutdownTLS()
-                self._tlsShutdownFinished(None)
+                closed = True
+                break
             except Error:
-                failure = Failure()
+                closed, reason = True, Failure()
+                break
+            pending.append(piece)
+            held += len(piece)
+            if held >= PLAINTEXT_DELIVERY:
                 self._deliver(pending)
                 pending, held = [], 0
-                self._tlsShutdownFinished(failure)
-            else:
-                pending.append(piece)
-                held += len(piece)
-                if held >= PLAINTEXT_DELIVERY:
-                    self._deliver(pending)
-                    pending, held = [], 0
+        # What came before a close goes up before the close does, and the
+        # application is never called from inside an except block.
         self._deliver(pending)
+        if closed:
+            if reason is None:
+                self._shutdownTLS()
+            self._tlsShutdownFinished(reason)
         self._flushSendBIO()
 
     def _deliver(self, pieces: list[bytes]) -> None:
@@ -118,9 +121,12 @@ class LeanTLSTransport(BufferingTLSTransport):
 
 def lean_tls_available() -> bool:
     """True if Twisted's TLS transport has the methods L{LeanTLSTransport}
-    replaces or calls."""
+    replaces or calls, and the flags it reads."""
     return all(
         callable(getattr(BufferingTLSTransport, name, None)) for name in _RELIES_ON
+    ) and all(
+        isinstance(getattr(BufferingTLSTransport, name, None), bool)
+        for name in _FLAGS_READ
     )
 
 

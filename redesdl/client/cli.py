@@ -469,9 +469,9 @@ def start_logging(verbose: bool, quiet: bool = False) -> LogDisplay:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    # Every module is loaded by now and lives until exit: leave its objects
-    # out of every collection, and out of the one at exit (about 30 ms of a
-    # one-shot command's life, here).
+    # What importing the client built (modules, classes, functions) lives
+    # until exit: leave it out of every collection, and out of the one at
+    # exit (about 30 ms of a one-shot command's life, here).
     gc.freeze()
     parser = build_parser()
     args = parser.parse_args(argv)
