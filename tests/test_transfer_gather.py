@@ -40,6 +40,19 @@ class ThreadReactor:
             f(*args)
 
 
+class Recorder:
+    """A sink that keeps the pieces it is handed, as they are."""
+
+    index = 0
+    error = None
+
+    def __init__(self) -> None:
+        self.seen: list[memoryview] = []
+
+    def write(self, index: int, data: memoryview) -> None:
+        self.seen.append(data)
+
+
 def finish(worker: SinkWorker, reactor: ThreadReactor) -> None:
     worker.stop()
     worker._thread.join()
@@ -92,19 +105,11 @@ def test_a_large_piece_goes_over_uncopied() -> None:
     reactor = ThreadReactor()
     pool = BufferPool(size=GATHER)
     worker = SinkWorker(reactor, StringTransport(), "test", pool)
-    seen: list[memoryview] = []
-
-    class Recorder:
-        index = 0
-        error = None
-
-        def write(self, index: int, data: memoryview) -> None:
-            seen.append(data)
-
+    recorder = Recorder()
     piece = memoryview(bytes(2 * GATHER))
-    worker.submit(Recorder(), piece)
+    worker.submit(recorder, piece)
     finish(worker, reactor)
-    assert seen == [piece] and seen[0] is piece
+    assert recorder.seen == [piece] and recorder.seen[0] is piece
     assert pool.allocated == 0
 
 
@@ -114,15 +119,6 @@ def test_large_pieces_after_a_small_one_still_go_over_uncopied() -> None:
     reactor = ThreadReactor()
     pool = BufferPool(size=GATHER)
     worker = SinkWorker(reactor, StringTransport(), "test", pool)
-    seen: list[memoryview] = []
-
-    class Recorder:
-        index = 0
-        error = None
-
-        def write(self, index: int, data: memoryview) -> None:
-            seen.append(data)
-
     recorder = Recorder()
     small = memoryview(b"h" * 100)
     large = [memoryview(os.urandom(GATHER + n)) for n in (0, 7, GATHER)]
@@ -131,6 +127,7 @@ def test_large_pieces_after_a_small_one_still_go_over_uncopied() -> None:
         worker.submit(recorder, piece)
     worker.submit(recorder, small)
     finish(worker, reactor)
+    seen = recorder.seen
     assert [bytes(s) for s in seen] == [b"h" * 100, *map(bytes, large), b"h" * 100]
     assert all(seen[1 + n] is piece for n, piece in enumerate(large))
     assert worker.handoffs == 5
