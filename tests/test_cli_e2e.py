@@ -158,36 +158,34 @@ def test_a_bad_central_is_a_usage_error_in_one_line() -> None:
     assert result.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("command", [[], ["list"], ["get"]])
-def test_every_command_has_help(command: list[str], tmp_path: Path) -> None:
-    # A state folder with a % in its name appears in the help's defaults.
-    state = tmp_path / "100% mine"
+def help_of(*command: str, **env: str) -> str:
+    """What C{redesdl COMMAND --help} prints; it must succeed, silently."""
     result = subprocess.run(
         [str(BIN / "redesdl"), *command, "--help"],
         capture_output=True,
         text=True,
         timeout=30,
-        env={**os.environ, "XDG_STATE_HOME": str(state)},
+        env={**os.environ, **env},
     )
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout.startswith(f"usage: {' '.join(['redesdl', *command])} ")
-    assert "--central CENTRAL" in result.stdout
+    return result.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["list"], ["get"]])
+def test_every_command_has_help(command: list[str], tmp_path: Path) -> None:
+    # A state folder with a % in its name appears in the help's defaults.
+    state = tmp_path / "100% mine"
+    shown = help_of(*command, XDG_STATE_HOME=str(state))
+    assert "--central CENTRAL" in shown
     # argparse wraps long paths anywhere: compare without white space.
-    unwrapped = "".join(result.stdout.split())
+    unwrapped = "".join(shown.split())
     assert "[default:$REDESDL_CENTRALor127.0.0.1:7000]" in unwrapped
     assert "".join(f"{state}/redesdl/client-stats.sqlite".split()) in unwrapped
 
 
 def test_the_stats_command_has_help() -> None:
-    result = subprocess.run(
-        [str(BIN / "redesdl"), "stats", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout.startswith("usage: redesdl stats ")
-    assert "list the last N downloads [default: 10]" in result.stdout
+    assert "list the last N downloads [default: 10]" in help_of("stats")
 
 
 def test_dash_o_dash_streams_the_verified_file_to_stdout(

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -37,9 +37,9 @@ def test_loading_the_client_starts_no_process() -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
-def test_early_writeback_is_available_on_linux() -> None:
+def test_early_writeback_is_available_on_linux(tmp_path: Path) -> None:
     assert writeback._sync_file_range is not None
-    with tempfile.TemporaryFile() as f:
+    with open(tmp_path / "written", "wb+") as f:
         f.write(b"x" * 8192)
         f.flush()
         writeback.start_writeback(f.fileno(), 0, 8192)
