@@ -44,6 +44,11 @@ def twistd(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
             ["redesdl-secondary", "--data", ".", "--rescan-interval", "0"],
             "redesdl-secondary: --rescan-interval must be positive (see --help)",
         ),
+        (
+            ["redesdl-secondary", "--data", ".", "--send-buffer", "lots"],
+            "redesdl-secondary: --send-buffer: 'lots' is not a size such as 4M "
+            "or 16M, nor auto (see --help)",
+        ),
     ],
 )
 def test_a_bad_option_is_one_line(tmp_path: Path, args: list[str], line: str) -> None:

@@ -13,7 +13,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
-from redesdl.secondary.chunkserver import _RoomWatcher, unsent_in
+from redesdl.secondary.chunkserver import _RoomWatcher
+from redesdl.secondary.unsent import unsent_counter, unsent_in
 
 
 class Session:
@@ -93,3 +94,11 @@ def test_what_a_tls_transport_holds_is_counted_once() -> None:
     wrapper._appSendBuffer = [b"y" * 30]  # type: ignore[attr-defined]
     assert wrapper.dataBuffer == FakeTCP.dataBuffer, "the wrapper forwards attributes"
     assert unsent_in(wrapper) == 800 + 500 + 30
+
+
+def test_a_plain_transport_is_counted_as_it_changes() -> None:
+    tcp = FakeTCP()
+    count = unsent_counter(tcp)
+    assert count() == 800 + 500
+    tcp.offset, tcp._tempDataLen = 1000, 0
+    assert count() == 0

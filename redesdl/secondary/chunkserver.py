@@ -35,8 +35,10 @@ from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.tickets import Tickets
 from redesdl.secondary.index import DataIndex, IndexEntry
 from redesdl.secondary.ratelimit import TokenBucket
+from redesdl.secondary.sendbuffer import ask_send_buffer
 from redesdl.secondary.sendfile import SendfileRange, can_sendfile, socket_sendfile
 from redesdl.secondary.stats import SecondaryStats
+from redesdl.secondary.unsent import unsent_counter
 from redesdl.shells.messages import (
     MAX_REFUSALS,
     ROUTINE_REFUSALS,
@@ -50,32 +52,6 @@ from redesdl.shells.tracking import (
 
 #: Largest block of a chunk written at once.
 BLOCK_SIZE = 256 * 1024
-
-
-def _own(layer: Any, name: str, default: Any) -> Any:
-    """C{layer}'s own attribute C{name}, not one its C{__getattr__} forwards.
-
-    A TLS transport (a L{ProtocolWrapper}) answers for the attributes of the
-    TCP transport under it; counting those again at the TLS layer doubled
-    the unsent bytes.
-    """
-    try:
-        return object.__getattribute__(layer, name)
-    except AttributeError:
-        return default
-
-
-def unsent_in(transport: Any) -> int:
-    """What a transport (and any transport it wraps, such as TLS) holds unsent."""
-    total = 0
-    for _ in range(3):
-        if transport is None:
-            break
-        total += len(_own(transport, "dataBuffer", b"")) - _own(transport, "offset", 0)
-        total += _own(transport, "_tempDataLen", 0)
-        total += sum(len(data) for data in _own(transport, "_appSendBuffer", ()))
-        transport = _own(transport, "transport", None)
-    return total
 
 
 class RangeWriter:
@@ -248,6 +224,9 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
     def connectionMade(self) -> None:
         super().connectionMade()
         self.callLater = self.factory.clock.callLater
+        self._unsent = unsent_counter(self.transport)
+        if self.factory.sendBuffer is not None and can_sendfile(self.transport):
+            self._askSendBuffer(self.factory.sendBuffer)
         self.setTimeout(self.factory.idleTimeout)
         self.peerName: str | None = None
         self.servingFiles: set[str] = set()
@@ -262,6 +241,12 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         self._core = SessionCore(self, MAX_REFUSALS, frozenset(ROUTINE_REFUSALS))
         self.session = MACHINE(self._core)
 
+    def _askSendBuffer(self, request: int) -> None:
+        try:
+            ask_send_buffer(self.transport, request)
+        except OSError as e:
+            self.log.warn("cannot size the send buffer: {error}", error=e)
+
     @property
     def producing(self) -> bool:
         """True while a chunk is being sent."""
@@ -269,7 +254,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
 
     def heldBytes(self) -> int:
         """Bytes this connection holds for its peer: unsent and rate-limited."""
-        return unsent_in(self.transport) + self._paced_bytes()
+        return self._unsent() + self._paced_bytes()
 
     # -- Decoded messages and connection events become inputs ------------
 
@@ -303,12 +288,14 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
             self._parked = True
             self._drain.stop()
             return
-        if unsent_in(self.transport) == 0:
+        if self._unsent() == 0:
             self.resetTimeout()
         self.session.drained()
 
     def _paced_bytes(self) -> int:
         """Bytes read and held back by the rate limit."""
+        if self.factory.limiter is None:
+            return 0
         return sum(
             item.writer.held  # type: ignore[attr-defined]
             for item in self._core.owed
@@ -362,7 +349,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
         super().sendMessage(message)
 
     def unsent_bytes(self) -> int:
-        return unsent_in(self.transport)
+        return self._unsent()
 
     def open_chunk(
         self, entry: IndexEntry, offset: int, length: int
@@ -380,7 +367,7 @@ class ChunkServerProtocol(MessageProtocol, TimeoutMixin):
                 offset,
                 length,
                 sendfile=socket_sendfile(self.transport),
-                pending_bytes=self.unsent_bytes,
+                pending_bytes=self._unsent,
                 wait_writable=self.transport.startWriting,
                 on_sent=self._sentByKernel,
                 on_peer_gone=self._socketFailed,
@@ -470,6 +457,7 @@ class ChunkServerFactory(TrackingFactory):
         idleTimeout: float = 60.0,
         limits: ConnectionLimits = DEFAULT_LIMITS,
         tickets: Tickets | None = None,
+        sendBuffer: int | None = None,
     ) -> None:
         super().__init__(limits)
         self.idleTimeout = idleTimeout
@@ -480,6 +468,8 @@ class ChunkServerFactory(TrackingFactory):
         self.stats = stats
         self.limiter = limiter
         self.clock = clock
+        #: The C{SO_SNDBUF} asked for plain-TCP connections (None: the kernel's).
+        self.sendBuffer = sendBuffer
         #: Chunk bytes sent by C{os.sendfile} rather than through the transport.
         self.sent_by_kernel = 0
 

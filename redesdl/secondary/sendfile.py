@@ -23,8 +23,9 @@ from typing import Any
 from twisted.internet.interfaces import ISSLTransport, ITCPTransport
 
 #: Most bytes one connection hands the kernel per reactor turn, so that one
-#: fast peer cannot starve the others.
-SLICE = 2 * 1024 * 1024
+#: fast peer cannot starve the others: half the send buffer a chunk server
+#: asks for (L{redesdl.secondary.sendbuffer}), which is what a wake finds free.
+SLICE = 4 * 1024 * 1024
 
 
 class SendfileRange:

@@ -64,6 +64,7 @@ class SecondaryService(MultiService):
         secret: ClusterSecret | None = None,
         tls: TLSConfig | None = None,
         requireTickets: bool = False,
+        sendBuffer: int | None = None,
     ) -> None:
         super().__init__()
         self.reactor = reactor
@@ -84,7 +85,15 @@ class SecondaryService(MultiService):
         limiter = TokenBucket(rateLimit, reactor) if rateLimit else None
         tickets = Tickets(secret) if requireTickets and secret is not None else None
         self.chunkServer = ChunkServerFactory(
-            index, name, stats, limiter, reactor, idleTimeout, limits, tickets
+            index,
+            name,
+            stats,
+            limiter,
+            reactor,
+            idleTimeout,
+            limits,
+            tickets,
+            sendBuffer,
         )
         self.listener = ListeningService(listen, self.chunkServer, ROLE, reactor, tls)
         self.listener.setServiceParent(self)

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from twisted.application.service import IService
+from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
@@ -30,10 +31,19 @@ from redesdl.secondary.identity import default_name, load_identity
 from redesdl.secondary.index import DataIndex
 from redesdl.secondary.metrics import secondary_metrics
 from redesdl.secondary.ratelimit import parse_rate
+from redesdl.secondary.sendbuffer import (
+    DEFAULT_SEND_BUFFER,
+    kernel_send_limits,
+    parse_send_buffer,
+    send_buffer_request,
+    unasked_reason,
+)
 from redesdl.secondary.service import ROLE, SecondaryService
 from redesdl.secondary.stats import SecondaryStats, fresh_secondary_stats
 from redesdl.stats import StatsFile
 from redesdl.trace import TRACER
+
+log = Logger()
 
 
 class Options(DaemonOptions):
@@ -93,6 +103,14 @@ class Options(DaemonOptions):
             "2M or 1G (powers of 1024) [default: no limit].",
         ],
         [
+            "send-buffer",
+            None,
+            f"{DEFAULT_SEND_BUFFER // 1024**2}M",
+            "Socket send buffer asked for each plain-TCP connection, such as 4M; "
+            "'auto' leaves it to the kernel. Asked only where net.core.wmem_max "
+            "allows more than the kernel would grow it to.",
+        ],
+        [
             "heartbeat-interval",
             None,
             5.0,
@@ -131,6 +149,10 @@ class Options(DaemonOptions):
                 self["rate-limit"] = parse_rate(self["rate-limit"])
             except ValueError as e:
                 raise usage.UsageError(f"--rate-limit: {e}") from None
+        try:
+            self["send-buffer"] = parse_send_buffer(self["send-buffer"])
+        except ValueError as e:
+            raise usage.UsageError(f"--send-buffer: {e}") from None
         if not 0 < self["heartbeat-interval"] < self["heartbeat-timeout"]:
             raise usage.UsageError(
                 "--heartbeat-interval must be positive and below --heartbeat-timeout"
@@ -172,6 +194,10 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     secret, tls = load_security(config, ROLE)
     secondary_id, boot = load_identity(state)
     TRACER.enabled = bool(config["trace"])
+    send_limits = kernel_send_limits()
+    unasked = unasked_reason(config["send-buffer"], send_limits)
+    if unasked is not None:
+        log.info("--send-buffer left to the kernel: {why}", why=unasked)
     secondary = SecondaryService(
         reactor=reactor,
         listen=config["listen"],
@@ -195,6 +221,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         advertise=config["advertise"],
         rescanInterval=config["rescan-interval"],
         rateLimit=config["rate-limit"],
+        sendBuffer=send_buffer_request(config["send-buffer"], send_limits),
         heartbeatInterval=config["heartbeat-interval"],
         heartbeatTimeout=config["heartbeat-timeout"],
         idleTimeout=config["idle-timeout"],
