@@ -23,6 +23,7 @@ from typing import Protocol
 
 from automat import TypeMachineBuilder
 
+from redesdl.machines.indexed import indexed
 from redesdl.machines.rules import refuse_the_rest
 from redesdl.protocol.auth import ClusterSecret, is_nonce
 from redesdl.protocol.errors import ProtocolError
@@ -410,4 +411,4 @@ refuse_the_rest(JOINING, MESSAGES, order_too_early)
 refuse_the_rest([registered], MESSAGES, out_of_place)
 refuse_the_rest([*LIVE, refused, closed], EVENTS, ignore)
 
-MACHINE = builder.build()
+MACHINE = indexed(builder.build())

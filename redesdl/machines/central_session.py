@@ -24,6 +24,7 @@ from automat import TypeMachineBuilder
 from twisted.logger import Logger
 
 from redesdl.machines.central_verbs import Central, Connection, peer_name_problem
+from redesdl.machines.indexed import indexed
 from redesdl.machines.rules import refuse_the_rest
 from redesdl.protocol.auth import is_nonce, new_nonce
 from redesdl.protocol.errors import ProtocolError
@@ -624,4 +625,4 @@ refuse_the_rest(CLIENT_STATES, SECONDARY_MESSAGES, forbidden)
 refuse_the_rest([closed], MESSAGE_INPUTS, closing)
 refuse_the_rest(ALL_STATES, EVENT_INPUTS, ignore)
 
-MACHINE = builder.build()
+MACHINE = indexed(builder.build())

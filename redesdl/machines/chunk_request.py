@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from automat import TypeMachineBuilder
 
+from redesdl.machines.indexed import indexed
 from redesdl.machines.rules import refuse_the_rest
 
 #: Every state, with what it means (the generated docs use these lines).
@@ -157,7 +158,7 @@ refuse_the_rest(
 )
 refuse_the_rest([created], [ChunkRequest.header], header_not_awaited)
 
-MACHINE = builder.build()
+MACHINE = indexed(builder.build())
 
 
 def new_request(verbs: SourceVerbs, message: Any) -> ChunkRequest:

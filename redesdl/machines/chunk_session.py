@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from automat import TypeMachineBuilder
 
+from redesdl.machines.indexed import indexed
 from redesdl.machines.rules import refuse_the_rest
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.wire import (
@@ -516,4 +517,4 @@ refuse_the_rest(
     (awaiting_hello, serving, sending, stalled, closing, closed), INPUTS, _ignore
 )
 
-MACHINE = builder.build()
+MACHINE = indexed(builder.build())
