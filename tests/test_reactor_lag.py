@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 
-from redesdl.reactor_lag import STALL, TICK, ReactorLag
+from redesdl.reactor_lag import SECONDARY_TICK, STALL, TICK, ReactorLag
 
 
 def _watching() -> tuple[Clock, ReactorLag]:
@@ -52,3 +55,29 @@ def test_stopping_cancels_the_timer() -> None:
     clock, lag = _watching()
     lag.stopService()
     assert clock.getDelayedCalls() == []
+
+
+def test_a_secondary_wakes_a_tenth_as_often_and_still_sees_a_long_turn() -> None:
+    clock = Clock()
+    lag = ReactorLag(clock, SECONDARY_TICK)
+    lag.startService()
+    wakes = 0
+    while clock.seconds() < 1.0:
+        (due,) = clock.getDelayedCalls()
+        clock.advance(due.getTime() - clock.seconds())
+        wakes += 1
+    assert wakes == round(1.0 / SECONDARY_TICK) == round(0.1 / TICK)
+    assert lag.max_lag == 0
+    clock.advance(SECONDARY_TICK + 0.4)
+    assert abs(lag.max_lag - 0.4) < 1e-9 and lag.stalls == 1
+
+
+def test_each_daemon_watches_at_its_own_pace(tmp_path: Path) -> None:
+    from redesdl.secondary.tap import Options, makeService
+
+    config = Options()
+    config.parseOptions(["--data", str(tmp_path), "--state-dir", str(tmp_path / "s")])
+    clock = MemoryReactorClock()
+    service = makeService(config, clock)
+    (lag,) = [child for child in service if isinstance(child, ReactorLag)]
+    assert lag._tick == SECONDARY_TICK

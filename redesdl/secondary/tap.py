@@ -25,7 +25,7 @@ from redesdl.daemon import (
 from redesdl.endpoints import central_addresses, central_endpoint
 from redesdl.metrics import METRICS_PARAMETER, metrics_service
 from redesdl.protocol.sources import parse_host_port
-from redesdl.reactor_lag import ReactorLag
+from redesdl.reactor_lag import SECONDARY_TICK, ReactorLag
 from redesdl.secondary.console import SecondaryCommands
 from redesdl.secondary.identity import default_name, load_identity
 from redesdl.secondary.index import DataIndex
@@ -237,7 +237,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
             f"redesdl-secondary {secondary.name} console; type 'help'",
             reactor,
         ).setServiceParent(secondary)
-    lag = ReactorLag(reactor)
+    lag = ReactorLag(reactor, SECONDARY_TICK)
     lag.setServiceParent(secondary)
     if config["metrics"] is not None:
         metrics_service(
