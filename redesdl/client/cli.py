@@ -47,6 +47,7 @@ from redesdl.endpoints import central_endpoint
 from redesdl.printable import escape_logs
 from redesdl.tls import TLSConfig, TLSFileError, source_connector
 from redesdl.trace import TRACER
+from redesdl.transfer.allocator import keep_freed_buffers
 from redesdl.transfer.reasons import describe_error
 from redesdl.transfer.result import DownloadResult
 
@@ -473,6 +474,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     # until exit: leave it out of every collection, and out of the one at
     # exit (about 30 ms of a one-shot command's life, here).
     gc.freeze()
+    keep_freed_buffers()
     parser = build_parser()
     args = parser.parse_args(argv)
     from twisted.internet import reactor

@@ -42,6 +42,7 @@ from redesdl.secondary.service import ROLE, SecondaryService
 from redesdl.secondary.stats import SecondaryStats, fresh_secondary_stats
 from redesdl.stats import StatsFile
 from redesdl.trace import TRACER
+from redesdl.transfer.allocator import keep_freed_buffers
 
 log = Logger()
 
@@ -194,6 +195,8 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     secret, tls = load_security(config, ROLE)
     secondary_id, boot = load_identity(state)
     TRACER.enabled = bool(config["trace"])
+    # Replication receives through the client's transfer engine.
+    keep_freed_buffers()
     send_limits = kernel_send_limits()
     unasked = unasked_reason(config["send-buffer"], send_limits)
     if unasked is not None:
