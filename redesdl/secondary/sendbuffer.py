@@ -6,7 +6,7 @@ Python of those wake-ups. Linux grows a TCP send buffer by itself, up to the
 last field of ``net.ipv4.tcp_wmem`` (4 MiB by default), and wakes a writer
 once about half of it is free: about 1 MiB per wake. Asked for 8 MiB, a
 socket takes twice as much per wake, and the secondaries of a download spend
-about a fifth less CPU (figures in docs/architecture.md).
+about 15% less CPU (figures in docs/architecture.md).
 
 Setting C{SO_SNDBUF} turns that growth off for the socket, and the kernel
 caps what is asked at ``net.core.wmem_max`` (and doubles it for its own
