@@ -9,11 +9,21 @@ server sending 256 KiB blocks, 16 copied slices, 16 reads from OpenSSL and
 Receiving, it hands the application each record's plaintext as it comes out
 of OpenSSL: 64 calls of a downloader's C{dataReceived} per MiB.
 
-L{LeanTLSTransport} encrypts every record of a write from slices of one
-memoryview, then reads all the ciphertext out at once and writes it to TCP
-in one call; and it joins the plaintext of the records a socket read
+L{LeanTLSTransport} encrypts a write in one C{SSL_write} where it can, then
+reads all the ciphertext out at once and writes it to TCP in one call; and
+it joins the plaintext of the records a socket read
 brought (up to L{PLAINTEXT_DELIVERY}) before handing it up. The handshake,
 shutdown, errors and producers stay Twisted's.
+
+pyOpenSSL turns on OpenSSL's partial writes for every context, so that
+C{SSL_write} returns after each 16 KiB record: into a memory BIO, which
+never blocks, that only multiplies the calls (16 per 256 KiB block, each a
+Python round trip through pyOpenSSL). L{lean_tls_factory} turns them off
+for servers, whose writes are the chunk bytes: one call per block, and the
+three secondaries of a download spent 0.69 CPU-s/GiB instead of 0.81 here.
+Clients keep pyOpenSSL's setting (their writes are small requests, and a
+client context may be shared by connections already made); their writes
+still work, a record per call.
 
 It replaces private methods of Twisted's class, so L{lean_tls_factory}
 uses it only if that class still has them (a newer Twisted may not); if
@@ -33,8 +43,6 @@ from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-#: The most plaintext one TLS record carries.
-RECORD = 16 * 1024
 #: Bytes read out of OpenSSL per call: a whole 256 KiB block's records.
 CIPHERTEXT_READ = 512 * 1024
 #: Plaintext joined before it goes to the application: a downloader hands
@@ -50,6 +58,9 @@ _RELIES_ON = (
     "_tlsShutdownFinished",
 )
 _FLAGS_READ = ("_aborted", "_lostTLSConnection")
+#: OpenSSL's C{SSL_MODE_ENABLE_PARTIAL_WRITE} (ssl.h), which pyOpenSSL sets
+#: on every context without naming it.
+SSL_MODE_ENABLE_PARTIAL_WRITE = 0x1
 
 
 class LeanTLSTransport(BufferingTLSTransport):
@@ -62,7 +73,7 @@ class LeanTLSTransport(BufferingTLSTransport):
         sent = 0
         while sent < len(view):
             try:
-                sent += self._tlsConnection.send(view[sent : sent + RECORD])
+                sent += self._tlsConnection.send(view[sent:])
             except WantReadError:
                 self._bufferedWrite(bytes(view[sent:]))
                 break
@@ -152,7 +163,10 @@ def lean_tls_factory(
     options: Any, is_client: bool, factory: Factory
 ) -> TLSMemoryBIOFactory:
     """C{factory} behind TLS, with L{LeanTLSTransport} where this Twisted allows."""
+    lean = lean_tls_available()
+    if lean and not is_client:
+        options.getContext().clear_mode(SSL_MODE_ENABLE_PARTIAL_WRITE)
     wrapped = TLSMemoryBIOFactory(options, is_client, factory)
-    if lean_tls_available():
+    if lean:
         wrapped.protocol = LeanTLSTransport
     return wrapped

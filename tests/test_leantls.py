@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
+import pytest
 import pytest_twisted
+from OpenSSL import SSL
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -117,6 +120,26 @@ def test_the_records_of_one_read_reach_the_application_joined(tmp_path: Path) ->
     records = sum(-(-len(piece) // (16 * 1024)) for piece in PIECES)
     assert records > 200
     assert reader.calls <= len(b"".join(PIECES)) // (256 * 1024) + 8
+
+
+def test_a_server_encrypts_each_write_in_one_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sends: list[int] = []
+    send = SSL.Connection.send
+
+    def counted(self: SSL.Connection, data: Any, flags: int = 0) -> int:
+        sent = send(self, data, flags)
+        sends.append(sent)
+        return sent
+
+    monkeypatch.setattr(SSL.Connection, "send", counted)
+    reader, _, pump = pumped(tmp_path / "pki")
+    pump.flush()
+    assert bytes(reader.received) == b"".join(PIECES)
+    # With pyOpenSSL's partial writes, a call per 16 KiB record: over 200.
+    assert sum(sends) == len(b"".join(PIECES))
+    assert len(sends) <= len(PIECES)
 
 
 def test_bytes_before_a_broken_record_arrive_then_the_failure(tmp_path: Path) -> None:
