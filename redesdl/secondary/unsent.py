@@ -36,23 +36,13 @@ def _has_own(layer: Any, name: str) -> bool:
 
 def _layer_counter(layer: Any) -> Callable[[], int] | None:
     """What one layer holds unsent, or None if it holds nothing of its own."""
-    buffered = _has_own(layer, "dataBuffer") and _has_own(layer, "offset")
-    staged = _has_own(layer, "_tempDataLen")
-    if buffered and staged:
-        # Twisted's TCP transport: the one on every plain connection.
+    if all(_has_own(layer, name) for name in ("dataBuffer", "offset", "_tempDataLen")):
+        # Twisted's TCP transport (any FileDescriptor).
         return lambda: len(layer.dataBuffer) - layer.offset + layer._tempDataLen
-    parts: list[Callable[[], int]] = []
-    if buffered:
-        parts.append(lambda: len(layer.dataBuffer) - layer.offset)
-    if staged:
-        parts.append(lambda: layer._tempDataLen)
     if _has_own(layer, "_appSendBuffer"):
-        parts.append(lambda: sum(len(data) for data in layer._appSendBuffer))
-    if not parts:
-        return None
-    if len(parts) == 1:
-        return parts[0]
-    return lambda: sum(part() for part in parts)
+        # Twisted's TLS layer, holding writes until its handshake is done.
+        return lambda: sum(len(data) for data in layer._appSendBuffer)
+    return None
 
 
 def unsent_counter(transport: Any) -> Callable[[], int]:
