@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 import re
 import select
@@ -257,3 +259,60 @@ def test_the_central_counts_no_failure_for_a_local_mistake(
     log = cluster.root / "logs" / "central.log"
     wait_until(lambda: log.exists(), 5, "the central's log")
     assert "already exists" not in log.read_text()
+
+
+def resident_share(path: Path) -> float:
+    """The share of C{path}'s pages in the page cache (Linux's mincore)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    vector = ctypes.create_string_buffer(pages)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert address not in (None, ctypes.c_void_p(-1).value)
+        try:
+            assert libc.mincore(address, size, vector) == 0
+        finally:
+            libc.munmap(address, size)
+    finally:
+        os.close(fd)
+    return sum(byte & 1 for byte in vector.raw) / pages
+
+
+def direct_writes_work_in(folder: Path) -> bool:
+    probe = folder / "probe"
+    probe.write_bytes(b"")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | getattr(os, "O_DIRECT", 0)))
+    except OSError:
+        return False
+    finally:
+        probe.unlink()
+    return hasattr(os, "O_DIRECT")
+
+
+def test_a_download_goes_to_disk_without_filling_the_page_cache(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    if not direct_writes_work_in(tmp_path):
+        pytest.skip("this file system refuses O_DIRECT")
+    target = tmp_path / "clip.mp4"
+    result = cluster.client("get", CLIP, "-o", str(target))
+    assert result.returncode == 0, result.stderr
+    # The last bytes off a block and any endgame duplicate that won go
+    # through the page cache; the rest went straight to disk.
+    share = resident_share(target)
+    assert target.read_bytes() == DATA
+    assert share < 0.5, f"{share:.0%} of the download stayed in the page cache"

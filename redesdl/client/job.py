@@ -233,6 +233,9 @@ class GetJob:
                     if on_verified is None
                     else lambda index: on_verified(download, index)
                 ),
+                # The chunks are verified in memory: nothing reads the copy
+                # the page cache would keep (see redesdl.transfer.directio).
+                directIO=True,
             )
             reporting = self._report_progress(central, self.download)
             try:

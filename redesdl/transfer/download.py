@@ -92,6 +92,7 @@ class Download:
         openSource: OpenSource | None = None,
         copyBudget: int = COPY_BUDGET,
         onVerified: Callable[[int], None] | None = None,
+        directIO: bool = False,
     ) -> None:
         self.info = info
         self.sources = list(sources)
@@ -108,7 +109,7 @@ class Download:
             connect_source=connectSource,
             ticket=ticket,
         )
-        self.store = ChunkStore(destination, self.partPath, overwrite)
+        self.store = ChunkStore(destination, self.partPath, overwrite, directIO)
         self._plan: TransferPlan | None = None
         self._fatal: DownloadError | None = None
         self._fetchers: list[Fetcher] = []

@@ -29,6 +29,7 @@ from twisted.logger import Logger
 
 from redesdl.fsutil import rename_no_replace
 from redesdl.manifest import Manifest
+from redesdl.transfer.directio import DirectFile, StagedWrite
 from redesdl.transfer.errors import (
     ChunkClosedError,
     ChunkCorruptError,
@@ -63,14 +64,24 @@ class ChunkWriter:
     """Write one requested chunk at its offset; safe from a writer thread.
 
     Every write names its chunk and must fit in the bytes not yet received;
-    anything else raises a L{StoreError} and the writer closes for good.
+    anything else raises a L{StoreError} and the writer closes for good. Given
+    a L{DirectFile}, the bytes go to disk through it, around the page cache.
     """
 
-    def __init__(self, fd: int, index: int, offset: int, length: int, expected: str):
+    def __init__(
+        self,
+        fd: int,
+        index: int,
+        offset: int,
+        length: int,
+        expected: str,
+        direct: DirectFile | None = None,
+    ):
         self.index = index
         self.offset = offset
         self.length = length
         self._fd = fd
+        self._staged = None if direct is None else StagedWrite(direct, fd, offset)
         self._expected = expected
         self._hash = hashlib.sha256()
         self._lock = threading.Lock()
@@ -90,6 +101,12 @@ class ChunkWriter:
                     f"{self.length - self.received} left of chunk {self.index}"
                 )
             self._hash.update(data)
+            if self._staged is not None:
+                self._staged.add(data)
+                self.received += len(data)
+                if self.received == self.length:
+                    self._staged.finish()
+                return
             view = memoryview(data)
             while view:
                 written = os.pwrite(self._fd, view, self.offset + self.received)
@@ -109,6 +126,8 @@ class ChunkWriter:
         """Refuse every later write; wait for one in progress to end."""
         with self._lock:
             self.closed = True
+            if self._staged is not None:
+                self._staged.discard()
 
 
 class MemoryCopy:
@@ -206,11 +225,21 @@ class ChunkStore:
 
     log = Logger()
 
-    def __init__(self, destination: str, part_path: str, overwrite: bool) -> None:
+    def __init__(
+        self,
+        destination: str,
+        part_path: str,
+        overwrite: bool,
+        direct_io: bool = False,
+    ) -> None:
         self.destination = destination
         self.path = part_path
         self._overwrite = overwrite
         self._fd: int | None = None
+        #: Whether chunks should go to disk around the page cache.
+        self._direct_io = direct_io
+        #: The .part opened for direct writes, once open and if allowed.
+        self.direct: DirectFile | None = None
         self.manifest: Manifest | None = None
         self._verified: set[int] = set()
         #: The writer each chunk is written through straight to the file.
@@ -289,6 +318,8 @@ class ChunkStore:
                 f"cannot reserve {manifest.size} bytes for {self.path}: {why}"
             ) from None
         self.manifest = manifest
+        if self._direct_io and manifest.size:
+            self.direct = DirectFile.open(self.path, self._fd)
         if rechecking and claimed:
             notice.info(
                 "{part} has no record of its verified chunks; checking its "
@@ -340,7 +371,11 @@ class ChunkStore:
         if previous is not None:
             previous.close()
         assert self._fd is not None
-        writer = ChunkWriter(self._fd, index, *self._chunk(index))
+        offset, length, expected = self._chunk(index)
+        direct = self.direct
+        if direct is not None and not direct.usable:
+            direct = None
+        writer = ChunkWriter(self._fd, index, offset, length, expected, direct)
         self._writers[index] = writer
         return writer
 
@@ -490,6 +525,9 @@ class ChunkStore:
             if self._snapshot == self._verified:
                 # Folded into a durable snapshot: the snapshot alone resumes.
                 remove_journal(self.path)
+        if self.direct is not None:
+            self.direct.close()
+            self.direct = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
