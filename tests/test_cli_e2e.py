@@ -303,13 +303,13 @@ def direct_writes_work_in(folder: Path) -> bool:
     return hasattr(os, "O_DIRECT")
 
 
-def test_a_download_goes_to_disk_without_filling_the_page_cache(
+def test_direct_io_goes_to_disk_without_filling_the_page_cache(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
     if not direct_writes_work_in(tmp_path):
         pytest.skip("this file system refuses O_DIRECT")
     target = tmp_path / "clip.mp4"
-    result = cluster.client("get", CLIP, "-o", str(target))
+    result = cluster.client("get", CLIP, "-o", str(target), "--direct-io")
     assert result.returncode == 0, result.stderr
     # The last bytes off a block and any endgame duplicate that won go
     # through the page cache; the rest went straight to disk.

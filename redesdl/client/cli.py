@@ -164,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="discard what an earlier attempt left in PATH.part and start over",
     )
     get.add_argument(
+        "--direct-io",
+        action="store_true",
+        help="write around the page cache (O_DIRECT, where the file system "
+        "allows): steadier on VMs that give free memory back to their host, "
+        "and the machine's cache is left alone; the file is not cached after",
+    )
+    get.add_argument(
         "--progress-timeout",
         type=float,
         default=10.0,
@@ -306,6 +313,7 @@ async def run_get(
         retryFor=args.retry_for,
         progressTimeout=args.progress_timeout,
         restart=args.restart,
+        directIO=args.direct_io,
         onVerified=streamer.verified if streamer is not None else None,
     )
     progress = None

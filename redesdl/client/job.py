@@ -125,8 +125,10 @@ class GetJob:
         progressTimeout: float = 10.0,
         restart: bool = False,
         onVerified: Callable[[Download, int], None] | None = None,
+        directIO: bool = False,
     ) -> None:
         self._reactor = reactor
+        self._directIO = directIO
         self._access = access
         self._clientName = clientName
         self.name = name
@@ -233,9 +235,7 @@ class GetJob:
                     if on_verified is None
                     else lambda index: on_verified(download, index)
                 ),
-                # The chunks are verified in memory: nothing reads the copy
-                # the page cache would keep (see redesdl.transfer.directio).
-                directIO=True,
+                directIO=self._directIO,
             )
             reporting = self._report_progress(central, self.download)
             try:

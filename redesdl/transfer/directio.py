@@ -1,4 +1,4 @@
-"""A download's chunks go to disk around the page cache, where the file system allows.
+"""``get --direct-io``: a download's chunks go to disk around the page cache.
 
 Why: the client verifies every chunk in memory, so the copy of the file the
 kernel would keep in its page cache is never read back by the download. Going
@@ -7,7 +7,8 @@ later, and the eviction of whatever the user had cached. On a VM that returns
 free memory to its host (free page reporting), those fresh pages are also
 faulted in again by the host: on this project's VM that doubled the client's
 system time in some runs. ``O_DIRECT`` sends the bytes from our buffer to the
-disk instead.
+disk instead, at the price of waiting for the disk on each write (so it is a
+choice, not the default).
 
 ``O_DIRECT`` wants the buffer, the file offset and the length aligned to the
 device's block. Chunks start at multiples of the chunk size, so each chunk's

@@ -26,7 +26,7 @@ from twisted.internet.interfaces import IPushProducer
 
 from redesdl.transfer.buffers import BufferPool
 
-HIGH_WATER = 512 * 1024
+HIGH_WATER = 1024 * 1024
 LOW_WATER = 256 * 1024
 
 
