@@ -16,7 +16,8 @@ untimed warm-up rounds; dirty pages are flushed before every run so that no
 tool pays for another's writeback. The file lies either in a separate copy
 per secondary and per nginx root (the default) or in one file hard-linked
 everywhere (``--hardlink``). ``--secure`` adds redesdl with a cluster secret,
-tickets and mutual TLS on every hop, beside plain redesdl in the same run.
+tickets and mutual TLS on every hop, beside plain redesdl in the same run;
+``--direct-io`` adds plain redesdl writing around the page cache.
 
 How to read it: each row gives medians over the rounds; CPU is in CPU
 seconds per GiB downloaded (lower is better), "servers" being all the server
@@ -31,6 +32,7 @@ wall time counted from when it listens, so not its start-up),
 process start-up; judge them at 1 GiB::
 
     python benchmarks/vs_aria2c.py [--size-mib 1024] [--runs 3] [--hardlink] [--secure]
+                                    [--direct-io]
 
 Setup: it installs Debian's aria2, nginx-light and curl with apt-get if they
 are missing (run it as root, or install them first). Only 127.0.0.1 is used.
@@ -385,10 +387,10 @@ def plain_cluster(root: Path) -> LocalCluster:
     return LocalCluster(root)
 
 
-def redesdl_tool(name: str, cluster: LocalCluster, out: Path) -> Tool:
+def redesdl_tool(name: str, cluster: LocalCluster, out: Path, *options: str) -> Tool:
     return Tool(
         name=name,
-        argv=cluster.client_argv("get", NAME, "-o", str(out / f"{name}.bin")),
+        argv=cluster.client_argv("get", NAME, "-o", str(out / f"{name}.bin"), *options),
         output=out / f"{name}.bin",
         servers=lambda: secondary_pids(cluster),
         env=cluster.client_environment(),
@@ -609,6 +611,12 @@ def parse_arguments() -> argparse.Namespace:
         "on plain HTTP)",
     )
     parser.add_argument(
+        "--direct-io",
+        action="store_true",
+        help="also run plain redesdl with get --direct-io (row redesdl-dio), "
+        "beside its default",
+    )
+    parser.add_argument(
         "--out-dir",
         type=Path,
         help="where the tools write (default: beside the sources); "
@@ -655,6 +663,10 @@ def run(args: argparse.Namespace, work: Path) -> None:
         for cluster in clusters.values():
             cluster.wait_for_sources(NAME, 3, timeout=600)
         tools = [redesdl_tool(n, c, out) for n, c in clusters.items()]
+        if args.direct_io:
+            tools.append(
+                redesdl_tool("redesdl-dio", clusters["redesdl"], out, "--direct-io")
+            )
         tools += [aria2c_tool(mirrors, out), curl_tool(mirrors, out)]
         results = rounds(tools, args.warmup, args.runs)
         for tool in tools:

@@ -1,10 +1,10 @@
 """The redesdl/aria2c/curl benchmark at a tiny size, so it cannot rot unnoticed.
 
 It runs ``benchmarks/vs_aria2c.py`` as a person would (8 MiB, one round, no
-warm-up, with ``--secure`` so that every row is printed) and checks that it
-exits 0, prints every row of both tables and every target, and leaves
-neither processes nor files behind. The figures themselves are not judged:
-at 8 MiB they are mostly process start-up.
+warm-up, with ``--secure`` and ``--direct-io`` so that every row is printed)
+and checks that it exits 0, prints every row of both tables and every
+target, and leaves neither processes nor files behind. The figures
+themselves are not judged: at 8 MiB they are mostly process start-up.
 
 It needs aria2c, nginx and curl: when they are missing it installs them with
 apt-get as the benchmark would (CI runs as root on Debian), and skips, saying
@@ -32,6 +32,7 @@ ROWS = [
     "tool ",
     "redesdl ",
     "redesdl-tls ",
+    "redesdl-dio ",
     "aria2c ",
     "curl ",
     "ratio redesdl/aria2c: wall ",
@@ -95,6 +96,7 @@ def test_tiny_run_prints_every_row_and_cleans_up(tmp_path: Path) -> None:
             "--runs=1",
             "--warmup=0",
             "--secure",
+            "--direct-io",
             f"--work-dir={tmp_path}",
         ],
         timeout=600,
