@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,8 @@ import pytest
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.filepath import FilePath
 
-from redesdl.manifest import build_manifest
+from redesdl import manifest as manifest_module
+from redesdl.manifest import MIN_CHUNK_SIZE, build_manifest
 from redesdl.protocol.errors import ProtocolError
 from redesdl.secondary.index import DataIndex
 
@@ -143,3 +145,33 @@ def test_an_adopted_copy_is_served_only_once_its_own_hash_matches(
         index.lookup("bad.bin", claimed.sha256)
     assert not lying.exists(), "the copy that did not match is set aside"
     assert len(changes) == 1
+
+
+def test_adopting_a_copy_hashes_each_byte_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, state = tmp_path / "data", tmp_path / "state"
+    data.mkdir()
+    state.mkdir()
+    copy = data / "copy.bin"
+    copy.write_bytes(os.urandom(3 * MIN_CHUNK_SIZE + 5))
+    manifest = build_manifest(str(copy), "copy.bin")
+    hashed = []
+    real = hashlib.sha256
+
+    class CountingSha256:
+        def __init__(self) -> None:
+            self._digest = real()
+
+        def update(self, data: bytes) -> None:
+            hashed.append(len(data))
+            self._digest.update(data)
+
+        def hexdigest(self) -> str:
+            return self._digest.hexdigest()
+
+    monkeypatch.setattr(manifest_module.hashlib, "sha256", CountingSha256)
+    index = make_index(data, state, CountingThread())
+    assert adopt(index, manifest, copy)
+    assert sum(hashed) == copy.stat().st_size
+    assert index.lookup("copy.bin", manifest.sha256).path == str(copy)
