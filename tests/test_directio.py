@@ -13,34 +13,24 @@ import os
 from pathlib import Path
 
 import pytest
-from twisted.internet.defer import Deferred
 
-from redesdl.manifest import MIN_CHUNK_SIZE, Manifest, build_manifest
+from redesdl.manifest import MIN_CHUNK_SIZE, Manifest
 from redesdl.transfer import directio
 from redesdl.transfer.directio import ALIGNMENT, DirectFile, StagedWrite
 from redesdl.transfer.store import ChunkStore
+from tests import test_transfer_store as store_tests
 
-#: Three whole chunks and a last one of 100 bytes: a tail off the block.
-SIZE = 3 * MIN_CHUNK_SIZE + 100
+#: The store tests' file: three whole chunks and a last one of 100 bytes, a
+#: tail off the block.
+content = store_tests.content
+SIZE = store_tests.SIZE
 
 #: Pieces of the sizes a socket hands up, none of them a whole block.
 PIECES = [1, 4095, 70001, 5, 65536 + 17]
 
 
-@pytest.fixture
-def content(tmp_path: Path) -> tuple[bytes, Manifest]:
-    data = os.urandom(SIZE)
-    (tmp_path / "original.bin").write_bytes(data)
-    return data, build_manifest(str(tmp_path / "original.bin"), "f.bin")
-
-
 def opened(tmp_path: Path, manifest: Manifest, direct_io: bool = True) -> ChunkStore:
-    target = str(tmp_path / "out.bin")
-    store = ChunkStore(target, target + ".part", False, direct_io)
-    outcome: list[object] = []
-    Deferred.fromCoroutine(store.open(manifest)).addBoth(outcome.append)
-    assert outcome == [[]]
-    return store
+    return store_tests.opened(tmp_path, manifest, direct_io=direct_io)
 
 
 def needs_direct(store: ChunkStore) -> DirectFile:
@@ -48,6 +38,16 @@ def needs_direct(store: ChunkStore) -> DirectFile:
         store.close()
         pytest.skip("this file system refuses O_DIRECT")
     return store.direct
+
+
+@pytest.fixture
+def direct_store(
+    content: tuple[bytes, Manifest], tmp_path: Path
+) -> tuple[bytes, Manifest, ChunkStore, DirectFile]:
+    """The store tests' file, and a store opened for direct writes."""
+    data, manifest = content
+    store = opened(tmp_path, manifest)
+    return data, manifest, store, needs_direct(store)
 
 
 def in_pieces(data: bytes) -> list[bytes]:
@@ -67,6 +67,16 @@ def write_all(store: ChunkStore, data: bytes, manifest: Manifest) -> None:
         for piece in in_pieces(data[offset : offset + length]):
             writer.write(index, piece)
         assert store.verify(writer)
+
+
+def download_whole(
+    store: ChunkStore, data: bytes, manifest: Manifest, tmp_path: Path
+) -> None:
+    """Every chunk in odd pieces, then the rename; the file must be C{data}."""
+    write_all(store, data, manifest)
+    store.finish()
+    store.close()
+    assert (tmp_path / "out.bin").read_bytes() == data
 
 
 class WriteLog:
@@ -96,16 +106,11 @@ class WriteLog:
 
 
 def test_a_download_written_in_odd_pieces_lands_whole_in_aligned_blocks(
-    content, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    direct_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data, manifest = content
+    data, manifest, store, direct = direct_store
     log = WriteLog(monkeypatch)
-    store = opened(tmp_path, manifest)
-    direct = needs_direct(store)
-    write_all(store, data, manifest)
-    store.finish()
-    store.close()
-    assert (tmp_path / "out.bin").read_bytes() == data
+    download_whole(store, data, manifest, tmp_path)
     direct_writes = log.to(direct.fd)
     assert sum(length for _, _, length, _ in direct_writes) == SIZE - 100
     for _, offset, length, address in direct_writes:
@@ -117,11 +122,9 @@ def test_a_download_written_in_odd_pieces_lands_whole_in_aligned_blocks(
 
 
 def test_a_stage_is_reused_and_an_abandoned_chunk_gives_its_stage_back(
-    content, tmp_path: Path
+    direct_store, tmp_path: Path
 ) -> None:
-    data, manifest = content
-    store = opened(tmp_path, manifest)
-    direct = needs_direct(store)
+    data, manifest, store, direct = direct_store
     dropped = store.begin(1)
     dropped.write(1, data[MIN_CHUNK_SIZE : MIN_CHUNK_SIZE + 5000])
     store.abandon(dropped)
@@ -133,17 +136,12 @@ def test_a_stage_is_reused_and_an_abandoned_chunk_gives_its_stage_back(
 
 
 def test_a_refused_direct_write_falls_back_for_the_rest_of_the_download(
-    content, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    direct_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data, manifest = content
+    data, manifest, store, direct = direct_store
     log = WriteLog(monkeypatch)
-    store = opened(tmp_path, manifest)
-    direct = needs_direct(store)
     log.refuse = direct.fd
-    write_all(store, data, manifest)
-    store.finish()
-    store.close()
-    assert (tmp_path / "out.bin").read_bytes() == data
+    download_whole(store, data, manifest, tmp_path)
     assert not direct.usable
     # One refused try; every later chunk went straight to the ordinary path.
     assert len(log.to(direct.fd)) == 1
@@ -163,18 +161,13 @@ def test_a_file_system_without_direct_writes_is_written_the_ordinary_way(
     monkeypatch.setattr(directio.os, "open", refusing_open)
     store = opened(tmp_path, manifest)
     assert store.direct is None
-    write_all(store, data, manifest)
-    store.finish()
-    store.close()
-    assert (tmp_path / "out.bin").read_bytes() == data
+    download_whole(store, data, manifest, tmp_path)
 
 
 def test_a_disk_error_is_raised_not_hidden(
-    content, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    direct_store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data, manifest = content
-    store = opened(tmp_path, manifest)
-    direct = needs_direct(store)
+    data, _, store, direct = direct_store
     real = os.pwrite
 
     def full(fd: int, piece: memoryview, offset: int) -> int:
@@ -197,10 +190,7 @@ def test_replication_and_other_stores_keep_the_page_cache(
     data, manifest = content
     store = opened(tmp_path, manifest, direct_io=False)
     assert store.direct is None
-    write_all(store, data, manifest)
-    store.finish()
-    store.close()
-    assert (tmp_path / "out.bin").read_bytes() == data
+    download_whole(store, data, manifest, tmp_path)
 
 
 def test_a_path_replaced_before_the_second_open_is_not_written(

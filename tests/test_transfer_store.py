@@ -35,9 +35,11 @@ def content(tmp_path: Path) -> tuple[bytes, Manifest]:
     return data, build_manifest(str(tmp_path / "original.bin"), "f.bin")
 
 
-def opened(tmp_path: Path, manifest: Manifest, overwrite: bool = False) -> ChunkStore:
+def opened(
+    tmp_path: Path, manifest: Manifest, overwrite: bool = False, direct_io: bool = False
+) -> ChunkStore:
     target = str(tmp_path / "out.bin")
-    store = ChunkStore(target, target + ".part", overwrite)
+    store = ChunkStore(target, target + ".part", overwrite, direct_io)
     store.check_destination()
     outcome: list[object] = []
     Deferred.fromCoroutine(store.open(manifest)).addBoth(outcome.append)
