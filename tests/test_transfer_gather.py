@@ -13,11 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import StringTransport
 
 from redesdl.transfer.buffers import BufferPool
+from redesdl.transfer.directio import DIRECT_QUEUED_BYTES
 from redesdl.transfer.store import ChunkWriter, MemoryCopy
 from redesdl.transfer.writer import HIGH_WATER, SinkWorker
 
@@ -153,6 +155,36 @@ def test_reading_pauses_over_high_water_and_resumes_once_written() -> None:
     for _ in range(HIGH_WATER // GATHER):
         worker.submit(chunk, memoryview(bytes(GATHER)))
     assert transport.producerState == "paused"
+    gate.set()
+    finish(worker, reactor)
+    assert transport.producerState == "producing"
+
+
+@pytest.mark.parametrize("high_water", [HIGH_WATER, DIRECT_QUEUED_BYTES])
+def test_reading_pauses_past_the_high_water_the_connection_was_given(
+    high_water: int,
+) -> None:
+    reactor = ThreadReactor()
+    transport = StringTransport()
+    worker = SinkWorker(
+        reactor, transport, "test", BufferPool(size=GATHER), high_water=high_water
+    )
+    gate = threading.Event()
+
+    class Stuck:
+        index = 0
+        error = None
+
+        def write(self, index: int, data: memoryview) -> None:
+            gate.wait()
+
+    sink = Stuck()
+    queued = 0
+    while transport.producerState == "producing":
+        worker.submit(sink, memoryview(bytes(GATHER)))
+        queued += GATHER
+    # Paused by the first piece that took the queue past its high water.
+    assert queued == high_water + GATHER
     gate.set()
     finish(worker, reactor)
     assert transport.producerState == "producing"

@@ -26,6 +26,7 @@ from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.sources import SourceAddress
 from redesdl.protocol.wire import Ticket
 from redesdl.tls import plain_endpoint
+from redesdl.transfer.directio import DIRECT_QUEUED_BYTES
 from redesdl.transfer.errors import (
     ChunkCorruptError,
     DiskError,
@@ -47,6 +48,7 @@ from redesdl.transfer.store import (
     ScratchCopy,
     notice,
 )
+from redesdl.transfer.writer import HIGH_WATER
 
 #: Bytes the endgame's duplicates may hold in memory at once, per download
 #: (each holds its whole chunk until it verifies). A duplicate that would go
@@ -108,6 +110,7 @@ class Download:
             progress_timeout=progressTimeout,
             connect_source=connectSource,
             ticket=ticket,
+            queued_bytes=DIRECT_QUEUED_BYTES if directIO else HIGH_WATER,
         )
         self.store = ChunkStore(destination, self.partPath, overwrite, directIO)
         self._plan: TransferPlan | None = None

@@ -19,6 +19,7 @@ from redesdl.protocol.sources import SourceAddress
 from redesdl.protocol.wire import Ticket
 from redesdl.transfer.source import Accept, SourceConnection
 from redesdl.transfer.store import ChunkWriter, MemoryCopy
+from redesdl.transfer.writer import HIGH_WATER
 
 
 class Fetcher(Protocol):
@@ -59,13 +60,15 @@ def tcp_sources(
     progress_timeout: float,
     connect_source: Callable[..., IStreamClientEndpoint],
     ticket: Callable[[], Ticket | None],
+    queued_bytes: int = HIGH_WATER,
 ) -> OpenSource:
-    """Open each source as a L{SourceConnection} through C{connect_source}."""
+    """Open each source as a L{SourceConnection} through C{connect_source};
+    each stops reading while more than C{queued_bytes} wait for its thread."""
 
     def open_source(source: SourceAddress) -> Deferred[Fetcher]:
         endpoint = connect_source(reactor, source.host, source.port, connect_timeout)
         protocol = SourceConnection(
-            client_name, reactor, progress_timeout, source.name, ticket
+            client_name, reactor, progress_timeout, source.name, ticket, queued_bytes
         )
         return connect_protocol(endpoint, protocol)
 

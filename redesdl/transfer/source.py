@@ -40,7 +40,7 @@ from redesdl.transfer.errors import (
     SourceViolationError,
 )
 from redesdl.transfer.store import ChunkWriter, MemoryCopy
-from redesdl.transfer.writer import SinkWorker
+from redesdl.transfer.writer import HIGH_WATER, SinkWorker
 
 #: Bytes asked of each recv() on a source connection.
 RECEIVE_BUFFER = 1024 * 1024
@@ -69,8 +69,10 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         progressTimeout: float = 10.0,
         sourceName: str = "",
         ticket: Callable[[], Ticket | None] = lambda: None,
+        queuedBytes: int = HIGH_WATER,
     ) -> None:
         self._client_name = clientName
+        self._queued_bytes = queuedBytes
         self._ticket = ticket
         self.source_name = sourceName
         self._reactor = reactor
@@ -94,7 +96,12 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self._worker = SinkWorker(self._reactor, self.transport, self._client_name)
+        self._worker = SinkWorker(
+            self._reactor,
+            self.transport,
+            self._client_name,
+            high_water=self._queued_bytes,
+        )
         # Read up to 1 MiB per recv (Twisted's default is 64 KiB): fewer
         # system calls and Python round trips per byte, and more pieces large
         # enough to reach the writer thread uncopied. (256 KiB reads held

@@ -49,8 +49,11 @@ class SinkWorker:
         transport: IPushProducer,
         name: str,
         pool: BufferPool | None = None,
+        high_water: int = HIGH_WATER,
     ) -> None:
         self._reactor = reactor
+        #: Bytes queued for the thread past which the connection stops reading.
+        self._high_water = high_water
         self._transport = transport
         self._queue: SimpleQueue[tuple[Any, Any, bytearray | None]] = SimpleQueue()
         self._lock = threading.Lock()
@@ -119,7 +122,7 @@ class SinkWorker:
         self.handoffs += 1
         with self._lock:
             self._queued += len(piece)
-            pause = not self._paused and self._queued > HIGH_WATER
+            pause = not self._paused and self._queued > self._high_water
             self._paused = self._paused or pause
         if pause:
             self._transport.pauseProducing()
