@@ -9,9 +9,9 @@ in arrival order (a chunk's hash must see its bytes in order).
 Pieces smaller than a gather buffer (L{redesdl.transfer.buffers}) are copied
 into one and handed over when it is full or the chunk ends, so a TLS stream's
 16 KiB records cost one thread hand-off per 256 KiB, not one each; a piece at
-least that large goes over as it is, uncopied. When more than L{HIGH_WATER}
-bytes wait, the connection stops reading until the thread catches up, so
-memory stays bounded whatever the disk speed.
+least that large goes over as it is, uncopied. When more than its high water
+(L{HIGH_WATER} unless told otherwise) waits, the connection stops reading
+until the thread catches up, so memory stays bounded whatever the disk speed.
 """
 
 from __future__ import annotations
