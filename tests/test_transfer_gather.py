@@ -135,22 +135,25 @@ def test_large_pieces_after_a_small_one_still_go_over_uncopied() -> None:
     assert worker.handoffs == 5
 
 
+class Stuck:
+    """A sink that holds the writer thread until the test opens C{gate}."""
+
+    index = 0
+    error = None
+
+    def __init__(self, gate: threading.Event) -> None:
+        self._gate = gate
+
+    def write(self, index: int, data: memoryview) -> None:
+        self._gate.wait()
+
+
 def test_reading_pauses_over_high_water_and_resumes_once_written() -> None:
     reactor = ThreadReactor()
     transport = StringTransport()
     worker = SinkWorker(reactor, transport, "test", BufferPool(size=GATHER))
     gate = threading.Event()
-
-    class Stuck:
-        """Holds the thread until the test opens the gate."""
-
-        index = 0
-        error = None
-
-        def write(self, index: int, data: memoryview) -> None:
-            gate.wait()
-
-    worker.submit(Stuck(), memoryview(bytes(GATHER)))
+    worker.submit(Stuck(gate), memoryview(bytes(GATHER)))
     chunk = MemoryCopy(0, HIGH_WATER, "")
     for _ in range(HIGH_WATER // GATHER):
         worker.submit(chunk, memoryview(bytes(GATHER)))
@@ -170,15 +173,7 @@ def test_reading_pauses_past_the_high_water_the_connection_was_given(
         reactor, transport, "test", BufferPool(size=GATHER), high_water=high_water
     )
     gate = threading.Event()
-
-    class Stuck:
-        index = 0
-        error = None
-
-        def write(self, index: int, data: memoryview) -> None:
-            gate.wait()
-
-    sink = Stuck()
+    sink = Stuck(gate)
     queued = 0
     while transport.producerState == "producing":
         worker.submit(sink, memoryview(bytes(GATHER)))
