@@ -10,6 +10,15 @@ import errno
 import os
 
 
+def write_fully(fd: int, data: memoryview | bytes, at: int) -> None:
+    """C{os.pwrite} until all of C{data} is written at offset C{at}."""
+    piece = memoryview(data)
+    while piece:
+        written = os.pwrite(fd, piece, at)
+        at += written
+        piece = piece[written:]
+
+
 def fsync_directory(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -30,6 +30,8 @@ import threading
 
 from twisted.logger import Logger
 
+from redesdl.fsutil import write_fully
+
 #: What offsets and lengths of direct writes are multiples of (a page: enough
 #: for every common disk; a device that wants more answers EINVAL).
 ALIGNMENT = 4096
@@ -64,8 +66,9 @@ class DirectFile:
         self.stage_size = stage_size
         self.usable = True
         self._lock = threading.Lock()
-        self._free: list[tuple[mmap.mmap, memoryview]] = []
-        self._all: list[tuple[mmap.mmap, memoryview]] = []
+        #: Every stage's memory, by the id of the view handed out on it.
+        self._areas: dict[int, mmap.mmap] = {}
+        self._free: list[memoryview] = []
 
     @classmethod
     def open(
@@ -95,25 +98,22 @@ class DirectFile:
     @property
     def stages(self) -> int:
         """Stages allocated so far: as many as chunks were written at once."""
-        return len(self._all)
+        return len(self._areas)
 
     def take(self) -> memoryview:
         with self._lock:
             if self._free:
-                return self._free.pop()[1]
+                return self._free.pop()
             area = mmap.mmap(
                 -1, self.stage_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
             )
-            pair = (area, memoryview(area))
-            self._all.append(pair)
-            return pair[1]
+            stage = memoryview(area)
+            self._areas[id(stage)] = area
+            return stage
 
     def give(self, stage: memoryview) -> None:
         with self._lock:
-            for pair in self._all:
-                if pair[1] is stage:
-                    self._free.append(pair)
-                    return
+            self._free.append(stage)
 
     def refused(self, error: OSError) -> None:
         """A direct write failed with C{error}: write normally from now on."""
@@ -131,12 +131,13 @@ class DirectFile:
         with contextlib.suppress(OSError):
             os.close(self.fd)
         with self._lock:
-            for area, view in self._all:
+            for stage in self._free:
+                area = self._areas[id(stage)]
                 # A slice still alive somewhere keeps its stage until collected.
                 with contextlib.suppress(BufferError):
-                    view.release()
+                    stage.release()
                     area.close()
-            self._all.clear()
+            self._areas.clear()
             self._free.clear()
 
 
@@ -169,17 +170,15 @@ class StagedWrite:
                 self._write(self._staged)
 
     def finish(self) -> None:
-        """Write what is staged (whole blocks directly, the rest normally)
-        and give the stage back."""
+        """Write what is staged (whole blocks directly, the bytes after the
+        last whole block normally) and give the stage back."""
         if self._stage is None:
             return
         whole = self._staged - self._staged % ALIGNMENT
-        if whole:
-            self._write(whole)
-        if self._staged:
-            self._write_buffered(self._stage[: self._staged])
-            self._at += self._staged
-            self._staged = 0
+        write_fully(
+            self._buffered_fd, self._stage[whole : self._staged], self._at + whole
+        )
+        self._write(whole)
         self.discard()
 
     def discard(self) -> None:
@@ -191,7 +190,7 @@ class StagedWrite:
             self._staged = 0
 
     def _write(self, length: int) -> None:
-        """Write the stage's first C{length} bytes and keep the rest staged."""
+        """Write the stage's first C{length} bytes; the stage is then empty."""
         assert self._stage is not None
         piece = self._stage[:length]
         done = 0
@@ -204,17 +203,6 @@ class StagedWrite:
                 self._target.refused(e)
             if done % ALIGNMENT:
                 break  # a short write off the block: the rest goes normally
-        if done < length:
-            self._write_buffered(piece[done:], self._at + done)
+        write_fully(self._buffered_fd, piece[done:], self._at + done)
         self._at += length
-        rest = self._staged - length
-        if rest:
-            self._stage[:rest] = self._stage[length : self._staged]
-        self._staged = rest
-
-    def _write_buffered(self, piece: memoryview, at: int | None = None) -> None:
-        at = self._at if at is None else at
-        while piece:
-            written = os.pwrite(self._buffered_fd, piece, at)
-            at += written
-            piece = piece[written:]
+        self._staged = 0

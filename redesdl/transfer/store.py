@@ -27,7 +27,7 @@ import threading
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
-from redesdl.fsutil import rename_no_replace
+from redesdl.fsutil import rename_no_replace, write_fully
 from redesdl.manifest import Manifest
 from redesdl.transfer.directio import DirectFile, StagedWrite
 from redesdl.transfer.errors import (
@@ -214,10 +214,8 @@ def copy_range(source: int, target: int, offset: int, length: int) -> None:
         )
         if not piece:
             raise OSError(errno.EIO, "the scratch file ended early")
-        while piece:
-            written = os.pwrite(target, piece, offset + done)
-            done += written
-            piece = piece[written:]
+        write_fully(target, piece, offset + done)
+        done += len(piece)
 
 
 class ChunkStore:
@@ -438,7 +436,7 @@ class ChunkStore:
             assert self._fd is not None
             try:
                 if isinstance(writer, MemoryCopy):
-                    os.pwrite(self._fd, writer.data, offset)
+                    write_fully(self._fd, writer.data, offset)
                 else:
                     assert self._scratch_fd is not None
                     copy_range(self._scratch_fd, self._fd, offset, length)
