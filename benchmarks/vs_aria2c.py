@@ -17,7 +17,9 @@ tool pays for another's writeback. The file lies either in a separate copy
 per secondary and per nginx root (the default) or in one file hard-linked
 everywhere (``--hardlink``). ``--secure`` adds redesdl with a cluster secret,
 tickets and mutual TLS on every hop, beside plain redesdl in the same run;
-``--direct-io`` adds plain redesdl writing around the page cache.
+``--write-ways`` adds plain redesdl writing every chunk around the page cache
+(``get --direct-io``) and every chunk through it (``--no-direct-io``), beside
+its default, which chooses as it goes.
 
 How to read it: each row gives medians over the rounds; CPU is in CPU
 seconds per GiB downloaded (lower is better), "servers" being all the server
@@ -32,7 +34,7 @@ wall time counted from when it listens, so not its start-up),
 process start-up; judge them at 1 GiB::
 
     python benchmarks/vs_aria2c.py [--size-mib 1024] [--runs 3] [--hardlink] [--secure]
-                                    [--direct-io]
+                                    [--write-ways]
 
 Setup: it installs Debian's aria2, nginx-light and curl with apt-get if they
 are missing (run it as root, or install them first). Only 127.0.0.1 is used.
@@ -611,10 +613,10 @@ def parse_arguments() -> argparse.Namespace:
         "on plain HTTP)",
     )
     parser.add_argument(
-        "--direct-io",
+        "--write-ways",
         action="store_true",
-        help="also run plain redesdl with get --direct-io (row redesdl-dio), "
-        "beside its default",
+        help="also run plain redesdl with get --direct-io (row redesdl-dio) "
+        "and --no-direct-io (row redesdl-cached), beside its default",
     )
     parser.add_argument(
         "--out-dir",
@@ -663,10 +665,10 @@ def run(args: argparse.Namespace, work: Path) -> None:
         for cluster in clusters.values():
             cluster.wait_for_sources(NAME, 3, timeout=600)
         tools = [redesdl_tool(n, c, out) for n, c in clusters.items()]
-        if args.direct_io:
-            tools.append(
-                redesdl_tool("redesdl-dio", clusters["redesdl"], out, "--direct-io")
-            )
+        if args.write_ways:
+            plain = clusters["redesdl"]
+            tools.append(redesdl_tool("redesdl-dio", plain, out, "--direct-io"))
+            tools.append(redesdl_tool("redesdl-cached", plain, out, "--no-direct-io"))
         tools += [aria2c_tool(mirrors, out), curl_tool(mirrors, out)]
         results = rounds(tools, args.warmup, args.runs)
         for tool in tools:

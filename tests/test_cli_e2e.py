@@ -316,3 +316,14 @@ def test_direct_io_goes_to_disk_without_filling_the_page_cache(
     share = resident_share(target)
     assert target.read_bytes() == DATA
     assert share < 0.5, f"{share:.0%} of the download stayed in the page cache"
+
+
+def test_no_direct_io_leaves_the_download_in_the_page_cache(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    target = tmp_path / "clip.mp4"
+    result = cluster.client("get", CLIP, "-o", str(target), "--no-direct-io")
+    assert result.returncode == 0, result.stderr
+    share = resident_share(target)
+    assert target.read_bytes() == DATA
+    assert share > 0.5, f"only {share:.0%} of the download is in the page cache"

@@ -18,6 +18,7 @@ from redesdl.manifest import MIN_CHUNK_SIZE, Manifest
 from redesdl.transfer import directio
 from redesdl.transfer.directio import ALIGNMENT, DirectFile, StagedWrite
 from redesdl.transfer.store import ChunkStore
+from redesdl.transfer.writeroute import Route, WriteRouter
 from tests import test_transfer_store as store_tests
 
 #: The store tests' file: three whole chunks and a last one of 100 bytes, a
@@ -29,7 +30,9 @@ SIZE = store_tests.SIZE
 PIECES = [1, 4095, 70001, 5, 65536 + 17]
 
 
-def opened(tmp_path: Path, manifest: Manifest, direct_io: bool = True) -> ChunkStore:
+def opened(
+    tmp_path: Path, manifest: Manifest, direct_io: bool | None = True
+) -> ChunkStore:
     return store_tests.opened(tmp_path, manifest, direct_io=direct_io)
 
 
@@ -248,3 +251,41 @@ def test_stages_are_page_aligned(tmp_path: Path) -> None:
     finally:
         direct.close()
         os.close(fd)
+
+
+def test_by_default_each_stage_goes_the_way_the_router_chooses(
+    content, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, manifest = content
+    store = opened(tmp_path, manifest, direct_io=None)
+    direct = needs_direct(store)
+    # The cache measured ten times cheaper; one stage in two probes direct.
+    store.router = WriteRouter(probe_every=2)
+    store.router.record(Route.DIRECT, 2**20, 0.010)
+    store.router.record(Route.CACHED, 2**20, 0.001)
+    log = WriteLog(monkeypatch)
+    download_whole(store, data, manifest, tmp_path)
+    # One stage per chunk: 0 and 2 through the cache, 1 around it.
+    assert [(o, n) for _, o, n, _ in log.to(direct.fd)] == [
+        (MIN_CHUNK_SIZE, MIN_CHUNK_SIZE)
+    ]
+    assert [(o, n) for fd, o, n, _ in log.calls if fd != direct.fd] == [
+        (0, MIN_CHUNK_SIZE),
+        (2 * MIN_CHUNK_SIZE, MIN_CHUNK_SIZE),
+        (SIZE - 100, 100),
+    ]
+
+
+def test_by_default_both_ways_are_measured_from_the_first_stages(
+    content, tmp_path: Path
+) -> None:
+    data, manifest = content
+    store = opened(tmp_path, manifest, direct_io=None)
+    needs_direct(store)
+    router = store.router
+    assert router is not None
+    download_whole(store, data, manifest, tmp_path)
+    # The first stage went around the cache, the second through it.
+    assert router.written(Route.DIRECT) >= MIN_CHUNK_SIZE
+    assert router.written(Route.CACHED) >= MIN_CHUNK_SIZE
+    assert router.written(Route.DIRECT) + router.written(Route.CACHED) == SIZE - 100

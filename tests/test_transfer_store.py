@@ -36,7 +36,10 @@ def content(tmp_path: Path) -> tuple[bytes, Manifest]:
 
 
 def opened(
-    tmp_path: Path, manifest: Manifest, overwrite: bool = False, direct_io: bool = False
+    tmp_path: Path,
+    manifest: Manifest,
+    overwrite: bool = False,
+    direct_io: bool | None = False,
 ) -> ChunkStore:
     target = str(tmp_path / "out.bin")
     store = ChunkStore(target, target + ".part", overwrite, direct_io)

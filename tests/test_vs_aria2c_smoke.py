@@ -1,7 +1,7 @@
 """The redesdl/aria2c/curl benchmark at a tiny size, so it cannot rot unnoticed.
 
 It runs ``benchmarks/vs_aria2c.py`` as a person would (8 MiB, one round, no
-warm-up, with ``--secure`` and ``--direct-io`` so that every row is printed)
+warm-up, with ``--secure`` and ``--write-ways`` so that every row is printed)
 and checks that it exits 0, prints every row of both tables and every
 target, and leaves neither processes nor files behind. The figures
 themselves are not judged: at 8 MiB they are mostly process start-up.
@@ -33,6 +33,7 @@ ROWS = [
     "redesdl ",
     "redesdl-tls ",
     "redesdl-dio ",
+    "redesdl-cached ",
     "aria2c ",
     "curl ",
     "ratio redesdl/aria2c: wall ",
@@ -96,7 +97,7 @@ def test_tiny_run_prints_every_row_and_cleans_up(tmp_path: Path) -> None:
             "--runs=1",
             "--warmup=0",
             "--secure",
-            "--direct-io",
+            "--write-ways",
             f"--work-dir={tmp_path}",
         ],
         timeout=600,

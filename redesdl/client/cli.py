@@ -165,10 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     get.add_argument(
         "--direct-io",
-        action="store_true",
-        help="write around the page cache (O_DIRECT, where the file system "
-        "allows): steadier on VMs that give free memory back to their host, "
-        "and the machine's cache is left alone; the file is not cached after",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write every chunk around the page cache (O_DIRECT, where the file "
+        "system allows; the file is not cached after), or with --no-direct-io "
+        "every chunk through it [default: each chunk the way whose writes "
+        "cost less so far]",
     )
     get.add_argument(
         "--progress-timeout",

@@ -125,7 +125,7 @@ class GetJob:
         progressTimeout: float = 10.0,
         restart: bool = False,
         onVerified: Callable[[Download, int], None] | None = None,
-        directIO: bool = False,
+        directIO: bool | None = None,
     ) -> None:
         self._reactor = reactor
         self._directIO = directIO

@@ -1,4 +1,4 @@
-"""``get --direct-io``: a download's chunks go to disk around the page cache.
+"""A download's chunks going to disk around the page cache.
 
 Why: the client verifies every chunk in memory, so the copy of the file the
 kernel would keep in its page cache is never read back by the download. Going
@@ -7,17 +7,18 @@ later, and the eviction of whatever the user had cached. On a VM that returns
 free memory to its host (free page reporting), those fresh pages are also
 faulted in again by the host: on this project's VM that doubled the client's
 system time in some runs. ``O_DIRECT`` sends the bytes from our buffer to the
-disk instead, at the price of waiting for the disk on each write (so it is a
-choice, not the default).
+disk instead, at the price of waiting for the disk on each write; so each
+stage goes the way a L{redesdl.transfer.writeroute.WriteRouter} measured to
+cost less, unless ``get --direct-io`` or ``--no-direct-io`` fixed it.
 
 ``O_DIRECT`` wants the buffer, the file offset and the length aligned to the
 device's block. Chunks start at multiples of the chunk size, so each chunk's
 bytes are gathered in a page-aligned stage (anonymous ``mmap``, reused from a
-pool) and written a whole stage at a time; the last bytes of a file that do not
-fill a block go through the ordinary descriptor. Where the file system refuses
-``O_DIRECT`` (at open, or ``EINVAL`` on a write) the rest of the download is
-written the ordinary way. Replication keeps the page cache: a secondary serves
-what it copied.
+pool) and written a whole stage at a time, directly or through the ordinary
+descriptor; the last bytes of a file that do not fill a block go through the
+ordinary descriptor. Where the file system refuses ``O_DIRECT`` (at open, or
+``EINVAL`` on a write) the rest of the download is written the ordinary way.
+Replication keeps the page cache: a secondary serves what it copied.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ import errno
 import mmap
 import os
 import threading
+import time
 
 from twisted.logger import Logger
 
 from redesdl.fsutil import write_fully
+from redesdl.transfer.writeroute import Route, WriteRouter
 
 #: What offsets and lengths of direct writes are multiples of (a page: enough
 #: for every common disk; a device that wants more answers EINVAL).
@@ -148,9 +151,17 @@ class StagedWrite:
     its own lock.
     """
 
-    def __init__(self, target: DirectFile, buffered_fd: int, offset: int) -> None:
+    def __init__(
+        self,
+        target: DirectFile,
+        buffered_fd: int,
+        offset: int,
+        router: WriteRouter | None = None,
+    ) -> None:
         self._target = target
         self._buffered_fd = buffered_fd
+        #: Chooses each stage's way to disk, if not always around the cache.
+        self._router = router
         #: Where the stage's first byte goes.
         self._at = offset
         self._stage: memoryview | None = None
@@ -192,9 +203,26 @@ class StagedWrite:
     def _write(self, length: int) -> None:
         """Write the stage's first C{length} bytes; the stage is then empty."""
         assert self._stage is not None
-        piece = self._stage[:length]
+        if not length:
+            return
+        router = self._router
+        route = Route.DIRECT if router is None else router.choose()
+        started = time.perf_counter()
+        self._write_by(route, self._stage[:length])
+        if router is not None:
+            router.record(route, length, time.perf_counter() - started)
+        self._at += length
+        self._staged = 0
+
+    def _write_by(self, route: Route, piece: memoryview) -> None:
+        length = len(piece)
         done = 0
-        while done < length and self._target.usable and self._at % ALIGNMENT == 0:
+        while (
+            route is Route.DIRECT
+            and done < length
+            and self._target.usable
+            and self._at % ALIGNMENT == 0
+        ):
             try:
                 done += os.pwrite(self._target.fd, piece[done:], self._at + done)
             except OSError as e:
@@ -204,5 +232,3 @@ class StagedWrite:
             if done % ALIGNMENT:
                 break  # a short write off the block: the rest goes normally
         write_fully(self._buffered_fd, piece[done:], self._at + done)
-        self._at += length
-        self._staged = 0

@@ -94,7 +94,7 @@ class Download:
         openSource: OpenSource | None = None,
         copyBudget: int = COPY_BUDGET,
         onVerified: Callable[[int], None] | None = None,
-        directIO: bool = False,
+        directIO: bool | None = False,
     ) -> None:
         self.info = info
         self.sources = list(sources)
@@ -110,7 +110,7 @@ class Download:
             progress_timeout=progressTimeout,
             connect_source=connectSource,
             ticket=ticket,
-            queued_bytes=DIRECT_QUEUED_BYTES if directIO else HIGH_WATER,
+            queued_bytes=HIGH_WATER if directIO is False else DIRECT_QUEUED_BYTES,
         )
         self.store = ChunkStore(destination, self.partPath, overwrite, directIO)
         self._plan: TransferPlan | None = None

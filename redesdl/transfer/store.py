@@ -46,6 +46,7 @@ from redesdl.transfer.resume import (
     still_valid,
 )
 from redesdl.transfer.writeback import start_writeback
+from redesdl.transfer.writeroute import WriteRouter
 
 #: The SHA-256 of no bytes at all: the only valid hash of an empty file.
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -65,7 +66,8 @@ class ChunkWriter:
 
     Every write names its chunk and must fit in the bytes not yet received;
     anything else raises a L{StoreError} and the writer closes for good. Given
-    a L{DirectFile}, the bytes go to disk through it, around the page cache.
+    a L{DirectFile}, the bytes are staged and each stage goes to disk around
+    the page cache, or the way C{router} chooses if there is one.
     """
 
     def __init__(
@@ -76,12 +78,15 @@ class ChunkWriter:
         length: int,
         expected: str,
         direct: DirectFile | None = None,
+        router: WriteRouter | None = None,
     ):
         self.index = index
         self.offset = offset
         self.length = length
         self._fd = fd
-        self._staged = None if direct is None else StagedWrite(direct, fd, offset)
+        self._staged = (
+            None if direct is None else StagedWrite(direct, fd, offset, router)
+        )
         self._expected = expected
         self._hash = hashlib.sha256()
         self._lock = threading.Lock()
@@ -228,14 +233,16 @@ class ChunkStore:
         destination: str,
         part_path: str,
         overwrite: bool,
-        direct_io: bool = False,
+        direct_io: bool | None = False,
     ) -> None:
         self.destination = destination
         self.path = part_path
         self._overwrite = overwrite
         self._fd: int | None = None
-        #: Whether chunks should go to disk around the page cache.
+        #: Whether chunks go to disk around the page cache: always (True),
+        #: never (False), or each stage the way L{router} chooses (None).
         self._direct_io = direct_io
+        self.router = WriteRouter() if direct_io is None else None
         #: The .part opened for direct writes, once open and if allowed.
         self.direct: DirectFile | None = None
         self.manifest: Manifest | None = None
@@ -316,7 +323,7 @@ class ChunkStore:
                 f"cannot reserve {manifest.size} bytes for {self.path}: {why}"
             ) from None
         self.manifest = manifest
-        if self._direct_io and manifest.size:
+        if self._direct_io is not False and manifest.size:
             self.direct = DirectFile.open(self.path, self._fd)
         if rechecking and claimed:
             notice.info(
@@ -373,7 +380,9 @@ class ChunkStore:
         direct = self.direct
         if direct is not None and not direct.usable:
             direct = None
-        writer = ChunkWriter(self._fd, index, offset, length, expected, direct)
+        writer = ChunkWriter(
+            self._fd, index, offset, length, expected, direct, self.router
+        )
         self._writers[index] = writer
         return writer
 
@@ -510,6 +519,10 @@ class ChunkStore:
             self._journal.close()
             self._journal = None
         remove_state(self.path)
+        if self.router is not None and self.direct is not None:
+            self.log.info(
+                "{path}: {routes}", path=self.destination, routes=self.router.summary()
+            )
 
     def close(self) -> None:
         for writer in [*self._writers.values(), *self._scratch_copies]:
