@@ -509,13 +509,13 @@ def total_cpu(samples: list[Sample]) -> float:
 def print_table(results: dict[str, list[Sample]], mib: float) -> None:
     gib = mib / 1024
     print(
-        f"{'tool':12} {'wall s':>8} {'MiB/s':>7} {'client CPU-s/GiB':>17}"
+        f"{'tool':14} {'wall s':>8} {'MiB/s':>7} {'client CPU-s/GiB':>17}"
         f" {'servers CPU-s/GiB':>18} {'total CPU-s/GiB':>16} {'peak RSS MiB':>13}"
     )
     for name, samples in results.items():
         m = medians(samples)
         print(
-            f"{name:12} {m.wall:8.2f} {mib / m.wall:7.0f} {m.client_cpu / gib:17.2f}"
+            f"{name:14} {m.wall:8.2f} {mib / m.wall:7.0f} {m.client_cpu / gib:17.2f}"
             f" {m.servers_cpu / gib:18.2f} {total_cpu(samples) / gib:16.2f}"
             f" {m.rss_mib:13.0f}"
         )
@@ -575,11 +575,11 @@ def print_replication(samples: list[Sample], mib: float) -> None:
     gib = mib / 1024
     m = medians(samples)
     print(
-        f"{'copy':12} {'wall s':>8} {'MiB/s':>7} {'copier CPU-s/GiB':>17}"
+        f"{'copy':14} {'wall s':>8} {'MiB/s':>7} {'copier CPU-s/GiB':>17}"
         f" {'peers CPU-s/GiB':>18} {'total CPU-s/GiB':>16}"
     )
     print(
-        f"{'replication':12} {m.wall:8.2f} {mib / m.wall:7.0f}"
+        f"{'replication':14} {m.wall:8.2f} {mib / m.wall:7.0f}"
         f" {m.client_cpu / gib:17.2f} {m.servers_cpu / gib:18.2f}"
         f" {total_cpu(samples) / gib:16.2f}"
     )

@@ -13,13 +13,16 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from redesdl.manifest import MIN_CHUNK_SIZE, Manifest
 from redesdl.transfer import directio
 from redesdl.transfer.directio import ALIGNMENT, DirectFile, StagedWrite
-from redesdl.transfer.store import ChunkStore
+from redesdl.transfer.store import ChunkStore, ChunkWriter
 from redesdl.transfer.writeroute import Route, WriteRouter
 from tests import test_transfer_store as store_tests
+from tests.test_transfer_store import chunk
 
 #: The store tests' file: three whole chunks and a last one of 100 bytes, a
 #: tail off the block.
@@ -253,39 +256,119 @@ def test_stages_are_page_aligned(tmp_path: Path) -> None:
         os.close(fd)
 
 
-def test_by_default_each_stage_goes_the_way_the_router_chooses(
+def test_by_default_chunks_go_through_the_page_cache_while_it_is_cheap(
     content, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data, manifest = content
     store = opened(tmp_path, manifest, direct_io=None)
     direct = needs_direct(store)
-    # The cache measured ten times cheaper; one stage in two probes direct.
-    store.router = WriteRouter(probe_every=2)
-    store.router.record(Route.DIRECT, 2**20, 0.010)
-    store.router.record(Route.CACHED, 2**20, 0.001)
+    router = store.router
+    assert router is not None
     log = WriteLog(monkeypatch)
     download_whole(store, data, manifest, tmp_path)
-    # One stage per chunk: 0 and 2 through the cache, 1 around it.
-    assert [(o, n) for _, o, n, _ in log.to(direct.fd)] == [
-        (MIN_CHUNK_SIZE, MIN_CHUNK_SIZE)
-    ]
-    assert [(o, n) for fd, o, n, _ in log.calls if fd != direct.fd] == [
-        (0, MIN_CHUNK_SIZE),
-        (2 * MIN_CHUNK_SIZE, MIN_CHUNK_SIZE),
-        (SIZE - 100, 100),
-    ]
+    assert log.to(direct.fd) == []
+    assert router.written(Route.CACHED) == SIZE
+    assert direct.stages == 0
 
 
-def test_by_default_both_ways_are_measured_from_the_first_stages(
-    content, tmp_path: Path
+def test_a_download_leaves_the_cache_at_the_next_block_once_it_proves_dear(
+    content, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data, manifest = content
     store = opened(tmp_path, manifest, direct_io=None)
-    needs_direct(store)
+    direct = needs_direct(store)
     router = store.router
     assert router is not None
-    download_whole(store, data, manifest, tmp_path)
-    # The first stage went around the cache, the second through it.
-    assert router.written(Route.DIRECT) >= MIN_CHUNK_SIZE
-    assert router.written(Route.CACHED) >= MIN_CHUNK_SIZE
-    assert router.written(Route.DIRECT) + router.written(Route.CACHED) == SIZE - 100
+    log = WriteLog(monkeypatch)
+    first = store.begin(0)
+    first.write(0, data[:5000])
+    # As if the host had been faulting in every page: 8 MiB cost 1 CPU-s.
+    router.record(Route.CACHED, 8 * 2**20, 1.0)
+    first.write(0, data[5000:MIN_CHUNK_SIZE])
+    assert store.verify(first)
+    for index in range(1, len(manifest.chunk_hashes)):
+        writer = store.begin(index)
+        for piece in in_pieces(chunk(data, manifest, index)):
+            writer.write(index, piece)
+        assert store.verify(writer)
+    store.finish()
+    store.close()
+    assert (tmp_path / "out.bin").read_bytes() == data
+    # Up to the next block through the cache, then around it; the tail of
+    # the file, off a block, through the cache again.
+    assert [(o, n) for fd, o, n, _ in log.calls if fd != direct.fd] == [
+        (0, 5000),
+        (5000, 2 * ALIGNMENT - 5000),
+        (SIZE - 100, 100),
+    ]
+    assert [(o, n) for _, o, n, _ in log.to(direct.fd)] == [
+        (2 * ALIGNMENT, MIN_CHUNK_SIZE - 2 * ALIGNMENT),
+        (MIN_CHUNK_SIZE, MIN_CHUNK_SIZE),
+        (2 * MIN_CHUNK_SIZE, MIN_CHUNK_SIZE),
+    ]
+    assert router.written(Route.DIRECT) == 3 * MIN_CHUNK_SIZE - 2 * ALIGNMENT
+
+
+class Switch(WriteRouter):
+    """A router told when to leave the cache, whatever the writes cost."""
+
+    turned = False
+
+    def chunk_route(self) -> Route:
+        return Route.DIRECT if self.turned else Route.CACHED
+
+
+@given(
+    pieces=st.lists(st.integers(1, 3 * ALIGNMENT), min_size=1, max_size=40),
+    switch_after=st.integers(0, 40),
+)
+@settings(max_examples=60, deadline=None)
+def test_a_chunk_switched_at_any_piece_lands_whole_in_aligned_direct_writes(
+    tmp_path_factory: pytest.TempPathFactory, pieces: list[int], switch_after: int
+) -> None:
+    folder = tmp_path_factory.mktemp("switch")
+    data = os.urandom(sum(pieces))
+    path = folder / "f"
+    path.write_bytes(bytes(len(data)))
+    fd = os.open(path, os.O_RDWR)
+    direct = DirectFile.open(str(path), fd, stage_size=4 * ALIGNMENT)
+    if direct is None:
+        os.close(fd)
+        pytest.skip("this file system refuses O_DIRECT")
+    router = Switch()
+    writer = ChunkWriter(fd, 0, 0, len(data), "", direct, router)
+    written: list[tuple[int, int, int]] = []
+    real = os.pwrite
+
+    def pwrite(target: int, piece: memoryview, offset: int) -> int:
+        written.append((target, offset, len(piece)))
+        return real(target, piece, offset)
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(directio.os, "pwrite", pwrite)
+            at = 0
+            for number, size in enumerate(pieces):
+                router.turned = number >= switch_after
+                writer.write(0, data[at : at + size])
+                at += size
+        assert path.read_bytes() == data
+        direct_writes = [(o, n) for t, o, n in written if t == direct.fd]
+        for offset, length in direct_writes:
+            assert offset % ALIGNMENT == length % ALIGNMENT == 0
+        # Around the cache: every whole block from the first boundary after
+        # the switch; through it: the bytes before, and the last ones off a
+        # block.
+        switched_at = sum(pieces[:switch_after])
+        boundary = -(-switched_at // ALIGNMENT) * ALIGNMENT
+        whole_end = len(data) - len(data) % ALIGNMENT
+        expected = max(0, whole_end - boundary) if switch_after < len(pieces) else 0
+        assert sum(n for _, n in direct_writes) == expected
+        if expected:
+            assert direct_writes[0][0] == boundary
+        cached = [(o, n) for t, o, n in written if t != direct.fd]
+        assert all(o + n <= boundary or o >= whole_end for o, n in cached)
+    finally:
+        writer.close()
+        direct.close()
+        os.close(fd)

@@ -1,67 +1,81 @@
-"""The choice of each stage's way to disk, from what each way has cost."""
+"""A download leaves the page cache once writing through it proves dear."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 from redesdl.transfer.writeroute import (
-    CACHED_ADVANTAGE,
+    CACHED_LIMIT,
     HALF_LIFE_BYTES,
-    PROBE_EVERY,
+    MIN_MEASURED,
     Route,
     WriteRouter,
 )
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+#: CPU seconds one MiB costs through a cache with memory to spare (0.15 s per
+#: GiB), and once the host takes its memory back (3 s per GiB).
+CHEAP = 0.15 / 1024
+DEAR = 3.0 / 1024
 
 
-def measured(direct: float, cached: float, **options: float) -> WriteRouter:
-    """A router whose two routes cost C{direct} and C{cached} s per MiB."""
-    router = WriteRouter(**options)  # type: ignore[arg-type]
-    router.record(Route.DIRECT, MIB, direct)
-    router.record(Route.CACHED, MIB, cached)
-    return router
+def written(router: WriteRouter, mib: int, seconds_per_mib: float) -> None:
+    for _ in range(mib):
+        router.record(Route.CACHED, MIB, seconds_per_mib)
 
 
-def routes(router: WriteRouter, count: int) -> list[Route]:
-    return [router.choose() for _ in range(count)]
-
-
-def test_the_first_stages_measure_direct_writes_then_cached_ones() -> None:
+def test_a_cheap_cache_is_kept_for_the_whole_download() -> None:
     router = WriteRouter()
-    # Nothing measured: every stage begun now goes around the cache.
-    assert routes(router, 3) == [Route.DIRECT] * 3
-    router.record(Route.DIRECT, MIB, 0.001)
-    # One direct write measured: the next goes through the cache, to compare.
-    assert router.choose() is Route.CACHED
-    assert router.cost(Route.CACHED) is None
+    assert router.chunk_route() is Route.CACHED
+    written(router, 4096, CHEAP)
+    assert router.chunk_route() is Route.CACHED
+    assert router.left_cache_at is None
 
 
-def test_direct_writes_are_kept_unless_the_cache_is_much_cheaper() -> None:
-    # Three times cheaper is not enough: the cache's writeback is still to come.
-    router = measured(direct=0.003, cached=0.001)
-    assert set(routes(router, PROBE_EVERY - 1)) == {Route.DIRECT}
-    router = measured(direct=0.001 * CACHED_ADVANTAGE * 1.1, cached=0.001)
-    assert set(routes(router, PROBE_EVERY - 1)) == {Route.CACHED}
+def test_a_dear_cache_is_left_once_enough_was_measured() -> None:
+    router = WriteRouter()
+    written(router, MIN_MEASURED // MIB - 1, DEAR)
+    # One slow start is not judged yet.
+    assert router.chunk_route() is Route.CACHED
+    written(router, 1, DEAR)
+    assert router.chunk_route() is Route.DIRECT
+    assert router.left_cache_at is not None
+    assert abs(router.left_cache_at * GIB - 3.0) < 1e-9
 
 
-def test_every_probe_th_stage_takes_the_other_way() -> None:
-    router = measured(direct=0.001, cached=0.01, probe_every=4)
-    assert routes(router, 8) == [Route.DIRECT] * 3 + [Route.CACHED] + [
-        Route.DIRECT
-    ] * 3 + [Route.CACHED]
-    router = measured(direct=0.1, cached=0.001, probe_every=4)
-    assert routes(router, 4) == [Route.CACHED] * 3 + [Route.DIRECT]
+def test_the_limit_is_a_cost_per_byte() -> None:
+    just_under = CACHED_LIMIT * MIB * 0.99
+    router = WriteRouter()
+    written(router, 64, just_under)
+    assert router.chunk_route() is Route.CACHED
+    written(router, 64, CACHED_LIMIT * MIB * 1.01)
+    assert router.chunk_route() is Route.DIRECT
 
 
-def test_a_cache_that_turns_expensive_is_left_within_a_few_probes() -> None:
-    # Cheap cache at first (the memory is still the guest's)...
-    router = measured(direct=0.008, cached=0.0005, probe_every=4)
-    assert router.choose() is Route.CACHED
-    # ...then each write through it is faulted in again by the host.
-    for _ in range(3):
-        router.record(Route.CACHED, MIB, 0.005)
-    assert router.choose() is Route.DIRECT
+def test_a_cache_that_turns_dear_mid_download_is_left_within_a_few_half_lives() -> None:
+    router = WriteRouter()
+    written(router, 512, CHEAP)
+    assert router.chunk_route() is Route.CACHED
+    written(router, HALF_LIFE_BYTES // MIB, DEAR)
+    assert router.chunk_route() is Route.DIRECT
+
+
+def test_leaving_is_for_good() -> None:
+    router = WriteRouter()
+    written(router, 16, DEAR)
+    written(router, 1024, CHEAP)
+    assert router.chunk_route() is Route.DIRECT
+
+
+def test_direct_writes_do_not_decide() -> None:
+    router = WriteRouter()
+    for _ in range(64):
+        router.record(Route.DIRECT, MIB, 1.0)
+    assert router.chunk_route() is Route.CACHED
+    assert router.written(Route.DIRECT) == 64 * MIB
 
 
 def test_old_writes_count_half_after_the_half_life() -> None:
@@ -83,30 +97,39 @@ def test_empty_writes_and_a_clock_that_went_back_change_nothing() -> None:
     assert router.cost(Route.CACHED) == 0.0
 
 
-def test_writer_threads_report_and_choose_at_once() -> None:
+def test_writer_threads_report_while_the_reactor_asks() -> None:
     router = WriteRouter()
+    routes: list[Route] = []
 
     def writer() -> None:
         for _ in range(1000):
-            route = router.choose()
-            router.record(route, 4096, 0.0001)
+            router.record(Route.CACHED, 64 * 1024, DEAR / 16)
 
     threads = [threading.Thread(target=writer) for _ in range(4)]
     for thread in threads:
         thread.start()
+    while any(thread.is_alive() for thread in threads):
+        routes.append(router.chunk_route())
     for thread in threads:
         thread.join()
-    assert router.written(Route.DIRECT) + router.written(Route.CACHED) == (
-        4 * 1000 * 4096
-    )
+    assert router.written(Route.CACHED) == 4 * 1000 * 64 * 1024
+    assert router.chunk_route() is Route.DIRECT
+    # Once left, never back.
+    if Route.DIRECT in routes:
+        assert Route.CACHED not in routes[routes.index(Route.DIRECT) :]
 
 
 def test_the_summary_says_what_went_each_way() -> None:
     router = WriteRouter()
     assert router.summary() == "nothing written"
-    router.record(Route.DIRECT, 768 * MIB, 0.6)
     router.record(Route.CACHED, 256 * MIB, 0.5)
+    router.record(Route.DIRECT, 768 * MIB, 0.6)
     assert router.summary() == (
-        "768.0 MiB around the page cache (0.80 s per GiB lately), "
-        "256.0 MiB through the page cache (2.00 s per GiB lately)"
+        "256.0 MiB through the page cache (2.00 CPU-s per GiB lately), "
+        "768.0 MiB around the page cache (0.80 s per GiB lately)"
     )
+
+
+def test_a_cached_write_is_measured_in_cpu_time_a_direct_one_in_wall_time() -> None:
+    assert Route.CACHED.clock is time.thread_time
+    assert Route.DIRECT.clock is time.perf_counter

@@ -7,17 +7,18 @@ later, and the eviction of whatever the user had cached. On a VM that returns
 free memory to its host (free page reporting), those fresh pages are also
 faulted in again by the host: on this project's VM that doubled the client's
 system time in some runs. ``O_DIRECT`` sends the bytes from our buffer to the
-disk instead, at the price of waiting for the disk on each write; so each
-stage goes the way a L{redesdl.transfer.writeroute.WriteRouter} measured to
-cost less, unless ``get --direct-io`` or ``--no-direct-io`` fixed it.
+disk instead, at the price of waiting for the disk on each write; so a
+download goes around the cache only once a
+L{redesdl.transfer.writeroute.WriteRouter} found the cache too dear, unless
+``get --direct-io`` or ``--no-direct-io`` fixed the way.
 
 ``O_DIRECT`` wants the buffer, the file offset and the length aligned to the
-device's block. Chunks start at multiples of the chunk size, so each chunk's
-bytes are gathered in a page-aligned stage (anonymous ``mmap``, reused from a
-pool) and written a whole stage at a time, directly or through the ordinary
-descriptor; the last bytes of a file that do not fill a block go through the
-ordinary descriptor. Where the file system refuses ``O_DIRECT`` (at open, or
-``EINVAL`` on a write) the rest of the download is written the ordinary way.
+device's block. Chunks start at multiples of the chunk size, so a chunk's
+bytes from a block boundary on are gathered in a page-aligned stage (anonymous
+``mmap``, reused from a pool) and written a whole stage at a time; the last
+bytes of a file that do not fill a block go through the ordinary descriptor.
+Where the file system refuses ``O_DIRECT`` (at open, or ``EINVAL`` on a write)
+the rest of the download is written the ordinary way.
 Replication keeps the page cache: a secondary serves what it copied.
 """
 
@@ -28,7 +29,6 @@ import errno
 import mmap
 import os
 import threading
-import time
 
 from twisted.logger import Logger
 
@@ -160,7 +160,7 @@ class StagedWrite:
     ) -> None:
         self._target = target
         self._buffered_fd = buffered_fd
-        #: Chooses each stage's way to disk, if not always around the cache.
+        #: Told what each direct write cost, for the download's log.
         self._router = router
         #: Where the stage's first byte goes.
         self._at = offset
@@ -203,26 +203,10 @@ class StagedWrite:
     def _write(self, length: int) -> None:
         """Write the stage's first C{length} bytes; the stage is then empty."""
         assert self._stage is not None
-        if not length:
-            return
-        router = self._router
-        route = Route.DIRECT if router is None else router.choose()
-        started = time.perf_counter()
-        self._write_by(route, self._stage[:length])
-        if router is not None:
-            router.record(route, length, time.perf_counter() - started)
-        self._at += length
-        self._staged = 0
-
-    def _write_by(self, route: Route, piece: memoryview) -> None:
-        length = len(piece)
+        started = Route.DIRECT.clock()
+        piece = self._stage[:length]
         done = 0
-        while (
-            route is Route.DIRECT
-            and done < length
-            and self._target.usable
-            and self._at % ALIGNMENT == 0
-        ):
+        while done < length and self._target.usable and self._at % ALIGNMENT == 0:
             try:
                 done += os.pwrite(self._target.fd, piece[done:], self._at + done)
             except OSError as e:
@@ -232,3 +216,7 @@ class StagedWrite:
             if done % ALIGNMENT:
                 break  # a short write off the block: the rest goes normally
         write_fully(self._buffered_fd, piece[done:], self._at + done)
+        if self._router is not None:
+            self._router.record(Route.DIRECT, done, Route.DIRECT.clock() - started)
+        self._at += length
+        self._staged = 0

@@ -29,7 +29,7 @@ from twisted.logger import Logger
 
 from redesdl.fsutil import rename_no_replace, write_fully
 from redesdl.manifest import Manifest
-from redesdl.transfer.directio import DirectFile, StagedWrite
+from redesdl.transfer.directio import ALIGNMENT, DirectFile, StagedWrite
 from redesdl.transfer.errors import (
     ChunkClosedError,
     ChunkCorruptError,
@@ -46,7 +46,7 @@ from redesdl.transfer.resume import (
     still_valid,
 )
 from redesdl.transfer.writeback import start_writeback
-from redesdl.transfer.writeroute import WriteRouter
+from redesdl.transfer.writeroute import Route, WriteRouter
 
 #: The SHA-256 of no bytes at all: the only valid hash of an empty file.
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -65,9 +65,12 @@ class ChunkWriter:
     """Write one requested chunk at its offset; safe from a writer thread.
 
     Every write names its chunk and must fit in the bytes not yet received;
-    anything else raises a L{StoreError} and the writer closes for good. Given
-    a L{DirectFile}, the bytes are staged and each stage goes to disk around
-    the page cache, or the way C{router} chooses if there is one.
+    anything else raises a L{StoreError} and the writer closes for good.
+
+    Bytes go through the page cache as they arrive, unless C{direct} is
+    given: then, from the first block boundary after C{router} says the cache
+    is too dear (at once, without a router), they are staged and go around
+    it. The router is told what each write cost.
     """
 
     def __init__(
@@ -84,9 +87,10 @@ class ChunkWriter:
         self.offset = offset
         self.length = length
         self._fd = fd
-        self._staged = (
-            None if direct is None else StagedWrite(direct, fd, offset, router)
-        )
+        self._direct = direct
+        self._router = router
+        #: The rest of the chunk on its way around the cache, once it goes.
+        self._staged: StagedWrite | None = None
         self._expected = expected
         self._hash = hashlib.sha256()
         self._lock = threading.Lock()
@@ -106,19 +110,47 @@ class ChunkWriter:
                     f"{self.length - self.received} left of chunk {self.index}"
                 )
             self._hash.update(data)
-            if self._staged is not None:
-                self._staged.add(data)
-                self.received += len(data)
+            view = memoryview(data)
+            if self._staged is None and self._goes_direct():
+                to_block = -(self.offset + self.received) % ALIGNMENT
+                self._write_cached(view[:to_block])
+                view = view[to_block:]
+                if view:
+                    self._staged = self._start_staging()
+            if self._staged is None:
+                self._write_cached(view)
+            else:
+                self._staged.add(view)
+                self.received += len(view)
                 if self.received == self.length:
                     self._staged.finish()
-                return
-            view = memoryview(data)
-            while view:
-                written = os.pwrite(self._fd, view, self.offset + self.received)
-                self.received += written
-                view = view[written:]
         if self.received == self.length:
+            # Whatever went through the page cache (all of it, its start, or a
+            # tail) starts for the disk now, not at the final fsync.
             start_writeback(self._fd, self.offset, self.length)
+
+    def _goes_direct(self) -> bool:
+        direct = self._direct
+        if direct is None or not direct.usable:
+            return False
+        return self._router is None or self._router.chunk_route() is Route.DIRECT
+
+    def _start_staging(self) -> StagedWrite:
+        assert self._direct is not None
+        at = self.offset + self.received
+        return StagedWrite(self._direct, self._fd, at, self._router)
+
+    def _write_cached(self, view: memoryview) -> None:
+        if not view:
+            return
+        started = Route.CACHED.clock()
+        size = len(view)
+        while view:
+            written = os.pwrite(self._fd, view, self.offset + self.received)
+            self.received += written
+            view = view[written:]
+        if self._router is not None:
+            self._router.record(Route.CACHED, size, Route.CACHED.clock() - started)
 
     @property
     def complete(self) -> bool:
@@ -240,7 +272,7 @@ class ChunkStore:
         self._overwrite = overwrite
         self._fd: int | None = None
         #: Whether chunks go to disk around the page cache: always (True),
-        #: never (False), or each stage the way L{router} chooses (None).
+        #: never (False), or as L{router} chooses, chunk by chunk (None).
         self._direct_io = direct_io
         self.router = WriteRouter() if direct_io is None else None
         #: The .part opened for direct writes, once open and if allowed.

@@ -1,48 +1,64 @@
-"""Which way each stage of a download goes to disk: around the page cache or
-through it.
+"""Whether a download's next chunks go to disk through the page cache or
+around it.
 
-Why: neither way is the fast one everywhere. Writing around the page cache
-(``O_DIRECT``) waits for the disk on each write, but nothing else: on this
-project's VM it wrote 1 GiB in 0.8-1.0 s of waiting, every run. Writing through
-the cache costs a copy into free memory, cheap (0.3 s per GiB) while that
-memory is still the guest's, but 1-5 s per GiB once the VM has handed it back
-to its host (free page reporting), whose pages are then faulted in one by one;
-and the disk work is only deferred, to the writeback and the final fsync. On a
-spinning disk it is the other way round: direct writes of three chunks at once
-seek between them, and the cache's sorted writeback is far cheaper.
+Why: writing through the page cache costs a copy into free memory, about
+0.15 CPU-s per GiB on this project's VM. But that VM hands free memory back to
+its host (free page reporting), and once it has, every page written is faulted
+in again by the host: about 1.5-3 CPU-s per GiB, and downloads took twice as
+long (1.96 s against 0.98 s for 1 GiB, medians of 4 runs). Reclaiming memory
+under pressure can make it expensive too. Writing around the cache
+(``O_DIRECT``) avoids that, but waits for the disk on every write: where the
+cache is cheap it was 3-15% slower here, and on a spinning disk far slower.
 
-So a download measures both as it goes. Stages go around the cache unless
-writes through it have lately cost less than a quarter as much per byte (the
-point where the two took the same wall time here: 0.3 against 0.8-1.0 s per
-GiB, with the writeback still to come), and one stage in L{PROBE_EVERY} takes
-the other way, to measure it again.
+So a download starts through the cache and watches what its writes cost in
+CPU time. Once they have cost over L{CACHED_LIMIT} per byte for
+L{MIN_MEASURED} bytes, every chunk goes around the cache from its next block.
+The switch is one-way: mixing the two ways in one file was slower here than
+either alone (direct writes and the writeback of cached ones compete for the
+disk and the inode's lock), so there are no probes back.
 
-Pure: writer threads report how long their writes took and ask which way the
-next stage goes; a lock guards the figures, nothing else is shared.
+Pure: writer threads report what their writes cost, and ask which way their
+next bytes go. A lock guards the figures, nothing else is shared.
 """
 
 from __future__ import annotations
 
 import enum
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
 class Route(enum.Enum):
     """A way to the disk."""
 
-    DIRECT = "around the page cache"
     CACHED = "through the page cache"
+    DIRECT = "around the page cache"
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """What a write by this route is measured on.
+
+        A write through the cache costs the CPU that copies into it and
+        faults in its pages: thread time, which leaves out waiting for the
+        inode's lock or the disk. A direct write costs the wait for the disk:
+        wall time (reported in the log only).
+        """
+        return time.thread_time if self is Route.CACHED else time.perf_counter
 
 
-#: How many times cheaper per byte the page cache must be to be taken.
-CACHED_ADVANTAGE = 4.0
+#: CPU seconds per byte through the page cache above which it is left: 1 s
+#: per GiB, 6 times what a copy into the cache costs here when memory is the
+#: guest's (0.13-0.18), half or less of what it cost once the host had taken
+#: it back.
+CACHED_LIMIT = 1.0 / 2**30
 
-#: One stage in this many goes the way not chosen, so that both stay measured.
-PROBE_EVERY = 64
+#: Bytes written through the cache before its cost is judged.
+MIN_MEASURED = 8 * 1024 * 1024
 
-#: Bytes after which a route's older writes count half: recent enough to follow
-#: memory running out mid-download, long enough to smooth one slow write.
+#: Bytes after which older writes count half: recent enough to follow memory
+#: running out mid-download, long enough to smooth one slow write.
 HALF_LIFE_BYTES = 8 * 1024 * 1024
 
 
@@ -66,30 +82,36 @@ class _Cost:
 
 
 class WriteRouter:
-    """Choose each stage's route from what each route's writes have cost.
+    """Route chunks through the page cache until it proves expensive.
 
-    The first stages go around the cache until one such write is measured,
-    then through it until one of those is; from then on, the cheaper way
-    (weighing the cache by L{CACHED_ADVANTAGE}), and every L{PROBE_EVERY}th
-    stage the other.
+    Writer threads call L{record} after each write and L{chunk_route} before
+    the next. L{left_cache_at} is the cost that made the download leave.
     """
 
     def __init__(
-        self,
-        probe_every: int = PROBE_EVERY,
-        cached_advantage: float = CACHED_ADVANTAGE,
+        self, limit: float = CACHED_LIMIT, min_measured: int = MIN_MEASURED
     ) -> None:
-        self._probe_every = probe_every
-        self._cached_advantage = cached_advantage
+        self._limit = limit
+        self._min_measured = min_measured
         self._lock = threading.Lock()
         self._costs = {route: _Cost() for route in Route}
-        self._chosen = 0
+        #: The cache's cost per byte when it was left, if it was.
+        self.left_cache_at: float | None = None
 
     def record(self, route: Route, nbytes: int, seconds: float) -> None:
         """A write of C{nbytes} by C{route} took C{seconds} (any thread)."""
-        if nbytes > 0:
-            with self._lock:
-                self._costs[route].add(nbytes, max(seconds, 0.0))
+        if nbytes <= 0:
+            return
+        with self._lock:
+            cost = self._costs[route]
+            cost.add(nbytes, max(seconds, 0.0))
+            if (
+                route is Route.CACHED
+                and self.left_cache_at is None
+                and cost.total_bytes >= self._min_measured
+                and cost.seconds > self._limit * cost.bytes
+            ):
+                self.left_cache_at = cost.seconds / cost.bytes
 
     def cost(self, route: Route) -> float | None:
         """Recent seconds per byte written by C{route}; None if never used."""
@@ -101,22 +123,10 @@ class WriteRouter:
         with self._lock:
             return self._costs[route].total_bytes
 
-    def choose(self) -> Route:
-        """The route of the next stage (any thread)."""
+    def chunk_route(self) -> Route:
+        """The route of a chunk's next bytes."""
         with self._lock:
-            number = self._chosen
-            self._chosen += 1
-            direct = self._costs[Route.DIRECT].per_byte
-            cached = self._costs[Route.CACHED].per_byte
-        if direct is None:
-            return Route.DIRECT
-        if cached is None:
-            return Route.CACHED
-        if cached * self._cached_advantage < direct:
-            chosen, other = Route.CACHED, Route.DIRECT
-        else:
-            chosen, other = Route.DIRECT, Route.CACHED
-        return other if number % self._probe_every == self._probe_every - 1 else chosen
+            return Route.CACHED if self.left_cache_at is None else Route.DIRECT
 
     def summary(self) -> str:
         """What went each way, and what it cost lately, for the log."""
@@ -125,8 +135,9 @@ class WriteRouter:
             for route, cost in self._costs.items():
                 if cost.total_bytes:
                     per_gib = (cost.per_byte or 0.0) * 2**30
+                    unit = "CPU-s" if route is Route.CACHED else "s"
                     parts.append(
                         f"{cost.total_bytes / 2**20:.1f} MiB {route.value} "
-                        f"({per_gib:.2f} s per GiB lately)"
+                        f"({per_gib:.2f} {unit} per GiB lately)"
                     )
         return ", ".join(parts) or "nothing written"
