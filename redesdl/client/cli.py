@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write every chunk around the page cache (O_DIRECT, where the file "
         "system allows; the file is not cached after), or with --no-direct-io "
         "every chunk through it [default: through it until that costs over "
-        "1 CPU-s per GiB, then around it]",
+        "0.6 CPU-s per GiB, then around it]",
     )
     get.add_argument(
         "--progress-timeout",

@@ -5,10 +5,10 @@ Why: writing through the page cache costs a copy into free memory, about
 0.15 CPU-s per GiB on this project's VM. But that VM hands free memory back to
 its host (free page reporting), and once it has, every page written is faulted
 in again by the host: about 1.5-3 CPU-s per GiB, and downloads took twice as
-long (1.96 s against 0.98 s for 1 GiB, medians of 4 runs). Reclaiming memory
-under pressure can make it expensive too. Writing around the cache
-(``O_DIRECT``) avoids that, but waits for the disk on every write: where the
-cache is cheap it was 3-15% slower here, and on a spinning disk far slower.
+long (1.96 s against 0.98 s for 1 GiB, medians of 4 runs). Writing around the
+cache (``O_DIRECT``) avoids that, but waits for the disk on every write: where
+the cache is cheap it was 3-15% slower here, and on a spinning disk far
+slower.
 
 So a download starts through the cache and watches what its writes cost in
 CPU time. Once they have cost over L{CACHED_LIMIT} per byte for
@@ -48,11 +48,12 @@ class Route(enum.Enum):
         return time.thread_time if self is Route.CACHED else time.perf_counter
 
 
-#: CPU seconds per byte through the page cache above which it is left: 1 s
-#: per GiB, 6 times what a copy into the cache costs here when memory is the
-#: guest's (0.13-0.18), half or less of what it cost once the host had taken
-#: it back.
-CACHED_LIMIT = 1.0 / 2**30
+#: CPU seconds per byte through the page cache above which it is left: 0.6 s
+#: per GiB. A copy into the cache cost 0.13-0.18 here with memory to spare,
+#: 0.22-0.27 with the client's memory capped at 100-192 MiB, and about 1.5-3
+#: once the host had taken the memory back. Leaving too early costs 3-15%
+#: (direct writes where the cache was cheap); staying too long, up to half.
+CACHED_LIMIT = 0.6 / 2**30
 
 #: Bytes written through the cache before its cost is judged.
 MIN_MEASURED = 8 * 1024 * 1024
