@@ -256,14 +256,22 @@ def test_stages_are_page_aligned(tmp_path: Path) -> None:
         os.close(fd)
 
 
-def test_by_default_chunks_go_through_the_page_cache_while_it_is_cheap(
-    content, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def routed_store(
+    content: tuple[bytes, Manifest], tmp_path: Path
+) -> tuple[bytes, Manifest, ChunkStore, DirectFile, WriteRouter]:
+    """The store tests' file, and a store that chooses its way (the default)."""
     data, manifest = content
     store = opened(tmp_path, manifest, direct_io=None)
     direct = needs_direct(store)
-    router = store.router
-    assert router is not None
+    assert store.router is not None
+    return data, manifest, store, direct, store.router
+
+
+def test_by_default_chunks_go_through_the_page_cache_while_it_is_cheap(
+    routed_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, manifest, store, direct, router = routed_store
     log = WriteLog(monkeypatch)
     download_whole(store, data, manifest, tmp_path)
     assert log.to(direct.fd) == []
@@ -272,13 +280,9 @@ def test_by_default_chunks_go_through_the_page_cache_while_it_is_cheap(
 
 
 def test_a_download_leaves_the_cache_at_the_next_block_once_it_proves_dear(
-    content, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    routed_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data, manifest = content
-    store = opened(tmp_path, manifest, direct_io=None)
-    direct = needs_direct(store)
-    router = store.router
-    assert router is not None
+    data, manifest, store, direct, router = routed_store
     log = WriteLog(monkeypatch)
     first = store.begin(0)
     first.write(0, data[:5000])
