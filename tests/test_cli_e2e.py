@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import hashlib
 import json
-import mmap
 import os
 import re
 import select
@@ -23,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from redesdl.localcluster import LocalCluster, wait_until
+from tests.pagecache import direct_writes_work_in, resident_share
 from tests.terminal import PtySession
 
 pytestmark = pytest.mark.e2e
@@ -259,48 +258,6 @@ def test_the_central_counts_no_failure_for_a_local_mistake(
     log = cluster.root / "logs" / "central.log"
     wait_until(lambda: log.exists(), 5, "the central's log")
     assert "already exists" not in log.read_text()
-
-
-def resident_share(path: Path) -> float:
-    """The share of C{path}'s pages in the page cache (Linux's mincore)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_size_t,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_long,
-    ]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    size = path.stat().st_size
-    pages = -(-size // mmap.PAGESIZE)
-    vector = ctypes.create_string_buffer(pages)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        assert address not in (None, ctypes.c_void_p(-1).value)
-        try:
-            assert libc.mincore(address, size, vector) == 0
-        finally:
-            libc.munmap(address, size)
-    finally:
-        os.close(fd)
-    return sum(byte & 1 for byte in vector.raw) / pages
-
-
-def direct_writes_work_in(folder: Path) -> bool:
-    probe = folder / "probe"
-    probe.write_bytes(b"")
-    try:
-        os.close(os.open(probe, os.O_WRONLY | getattr(os, "O_DIRECT", 0)))
-    except OSError:
-        return False
-    finally:
-        probe.unlink()
-    return hasattr(os, "O_DIRECT")
 
 
 def test_direct_io_goes_to_disk_without_filling_the_page_cache(

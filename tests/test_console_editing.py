@@ -226,8 +226,11 @@ def test_completing_a_name_asks_the_central_for_that_range_only(
 
 
 def test_console_get_takes_force_and_rejects_unknown_options() -> None:
-    force, name, path = client_console.split_get_arguments(["--force", "a b", "out"])
-    assert (force, name, path) == (True, "a b", "out")
-    assert client_console.split_get_arguments(["--", "--odd"]) == (False, "--odd", None)
+    split = client_console.split_get_arguments
+    assert split(["--force", "a b", "out"]) == (True, "a b", "out", None)
+    assert split(["--", "--odd"]) == (False, "--odd", None, None)
+    assert split(["--direct-io", "x"]).direct_io is True
+    assert split(["--direct-io", "--no-direct-io", "x"]).direct_io is False
+    assert split(["--", "--direct-io"]) == (False, "--direct-io", None, None)
     with pytest.raises(ConsoleUsageError, match="unknown option '--forse'"):
         client_console.split_get_arguments(["--forse", "x"])

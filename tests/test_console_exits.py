@@ -20,6 +20,7 @@ from redesdl.localcluster import LocalCluster, free_port, wait_until
 from redesdl.manifest import file_sha256
 
 from .clientstats import client_stats
+from .pagecache import direct_writes_work_in, resident_share
 from .terminal import PtySession
 
 pytestmark = pytest.mark.e2e
@@ -180,14 +181,22 @@ def test_a_piped_console_finishes_its_downloads_and_says_how_they_ended(
     good = run_piped(
         cluster,
         tmp_path / "s.json",
-        [f'VIDEO "my clip.bin" {tmp_path}/a.bin', f"get clip.bin '{tmp_path}/b c.bin'"],
+        [
+            f'VIDEO "my clip.bin" {tmp_path}/a.bin',
+            f"get clip.bin '{tmp_path}/b c.bin'",
+            f"get --direct-io clip.bin {tmp_path}/d.bin",
+        ],
     )
     assert good.returncode == 0, good.stdout + good.stderr
-    assert good.stdout.count("done: saved") == 2
+    assert good.stdout.count("done: saved") == 3
     assert file_sha256(tmp_path / "a.bin") == file_sha256(
         cluster.data(1) / "my clip.bin"
     )
     assert (tmp_path / "b c.bin").stat().st_size == 3_000_000
+    # Written around the page cache: not cached until read back below.
+    if direct_writes_work_in(tmp_path):
+        assert resident_share(tmp_path / "d.bin") < 0.5
+    assert file_sha256(tmp_path / "d.bin") == file_sha256(tmp_path / "b c.bin")
 
 
 def test_a_piped_console_reports_each_failure_and_exits_non_zero(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 from contextlib import aclosing
-from typing import Any
+from typing import Any, NamedTuple
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
@@ -76,10 +76,22 @@ async def capped_listing(
     return lines
 
 
-def split_get_arguments(args: list[str]) -> tuple[bool, str, str | None]:
-    """``get [--force] NAME [PATH]`` as (overwrite, name, path); ``--`` ends
-    the options, for a name that starts with a dash."""
+class GetArguments(NamedTuple):
+    """What the console's ``get`` was asked for."""
+
+    force: bool
+    name: str
+    path: str | None
+    #: Around the page cache (True), through it (False), or chosen (None).
+    direct_io: bool | None = None
+
+
+def split_get_arguments(args: list[str]) -> GetArguments:
+    """``get [--force] [--[no-]direct-io] NAME [PATH]``; ``--`` ends the
+    options, for a name that starts with a dash. The last of
+    ``--direct-io`` and ``--no-direct-io`` wins, as on the command line."""
     force = False
+    direct_io: bool | None = None
     rest: list[str] = []
     options = True
     for arg in args:
@@ -87,13 +99,15 @@ def split_get_arguments(args: list[str]) -> tuple[bool, str, str | None]:
             options = False
         elif options and arg == "--force":
             force = True
+        elif options and arg in ("--direct-io", "--no-direct-io"):
+            direct_io = arg == "--direct-io"
         elif options and arg.startswith("--"):
             raise ConsoleUsageError(f"unknown option {arg!r}")
         else:
             rest.append(arg)
     if len(rest) not in (1, 2):
         raise ConsoleUsageError("")
-    return force, rest[0], rest[1] if len(rest) == 2 else None
+    return GetArguments(force, rest[0], rest[1] if len(rest) == 2 else None, direct_io)
 
 
 class ClientCommands(CommandSet):
@@ -200,12 +214,20 @@ class ClientCommands(CommandSet):
 
         return Deferred.fromCoroutine(names()).addErrback(unavailable)
 
-    @usage("[--force] NAME [PATH]")
+    @usage("[--force] [--[no-]direct-io] NAME [PATH]")
     def cmd_get(self, args: list[str]) -> str:
-        """Start downloading a file in the background (--force: overwrite PATH)."""
-        force, name, path = split_get_arguments(args)
+        """Start downloading a file in the background (--force: overwrite PATH;
+        --direct-io, --no-direct-io: write around or through the page cache)."""
+        force, name, path, direct_io = split_get_arguments(args)
         job = GetJob(
-            self._reactor, self._access, self.name, name, path, force, self._stats
+            self._reactor,
+            self._access,
+            self.name,
+            name,
+            path,
+            force,
+            self._stats,
+            directIO=direct_io,
         )
         self.jobs.append(job)
 
