@@ -42,6 +42,8 @@ CTRL_K, CTRL_U, CTRL_W = b"\x0b", b"\x15", b"\x17"
 FLUSH_SECONDS = 5.0
 #: Most completions listed under the prompt when Tab cannot pick one.
 COMPLETIONS_SHOWN = 40
+#: Width of the command column of ``help``.
+HELP_COLUMN = 28
 
 
 class ConsoleUsageError(Exception):
@@ -183,7 +185,12 @@ class CommandSet:
             also = (
                 f" (also {', '.join(sorted(aliases[name]))})" if name in aliases else ""
             )
-            lines.append(f"{spelled:<28} {summary}{also}")
+            if len(spelled) > HELP_COLUMN:
+                # Too long for the column: the summary goes below, as argparse
+                # does.
+                lines += [spelled, f"{'':<{HELP_COLUMN}} {summary}{also}"]
+            else:
+                lines.append(f"{spelled:<{HELP_COLUMN}} {summary}{also}")
         return lines
 
     @usage("on|off")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from twisted.internet.testing import StringTransport
 
-from redesdl.console import CommandSet, ConsoleUsageError, LineConsole, usage
+from redesdl.console import (
+    HELP_COLUMN,
+    CommandSet,
+    ConsoleUsageError,
+    LineConsole,
+    usage,
+)
 
 
 class Sample(CommandSet):
@@ -47,6 +53,25 @@ def test_help_lists_commands_with_aliases() -> None:
         line.startswith("greet NAME") and "(also saluda)" in line for line in lines
     )
     assert any(line.startswith("trace on|off") for line in lines)
+
+
+class LongUsage(CommandSet):
+    @usage("[--first] [--[no-]second] NAME [PATH]")
+    def cmd_fetch(self, args: list[str]) -> str:
+        """Fetch something.
+
+        Only the first line shows in help.
+        """
+        return "fetched"
+
+
+def test_help_puts_the_summary_of_a_long_usage_on_the_next_line() -> None:
+    lines = run(LongUsage(), "help fetch")
+    assert lines == [
+        "fetch [--first] [--[no-]second] NAME [PATH]",
+        " " * (HELP_COLUMN + 1) + "Fetch something.",
+    ]
+    assert run(LongUsage(), "help trace")[0].index("Show") == HELP_COLUMN + 1
 
 
 def test_line_console_runs_lines_in_order_and_closes_after_end_of_input() -> None:

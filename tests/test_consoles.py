@@ -61,7 +61,7 @@ def test_client_console_with_the_original_commands(
     console.type("frobnicate\r")
     console.read_until("unknown command 'frobnicate'")
     console.type("get\r")
-    console.read_until("usage: get [--force] NAME [PATH]")
+    console.read_until("usage: get [--force] [--[no-]direct-io] NAME [PATH]")
     console.type(f"VIDEO clip.bin {tmp_path / 'clip.bin'}\r")
     console.read_until("done: saved")
     console.type("status\r")

@@ -216,8 +216,11 @@ class ClientCommands(CommandSet):
 
     @usage("[--force] [--[no-]direct-io] NAME [PATH]")
     def cmd_get(self, args: list[str]) -> str:
-        """Start downloading a file in the background (--force: overwrite PATH;
-        --direct-io, --no-direct-io: write around or through the page cache)."""
+        """Start downloading a file in the background (--force: overwrite PATH).
+
+        ``--direct-io`` and ``--no-direct-io`` choose the way to disk, as for
+        ``redesdl get``.
+        """
         force, name, path, direct_io = split_get_arguments(args)
         job = GetJob(
             self._reactor,
