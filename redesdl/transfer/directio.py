@@ -44,9 +44,10 @@ ALIGNMENT = 4096
 #: with 512 KiB, 1.29 s with 256 KiB); one stage per chunk being received.
 STAGE_SIZE = 1024 * 1024
 
-#: Bytes a connection may queue for its writer thread under direct writes
-#: (1 MiB otherwise): each chunk being received already holds a stage, and
-#: this keeps the peak RSS of 1 GiB from 3 sources at 62 MiB, not 65-67.
+#: Bytes a connection may queue for its writer thread when the download may
+#: write around the page cache (1 MiB with ``--no-direct-io``): each chunk
+#: being received then holds a stage, and this keeps the peak RSS of 1 GiB
+#: from 3 sources at 62 MiB, not 65-67.
 DIRECT_QUEUED_BYTES = 512 * 1024
 
 #: The errors by which a file system says it does not do O_DIRECT.

@@ -272,7 +272,7 @@ class ChunkStore:
         self._overwrite = overwrite
         self._fd: int | None = None
         #: Whether chunks go to disk around the page cache: always (True),
-        #: never (False), or as L{router} chooses, chunk by chunk (None).
+        #: never (False), or once L{router} found the cache too dear (None).
         self._direct_io = direct_io
         self.router = WriteRouter() if direct_io is None else None
         #: The .part opened for direct writes, once open and if allowed.
