@@ -17,7 +17,6 @@ from redesdl.devca import TestAuthority
 from redesdl.localcluster import LocalCluster, wait_until
 from redesdl.manifest import file_sha256 as sha256_file
 from redesdl.protocol.codec import encode
-from redesdl.protocol.errors import ERROR_CODES
 from redesdl.protocol.wire import PROTOCOL_VERSION
 
 pytestmark = pytest.mark.e2e
@@ -148,14 +147,8 @@ def test_with_tickets_only_clients_the_central_sent_are_served(tmp_path: Path) -
         assert json.loads(result.stdout)["sources"]
         # No source refused the ticket (how many served depends on timing:
         # one that connects after the others fetched the file serves none).
-        refusals = [code for code in ERROR_CODES if code.startswith("ticket_")]
-        said = [
-            text
-            for code in refusals
-            for text in (code, ERROR_CODES[code])
-            if text in result.stderr
-        ]
-        assert refusals and not said, result.stderr
+        # (The test's folder, named after it, appears in the log's paths.)
+        assert "ticket" not in result.stderr.replace(str(tmp_path), "")
         port = cluster.secondaries[1].port
         assert port is not None
         hello = {"type": "hello", "version": PROTOCOL_VERSION, "name": "x", "id": 1}
