@@ -409,11 +409,9 @@ class ChunkStore:
             previous.close()
         assert self._fd is not None
         offset, length, expected = self._chunk(index)
-        direct = self.direct
-        if direct is not None and not direct.usable:
-            direct = None
+        # The writer checks before each write that direct writes still work.
         writer = ChunkWriter(
-            self._fd, index, offset, length, expected, direct, self.router
+            self._fd, index, offset, length, expected, self.direct, self.router
         )
         self._writers[index] = writer
         return writer
