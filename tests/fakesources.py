@@ -36,6 +36,8 @@ class Behaviour:
     dies_after: int | None = None
     #: Never answer a chunk request; time out after this many seconds.
     hangs_for: float | None = None
+    #: Serve this many chunk requests first, then hang as above.
+    hangs_after: int = 0
     #: Refuse connections.
     refuses: bool = False
     #: Chunks it served, in order.
@@ -63,6 +65,7 @@ class FakeSource:
         self._data = data
         self._behaviour = behaviour
         self._pending: list[tuple[Deferred[bool], Any]] = []
+        self._requests = 0
 
     def fetch_manifest(self, info: FileInfo) -> Deferred[Manifest]:
         return succeed(self._manifest)
@@ -74,7 +77,8 @@ class FakeSource:
             return fail(ConnectionLost("the source is disconnected"))
         done: Deferred[bool] = Deferred()
         behaviour = self._behaviour
-        if behaviour.hangs_for is not None:
+        self._requests += 1
+        if behaviour.hangs_for is not None and self._requests > behaviour.hangs_after:
             call = self._clock.callLater(behaviour.hangs_for, self._time_out)
         else:
             call = self._clock.callLater(

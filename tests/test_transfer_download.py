@@ -123,6 +123,41 @@ def test_idle_sources_duplicate_a_slow_sources_last_chunks(
     assert sorted(verified) == list(range(CHUNKS))
 
 
+def test_equally_quick_sources_fetch_no_chunk_twice(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    sources = [cluster.add(name, delay=1) for name in ("a", "b", "c")]
+    target = tmp_path / "f.bin"
+    fetch = download(cluster, target, sources)
+    result = run(cluster, fetch.start())
+    assert intact(cluster, target)
+    # The last round leaves lanes idle, but each owner is as quick as they
+    # are: a copy would arrive later than the chunk it copies.
+    assert [e for e in fetch.timeline if e["event"] == "duplicate"] == []
+    assert sum(result.sources.values()) == len(cluster.data)
+
+
+def test_a_source_that_stalls_mid_download_is_copied_before_its_timeout(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    sources = [
+        cluster.add("stalls", delay=1, hangs_for=60, hangs_after=2),
+        cluster.add("ok", delay=1),
+    ]
+    target = tmp_path / "f.bin"
+    fetch = download(cluster, target, sources, progressTimeout=60)
+    result = run(cluster, fetch.start())
+    assert intact(cluster, target)
+    # "stalls" served its first two chunks in 1 s each, then claimed two
+    # more at t=1: overdue at t=3, when "ok" copied them, long before the
+    # 60 s progress timeout.
+    copies = [e for e in fetch.timeline if e["event"] == "duplicate"]
+    assert copies and {e["source"] for e in copies} == {"ok"}
+    assert min(e["t"] for e in copies) == pytest.approx(3.0, abs=0.5)
+    assert result.seconds < 10
+    assert result.sources["stalls"] == 2 * MIN_CHUNK_SIZE
+
+
 def test_a_corrupt_source_is_banned_and_reported_once(
     cluster: FakeCluster, tmp_path: Path
 ) -> None:

@@ -45,6 +45,24 @@ def test_endgame_duplicates_in_flight_chunks_and_first_copy_wins() -> None:
     assert plan.finished and plan.done == 2
 
 
+def test_a_copy_is_offered_only_where_it_pays() -> None:
+    plan = TransferPlan(range(3))
+    for source in ("a", "b", "c"):
+        plan.take(source)
+    asked: list[tuple[int, str]] = []
+
+    def pays_for_c(index: int, owner: str) -> bool:
+        asked.append((index, owner))
+        return owner == "c"
+
+    assert plan.take("idle", pays_for_c) == Claim(2, False)
+    # Longest in flight first; a chunk already copied is not offered again.
+    assert asked == [(0, "a"), (1, "b"), (2, "c")]
+    assert plan.uncopied() == [(0, "a"), (1, "b")]
+    assert plan.take("idle2", lambda index, owner: False) is None
+    assert plan.take("idle2") == Claim(0, False)
+
+
 def test_a_failing_writer_leaves_the_chunk_to_its_duplicate() -> None:
     plan = TransferPlan(range(1))
     plan.take("slow")
@@ -104,11 +122,21 @@ class PlanMachine(RuleBasedStateMachine):
         self.banned: set[str] = set()
         self.held: dict[tuple[str, int], bool] = {}
 
-    @rule(target=claims, source=SOURCES)
-    def take(self, source: str) -> tuple[str, int] | None:
-        claim = self.plan.take(source)
+    @rule(target=claims, source=SOURCES, pays=st.none() | st.booleans())
+    def take(self, source: str, pays: bool | None) -> tuple[str, int] | None:
+        judged: list[tuple[int, str]] = []
+
+        def judge(index: int, owner: str) -> bool:
+            judged.append((index, owner))
+            assert pays is not None
+            return pays
+
+        claim = self.plan.take(source, None if pays is None else judge)
+        assert all(owner != source for _, owner in judged)
         if claim is None:
             return None
+        if not claim.direct:
+            assert pays is not False and (pays is None or judged[-1][0] == claim.index)
         assert source not in self.banned
         assert (source, claim.index) not in self.held
         assert claim.index not in self.completed

@@ -4,8 +4,10 @@ Each source gets one connection and a few pipelined requests ("lanes"). A
 lane asks the L{TransferPlan} for a chunk, has the store hand out a target for
 it, and fetches it; the store verifies it. A chunk that fails goes back for
 another source and its source is dropped from this download (banned, if it
-lied or broke the protocol). The download succeeds while one source stays
-alive; the store renames ``PATH.part`` to PATH only when every chunk verified.
+lied or broke the protocol). At the end, an idle source copies a chunk still
+in flight elsewhere only when L{ChunkPace} expects the copy to arrive first.
+The download succeeds while one source stays alive; the store renames
+``PATH.part`` to PATH only when every chunk verified.
 The client's ``get`` and the secondary's replication both use this loop.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
@@ -38,7 +41,8 @@ from redesdl.transfer.errors import (
     SourceViolationError,
 )
 from redesdl.transfer.fetcher import Fetcher, OpenSource, tcp_sources
-from redesdl.transfer.plan import Claim, TransferPlan
+from redesdl.transfer.pace import ChunkPace
+from redesdl.transfer.plan import MAX_DUPLICATES, Claim, TransferPlan
 from redesdl.transfer.reasons import describe_error
 from redesdl.transfer.result import DownloadResult, Timeline
 from redesdl.transfer.store import (
@@ -141,6 +145,10 @@ class Download:
         self._hung_up = False
         #: Slow sources we hung up on because a duplicate of their chunk won.
         self._outpaced: set[str] = set()
+        #: Each source's pace, to judge which endgame copies pay.
+        self._pace = ChunkPace()
+        #: Wakes the lanes when a chunk's owner becomes overdue.
+        self._look_again: Any = None
         self._copy_budget = copyBudget
         #: Bytes the endgame's memory copies hold now (never over the budget).
         self.copyBytes = 0
@@ -408,6 +416,8 @@ class Download:
 
     def _hang_up(self) -> None:
         self._hung_up = True
+        if self._look_again is not None and self._look_again.active():
+            self._look_again.cancel()
         for fetcher in self._fetchers:
             fetcher.close()
 
@@ -469,8 +479,10 @@ class Download:
         plan, manifest = self._plan, self.manifest
         assert plan is not None and manifest is not None
         while self._running(name, fetcher):
-            claim = plan.take(name)
+            now = self._reactor.seconds()
+            claim = plan.take(name, partial(self._pace.copy_pays, idle=name, now=now))
             if claim is None:
+                self._look_again_for(name, now)
                 await self._changed()
                 continue
             index = claim.index
@@ -492,6 +504,7 @@ class Download:
                 await self._changed()
                 continue
             length = target.length if isinstance(target, MemoryCopy) else 0
+            self._pace.claimed(index, name, now)
             self._timeline.add("start" if claim.direct else "duplicate", index, name)
             self.copyBytes += length
             try:
@@ -500,6 +513,7 @@ class Download:
                 )
             except (LocalWriteError, DiskError) as e:
                 self.store.abandon(target)
+                self._pace.dropped(index, name)
                 if isinstance(e, LocalWriteError) and isinstance(target, ScratchCopy):
                     # The scratch file failed (full?), not the .part: only
                     # this duplicate is lost, the chunk's fetcher goes on.
@@ -523,6 +537,26 @@ class Download:
                 self.copyBytes -= length
             if won:
                 self._chunk_verified(name, index, claim.direct)
+            else:
+                self._pace.dropped(index, name)
+
+    def _look_again_for(self, idle: str, now: float) -> None:
+        """Wake the lanes when a chunk's owner becomes overdue, so that
+        C{idle} copies it then, not at the owner's progress timeout."""
+        plan = self._plan
+        assert plan is not None
+        if self._hung_up or plan.duplicates() >= MAX_DUPLICATES:
+            # A copy ending wakes the lanes anyway.
+            return
+        when = self._pace.next_look(plan.uncopied(), idle, now)
+        pending = self._look_again
+        if when is None:
+            return
+        if pending is not None and pending.active():
+            if pending.getTime() <= when:
+                return
+            pending.cancel()
+        self._look_again = self._reactor.callLater(when - now, self._wake)
 
     def _target(self, claim: Claim) -> ChunkWriter | MemoryCopy | None:
         """Where a claimed chunk's bytes go: the file if the claim is direct;
@@ -583,6 +617,7 @@ class Download:
                     )
                     fetcher.abort()
         plan.complete(index, name)
+        self._pace.verified(index, name, self._reactor.seconds())
         self.bytesBySource[name] += self.manifest.chunk_range(index)[1]
         self._timeline.add("verified", index, name)
         if self._on_verified is not None:
@@ -600,6 +635,7 @@ class Download:
         plan = self._plan
         assert plan is not None
         self.store.abandon(target)
+        self._pace.dropped(index, name)
         if self._hung_up:
             # We hung up on it: the request ended with the download.
             return

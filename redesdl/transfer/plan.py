@@ -7,7 +7,9 @@ or broke the protocol is banned for this download: it gets nothing more, and
 its chunks go back too.
 
 When nothing is missing but chunks are still in flight (typically on a slow
-source), an idle source may fetch a second copy of one of them: the endgame.
+source), an idle source may fetch a second copy of one of them: the endgame. The
+caller says which copies pay (L{redesdl.transfer.pace} judges by the sources'
+pace); by default every one does.
 Only the first fetcher of a chunk writes to the file; a duplicate is held in
 memory (or in a scratch file when memory is short) and written only if it
 verifies while the chunk is still unverified.
@@ -19,7 +21,7 @@ Pure bookkeeping: no reactor, no sockets, no files.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 #: Endgame copies fetched at once (each holds one chunk, in memory or on disk).
@@ -64,12 +66,14 @@ class TransferPlan:
     def is_banned(self, source: str) -> bool:
         return source in self._banned
 
-    def take(self, source: str) -> Claim | None:
+    def take(
+        self, source: str, pays: Callable[[int, str], bool] | None = None
+    ) -> Claim | None:
         """The next chunk for C{source}, or None if there is nothing for it.
 
         A missing chunk comes first; in the endgame, a chunk in flight on
         another source only (the one in flight longest) is offered as a
-        duplicate.
+        duplicate, if C{pays(index, owner)} says a copy pays.
         """
         if source in self._banned:
             return None
@@ -80,11 +84,19 @@ class TransferPlan:
             return Claim(index, True)
         if not self._endgame or self.duplicates() >= MAX_DUPLICATES:
             return None
-        for index, owners in self._in_flight.items():
-            if owners == [self._direct.get(index)] and source not in owners:
-                owners.append(source)
+        for index, owner in self.uncopied():
+            if owner != source and (pays is None or pays(index, owner)):
+                self._in_flight[index].append(source)
                 return Claim(index, False)
         return None
+
+    def uncopied(self) -> list[tuple[int, str]]:
+        """The chunks in flight on their writer only, with it, longest first."""
+        return [
+            (index, owners[0])
+            for index, owners in self._in_flight.items()
+            if owners == [self._direct.get(index)]
+        ]
 
     def duplicates(self) -> int:
         """Endgame copies in flight now."""

@@ -1,0 +1,99 @@
+"""How long each source takes per chunk, to judge whether an endgame copy pays.
+
+At the end of a download, an idle source may fetch a second copy of a chunk
+still in flight elsewhere (see L{redesdl.transfer.plan}). Fetched blindly,
+that copy mostly loses: between healthy sources the chunk's owner finishes
+first, and the copy only took bandwidth and CPU from the last chunks. So a
+copy is fetched only when it should arrive first:
+
+ - the idle source's usual time per chunk, with a quarter of it to spare, is
+   less than the time the owner should still need; or
+ - the owner is overdue: its chunk has been in flight L{OVERDUE} times its
+   usual time per chunk (it may have stalled; a copy is the way out before
+   its progress timeout).
+
+A source's usual time is the smoothed time from claiming a chunk to its
+verification; it includes the wait behind the chunks pipelined before it, as
+a copy's would. An owner with no verified chunk yet is taken to be as quick
+as the idle source. An idle source with no verified chunk yet (one that just
+joined) copies as it always did: there is nothing to judge it by.
+
+Pure arithmetic on the times it is given: no reactor, no clock of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+#: An owner this many times past its usual time per chunk is taken as stalled.
+OVERDUE = 2.0
+
+#: A copy must arrive this much sooner than its own time (a quarter spare).
+MARGIN = 1.25
+
+#: Weight of the newest chunk in a source's usual time per chunk.
+SMOOTHING = 0.3
+
+
+class ChunkPace:
+    """When each chunk in flight was claimed, and each source's usual pace."""
+
+    def __init__(self) -> None:
+        self._claimed: dict[tuple[int, str], float] = {}
+        self._usual: dict[str, float] = {}
+
+    def claimed(self, index: int, source: str, now: float) -> None:
+        """C{source} took chunk C{index} at C{now}."""
+        self._claimed[index, source] = now
+
+    def verified(self, index: int, source: str, now: float) -> None:
+        """C{source}'s chunk C{index} verified at C{now}: one more sample."""
+        since = self._claimed.pop((index, source), None)
+        if since is None or now < since:
+            return
+        took = now - since
+        usual = self._usual.get(source)
+        self._usual[source] = (
+            took if usual is None else usual + SMOOTHING * (took - usual)
+        )
+
+    def dropped(self, index: int, source: str) -> None:
+        """C{source} no longer fetches chunk C{index} (it failed or lost)."""
+        self._claimed.pop((index, source), None)
+
+    def usual(self, source: str) -> float | None:
+        """C{source}'s smoothed seconds per chunk, or None before its first."""
+        return self._usual.get(source)
+
+    def copy_pays(self, index: int, owner: str, idle: str, now: float) -> bool:
+        """Whether C{idle} should fetch a copy of C{owner}'s chunk C{index}."""
+        mine = self._usual.get(idle)
+        if mine is None:
+            return True
+        claimed = self._claimed.get((index, owner), now)
+        theirs = self._usual.get(owner, mine)
+        if now >= self._overdue_at(claimed, theirs):
+            return True
+        return mine * MARGIN < theirs - (now - claimed)
+
+    def next_look(
+        self, in_flight: Iterable[tuple[int, str]], idle: str, now: float
+    ) -> float | None:
+        """The first time after C{now} that one of C{in_flight}'s (chunk,
+        owner) pairs becomes worth a copy by C{idle}, its owner overdue; None
+        if none will."""
+        mine = self._usual.get(idle)
+        if mine is None:
+            return None
+        times = [
+            self._overdue_at(self._claimed[index, owner], self._usual.get(owner, mine))
+            for index, owner in in_flight
+            if (index, owner) in self._claimed
+        ]
+        return min((t for t in times if t > now), default=None)
+
+    @staticmethod
+    def _overdue_at(claimed: float, usual: float) -> float:
+        # One expression for both questions: a look scheduled for this time
+        # finds the copy paying.
+        return claimed + OVERDUE * usual

@@ -1,0 +1,87 @@
+"""Which endgame copies pay: judged by each source's usual time per chunk."""
+
+from __future__ import annotations
+
+import pytest
+
+from redesdl.transfer.pace import MARGIN, OVERDUE, SMOOTHING, ChunkPace
+
+
+def paced(**usual: float) -> ChunkPace:
+    """A pace where each named source verified one chunk in the time given."""
+    pace = ChunkPace()
+    for number, (source, took) in enumerate(usual.items()):
+        pace.claimed(1000 + number, source, 0.0)
+        pace.verified(1000 + number, source, took)
+    return pace
+
+
+def test_a_source_with_no_verified_chunk_copies_as_before() -> None:
+    pace = paced(owner=1.0)
+    pace.claimed(0, "owner", 10.0)
+    assert pace.usual("newcomer") is None
+    assert pace.copy_pays(0, "owner", "newcomer", 10.0)
+    assert pace.next_look([(0, "owner")], "newcomer", 10.0) is None
+
+
+def test_between_equally_quick_sources_no_copy_pays_until_overdue() -> None:
+    pace = paced(owner=1.0, idle=1.0)
+    pace.claimed(0, "owner", 10.0)
+    for now in (10.0, 10.5, 11.0, 11.99):
+        assert not pace.copy_pays(0, "owner", "idle", now), now
+    assert pace.copy_pays(0, "owner", "idle", 10.0 + OVERDUE)
+    assert pace.next_look([(0, "owner")], "idle", 10.0) == 10.0 + OVERDUE
+
+
+def test_a_slow_owners_fresh_chunk_is_copied_its_nearly_done_one_is_not() -> None:
+    pace = paced(slow=8.0, idle=1.0)
+    pace.claimed(0, "slow", 10.0)
+    assert pace.copy_pays(0, "slow", "idle", 10.0)
+    # The copy needs 1 s and a quarter to spare: worth it while the owner
+    # should need more than 1.25 s.
+    assert pace.copy_pays(0, "slow", "idle", 10.0 + 8.0 - MARGIN - 0.01)
+    assert not pace.copy_pays(0, "slow", "idle", 10.0 + 8.0 - MARGIN)
+    assert not pace.copy_pays(0, "slow", "idle", 17.5)
+    # Past its usual time, and then overdue: copied again.
+    assert pace.copy_pays(0, "slow", "idle", 10.0 + OVERDUE * 8.0)
+
+
+def test_an_owner_with_no_history_is_taken_as_quick_as_the_idle_source() -> None:
+    pace = paced(idle=2.0)
+    pace.claimed(0, "unknown", 0.0)
+    assert not pace.copy_pays(0, "unknown", "idle", 3.9)
+    assert pace.copy_pays(0, "unknown", "idle", 4.0)
+    assert pace.next_look([(0, "unknown")], "idle", 0.0) == 4.0
+
+
+def test_the_usual_time_follows_new_chunks_smoothly() -> None:
+    pace = ChunkPace()
+    pace.claimed(0, "s", 0.0)
+    pace.verified(0, "s", 2.0)
+    assert pace.usual("s") == 2.0
+    pace.claimed(1, "s", 2.0)
+    pace.verified(1, "s", 6.0)
+    assert pace.usual("s") == pytest.approx(2.0 + SMOOTHING * (4.0 - 2.0))
+
+
+def test_dropped_claims_and_odd_times_teach_nothing() -> None:
+    pace = ChunkPace()
+    pace.claimed(0, "s", 5.0)
+    pace.dropped(0, "s")
+    pace.verified(0, "s", 6.0)
+    pace.verified(1, "s", 6.0)
+    pace.claimed(2, "s", 5.0)
+    pace.verified(2, "s", 4.0)
+    assert pace.usual("s") is None
+
+
+def test_next_look_is_the_first_owner_to_become_overdue_after_now() -> None:
+    pace = paced(a=1.0, b=3.0, idle=1.0)
+    pace.claimed(0, "a", 10.0)
+    pace.claimed(1, "b", 9.0)
+    pace.claimed(2, "a", 5.0)
+    in_flight = [(0, "a"), (1, "b"), (2, "a"), (3, "unclaimed")]
+    # Chunk 2 is overdue already (at 7.0): only later times wake anyone.
+    assert pace.next_look(in_flight, "idle", 10.0) == 12.0
+    assert pace.next_look(in_flight, "idle", 12.0) == 15.0
+    assert pace.next_look(in_flight, "idle", 15.0) is None
