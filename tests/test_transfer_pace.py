@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from redesdl.transfer.pace import MARGIN, OVERDUE, SMOOTHING, ChunkPace
+from redesdl.transfer.pace import OVERDUE, SMOOTHING, ChunkPace
 
 
 def paced(**usual: float) -> ChunkPace:
@@ -33,17 +33,20 @@ def test_between_equally_quick_sources_no_copy_pays_until_overdue() -> None:
     assert pace.next_look([(0, "owner")], "idle", 10.0) == 10.0 + OVERDUE
 
 
-def test_a_slow_owners_fresh_chunk_is_copied_its_nearly_done_one_is_not() -> None:
-    pace = paced(slow=8.0, idle=1.0)
+def test_an_owner_twice_as_slow_is_copied_at_once_whatever_its_progress() -> None:
+    pace = paced(slow=2.0, idle=1.0)
     pace.claimed(0, "slow", 10.0)
-    assert pace.copy_pays(0, "slow", "idle", 10.0)
-    # The copy needs 1 s and a quarter to spare: worth it while the owner
-    # should need more than 1.25 s.
-    assert pace.copy_pays(0, "slow", "idle", 10.0 + 8.0 - MARGIN - 0.01)
-    assert not pace.copy_pays(0, "slow", "idle", 10.0 + 8.0 - MARGIN)
-    assert not pace.copy_pays(0, "slow", "idle", 17.5)
-    # Past its usual time, and then overdue: copied again.
-    assert pace.copy_pays(0, "slow", "idle", 10.0 + OVERDUE * 8.0)
+    for now in (10.0, 11.0, 11.99):
+        assert pace.copy_pays(0, "slow", "idle", now), now
+
+
+def test_an_owner_a_little_slower_is_copied_only_once_overdue() -> None:
+    pace = paced(slower=1.99, idle=1.0)
+    pace.claimed(0, "slower", 10.0)
+    assert not pace.copy_pays(0, "slower", "idle", 10.0)
+    assert not pace.copy_pays(0, "slower", "idle", 10.0 + OVERDUE * 1.99 - 0.01)
+    assert pace.copy_pays(0, "slower", "idle", 10.0 + OVERDUE * 1.99)
+    assert pace.next_look([(0, "slower")], "idle", 10.0) == 10.0 + OVERDUE * 1.99
 
 
 def test_an_owner_with_no_history_is_taken_as_quick_as_the_idle_source() -> None:

@@ -5,7 +5,7 @@ lane asks the L{TransferPlan} for a chunk, has the store hand out a target for
 it, and fetches it; the store verifies it. A chunk that fails goes back for
 another source and its source is dropped from this download (banned, if it
 lied or broke the protocol). At the end, an idle source copies a chunk still
-in flight elsewhere only when L{ChunkPace} expects the copy to arrive first.
+in flight elsewhere only where L{ChunkPace} judges the copy pays.
 The download succeeds while one source stays alive; the store renames
 ``PATH.part`` to PATH only when every chunk verified.
 The client's ``get`` and the secondary's replication both use this loop.

@@ -6,17 +6,21 @@ that copy mostly loses: between healthy sources the chunk's owner finishes
 first, and the copy only took bandwidth and CPU from the last chunks. So a
 copy is fetched only when it should arrive first:
 
- - the idle source's usual time per chunk, with a quarter of it to spare, is
-   less than the time the owner should still need; or
+ - the owner takes at least L{SLOWER} times as long per chunk as the idle
+   source; or
  - the owner is overdue: its chunk has been in flight L{OVERDUE} times its
    usual time per chunk (it may have stalled; a copy is the way out before
    its progress timeout).
 
 A source's usual time is the smoothed time from claiming a chunk to its
-verification; it includes the wait behind the chunks pipelined before it, as
-a copy's would. An owner with no verified chunk yet is taken to be as quick
-as the idle source. An idle source with no verified chunk yet (one that just
-joined) copies as it always did: there is nothing to judge it by.
+verification. The time an owner still needs for one chunk is not judged:
+its chunks wait behind each other on its connection, so a chunk claimed
+recently may be next or still queued, and an estimate from its claim was
+wrong by a whole chunk time on a rate-limited source.
+
+An owner with no verified chunk yet is taken to be as quick as the idle
+source. An idle source with no verified chunk yet (one that just joined)
+copies as it always did: there is nothing to judge it by.
 
 Pure arithmetic on the times it is given: no reactor, no clock of its own.
 """
@@ -28,8 +32,8 @@ from collections.abc import Iterable
 #: An owner this many times past its usual time per chunk is taken as stalled.
 OVERDUE = 2.0
 
-#: A copy must arrive this much sooner than its own time (a quarter spare).
-MARGIN = 1.25
+#: An owner this many times slower per chunk than the idle source is copied.
+SLOWER = 2.0
 
 #: Weight of the newest chunk in a source's usual time per chunk.
 SMOOTHING = 0.3
@@ -72,9 +76,7 @@ class ChunkPace:
             return True
         claimed = self._claimed.get((index, owner), now)
         theirs = self._usual.get(owner, mine)
-        if now >= self._overdue_at(claimed, theirs):
-            return True
-        return mine * MARGIN < theirs - (now - claimed)
+        return theirs >= SLOWER * mine or now >= self._overdue_at(claimed, theirs)
 
     def next_look(
         self, in_flight: Iterable[tuple[int, str]], idle: str, now: float
