@@ -142,6 +142,9 @@ class GetJob:
         self.queuedSeconds = 0.0
         self.downloadStarted: float | None = None
         self._started = 0.0
+        #: The file and where it goes, once the central admitted this job:
+        #: from then on the job is recorded however it ends.
+        self._admitted: tuple[FileInfo, str] | None = None
         self.ended = False
         self._restart = restart
         self._on_verified = onVerified
@@ -202,6 +205,7 @@ class GetJob:
         try:
             info, sources = await self._locate(central)
             self.queuedSeconds = await central.admit(info.name, self._queued)
+            self._admitted = (info, destination)
             # Located again now that we hold the slot: the sources may have
             # changed while we waited, and tickets go only to slot holders.
             info, sources = await self._locate(central)
@@ -258,6 +262,9 @@ class GetJob:
             central.close()
             raise
         except BaseException:
+            if self._stopping and self.download is None and self._admitted:
+                # Stopped between its admission and its download's start.
+                self._record(started, None, "interrupted")
             await central.close()
             raise
         await central.close()
@@ -348,30 +355,44 @@ class GetJob:
     def _record(
         self, started: float, result: DownloadResult | None, reason: str
     ) -> None:
-        """Add this download to the client's statistics, once."""
+        """Add this download to the client's statistics, once (a job stopped
+        before its download began, as one that fetched nothing)."""
         download = self.download
-        assert download is not None
         self.ended = True
         if self._stats is None:
             return
-        ended = time.time()
-        self._stats.downloadEnded(
-            {
-                "file": download.info.name,
-                "path": os.path.abspath(download.destination),
-                "size": download.info.size,
-                "sha256": download.info.sha256,
-                "started": started,
-                "ended": ended,
-                "seconds": round(ended - started, 3),
-                "queued_seconds": round(self.queuedSeconds, 3),
+        if download is not None:
+            info, destination = download.info, download.destination
+            fetched = {
                 "bytes_fetched": result.bytes_fetched if result else download.bytesDone,
                 "bytes_reused": download.bytesReused,
                 "sources": dict(download.bytesBySource),
                 "retried_chunks": download.retriedChunks,
+            }
+        else:
+            assert self._admitted is not None
+            info, destination = self._admitted
+            fetched = {
+                "bytes_fetched": 0,
+                "bytes_reused": 0,
+                "sources": {},
+                "retried_chunks": 0,
+            }
+        ended = time.time()
+        self._stats.downloadEnded(
+            {
+                "file": info.name,
+                "path": os.path.abspath(destination),
+                "size": info.size,
+                "sha256": info.sha256,
+                "started": started,
+                "ended": ended,
+                "seconds": round(ended - started, 3),
+                "queued_seconds": round(self.queuedSeconds, 3),
+                **fetched,
                 "result": "ok" if result is not None else "failed",
                 "reason": reason,
-                "timeline": download.timeline,
+                "timeline": download.timeline if download is not None else [],
             }
         )
 
