@@ -28,8 +28,19 @@ from .clientstats import client_stats
 SHA = "ab" * 32
 
 
-class LyingCentral(Protocol):
-    """Welcomes anyone, then locates every file as C{evil.bin}."""
+def file_reply(message: Any, name: str) -> dict[str, Any]:
+    """The reply to a locate or admit, for a 1-byte file called C{name}."""
+    return {
+        "type": "located" if message.TYPE == "locate" else "admitted",
+        "id": message.id,
+        "file": {"name": name, "size": 1, "sha256": SHA, "root": SHA},
+        "sources": [],
+        "queued_seconds": 0,
+    }
+
+
+class ScriptedCentral(Protocol):
+    """Welcomes anyone; each later message gets what L{answer} says, if any."""
 
     def connectionMade(self) -> None:
         self.decoder = FrameDecoder(CENTRAL_INBOUND, 1 << 16)
@@ -41,60 +52,41 @@ class LyingCentral(Protocol):
             message: Any = event.message
             if message.TYPE == "hello":
                 reply = {"type": "welcome", "id": message.id, "version": 1}
-            elif message.TYPE in ("locate", "admit"):
-                reply = {
-                    "type": "located" if message.TYPE == "locate" else "admitted",
-                    "id": message.id,
-                    "file": {"name": "evil.bin", "size": 1, "sha256": SHA, "root": SHA},
-                    "sources": [],
-                    "queued_seconds": 0,
-                }
             else:
-                continue
-            self.transport.write(encode(reply))
+                reply = self.answer(message)
+            if reply is not None:
+                self.transport.write(encode(reply))
+
+    def answer(self, message: Any) -> dict[str, Any] | None:
+        raise NotImplementedError
 
 
-class SilentAfterAdmission(Protocol):
+class LyingCentral(ScriptedCentral):
+    """Locates every file as C{evil.bin}."""
+
+    def answer(self, message: Any) -> dict[str, Any] | None:
+        if message.TYPE in ("locate", "admit"):
+            return file_reply(message, "evil.bin")
+        return None
+
+
+class SilentAfterAdmission(ScriptedCentral):
     """Locates and admits the file asked for, then never answers again."""
 
-    def connectionMade(self) -> None:
-        self.decoder = FrameDecoder(CENTRAL_INBOUND, 1 << 16)
-        self.locates = 0
-        self.factory.asked.append(self)
+    locates = 0
 
-    def dataReceived(self, data: bytes) -> None:
-        for event in self.decoder.feed(data):
-            if not isinstance(event, MessageReceived):
-                continue
-            message: Any = event.message
-            if message.TYPE == "hello":
-                reply = {"type": "welcome", "id": message.id, "version": 1}
-            elif message.TYPE == "admit" or (
-                message.TYPE == "locate" and self.locates == 0
-            ):
-                self.locates += message.TYPE == "locate"
-                reply = {
-                    "type": "located" if message.TYPE == "locate" else "admitted",
-                    "id": message.id,
-                    "file": {
-                        "name": message.name,
-                        "size": 1,
-                        "sha256": SHA,
-                        "root": SHA,
-                    },
-                    "sources": [],
-                    "queued_seconds": 0,
-                }
-            else:
-                if not self.factory.unanswered.called:
-                    self.factory.unanswered.callback(message.TYPE)
-                continue
-            self.transport.write(encode(reply))
+    def answer(self, message: Any) -> dict[str, Any] | None:
+        if message.TYPE == "admit" or (message.TYPE == "locate" and not self.locates):
+            self.locates += message.TYPE == "locate"
+            return file_reply(message, message.name)
+        if not self.factory.unanswered.called:
+            self.factory.unanswered.callback(message.TYPE)
+        return None
 
 
 async def listen(protocol: type[Protocol]) -> Any:
     factory = Factory.forProtocol(protocol)
-    factory.asked = []
+    #: Fires with the type of the first message left unanswered.
     factory.unanswered = Deferred()
     return await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
 
