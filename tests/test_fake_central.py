@@ -1,10 +1,11 @@
 """A client facing a fake central: the output name is the user's, not the
-central's, and a job stopped at any point after its admission is recorded."""
+central's, and a job stopped after its admission but before its download
+began is recorded once, by ``get`` and by a closing console alike."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +118,11 @@ async def test_a_central_answering_for_another_file_writes_nothing(
     assert os.listdir(tmp_path) == []
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_job_stopped_after_its_admission_is_recorded_as_interrupted(
-    tmp_path: Path,
-) -> None:
+async def stopped_after_admission(
+    tmp_path: Path, stop: Callable[[GetJob], Deferred[Any]]
+) -> list[dict[str, Any]]:
+    """Run a job against L{SilentAfterAdmission}, C{stop} it once admitted
+    and locating again, and return the downloads its statistics recorded."""
     port = await listen(SilentAfterAdmission)
     stats_path = tmp_path / "stats.sqlite"
     stats = ClientStats(str(stats_path))
@@ -140,13 +142,44 @@ async def test_a_job_stopped_after_its_admission_is_recorded_as_interrupted(
         # Admitted, and locating again for fresh sources: no download yet.
         assert await port.factory.unanswered == "locate"
         assert job.download is None
-        await job.stop()
+        await stop(job)
         assert isinstance(outcome[0].value, InterruptedByUserError)
     finally:
         stats.close()
         await port.stopListening()
-    record = client_stats(stats_path)["downloads"][-1]
+    return client_stats(stats_path)["downloads"]
+
+
+def assert_recorded_as_interrupted(
+    downloads: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    [record] = downloads
     assert record["file"] == "clip.mp4"
     assert record["path"] == str(tmp_path / "clip.mp4")
     assert (record["result"], record["reason"]) == ("failed", "interrupted")
     assert record["bytes_fetched"] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_get_stopped_after_its_admission_is_recorded_as_interrupted(
+    tmp_path: Path,
+) -> None:
+    downloads = await stopped_after_admission(tmp_path, GetJob.stop)
+    assert_recorded_as_interrupted(downloads, tmp_path)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_console_closing_after_an_admission_records_it_once(
+    tmp_path: Path,
+) -> None:
+    def close_console(job: GetJob) -> Deferred[None]:
+        # What the console does as it closes; then the reactor stops, and
+        # the job never runs again: the record must be there already.
+        job.interrupted()
+        assert_recorded_as_interrupted(
+            client_stats(tmp_path / "stats.sqlite")["downloads"], tmp_path
+        )
+        return job.stop()
+
+    downloads = await stopped_after_admission(tmp_path, close_console)
+    assert_recorded_as_interrupted(downloads, tmp_path)

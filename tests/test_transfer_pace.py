@@ -88,3 +88,16 @@ def test_next_look_is_the_first_owner_to_become_overdue_after_now() -> None:
     assert pace.next_look(in_flight, "idle", 10.0) == 12.0
     assert pace.next_look(in_flight, "idle", 12.0) == 15.0
     assert pace.next_look(in_flight, "idle", 15.0) is None
+
+
+def test_a_chunk_whose_claim_is_unknown_is_copied_rather_than_left() -> None:
+    pace = paced(owner=1.0, idle=1.0)
+    assert pace.copy_pays(0, "owner", "idle", 10.0)
+    assert pace.next_look([(0, "owner")], "idle", 10.0) is None
+
+
+def test_a_source_is_never_woken_for_its_own_chunks() -> None:
+    pace = paced(idle=1.0, other=1.0)
+    pace.claimed(0, "idle", 10.0)
+    pace.claimed(1, "other", 10.5)
+    assert pace.next_look([(0, "idle"), (1, "other")], "idle", 10.0) == 12.5

@@ -143,7 +143,7 @@ class GetJob:
         self.downloadStarted: float | None = None
         self._started = 0.0
         #: The file and where it goes, once the central admitted this job:
-        #: from then on the job is recorded however it ends.
+        #: from then on a stopped job is recorded, download or not.
         self._admitted: tuple[FileInfo, str] | None = None
         self.ended = False
         self._restart = restart
@@ -156,8 +156,12 @@ class GetJob:
 
     def interrupted(self) -> None:
         """The process is stopping mid-download: keep what can be resumed."""
-        if self.download is not None and not self.ended:
+        if self.ended:
+            return
+        if self.download is not None:
             self.download.saveProgress()
+            self._record(self._started, None, "interrupted")
+        elif self._admitted is not None:
             self._record(self._started, None, "interrupted")
 
     def start(self) -> Deferred[DownloadResult]:
@@ -262,7 +266,12 @@ class GetJob:
             central.close()
             raise
         except BaseException:
-            if self._stopping and self.download is None and self._admitted:
+            if (
+                self._stopping
+                and self.download is None
+                and self._admitted
+                and not self.ended
+            ):
                 # Stopped between its admission and its download's start.
                 self._record(started, None, "interrupted")
             await central.close()

@@ -19,8 +19,9 @@ recently may be next or still queued, and an estimate from its claim was
 wrong by a whole chunk time on a rate-limited source.
 
 An owner with no verified chunk yet is taken to be as quick as the idle
-source. An idle source with no verified chunk yet (one that just joined)
-copies as it always did: there is nothing to judge it by.
+source. An idle source with no verified chunk yet (one that just joined), or
+a chunk whose claim it was never told of, is copied as it always was: there
+is nothing to judge by, and a chunk never copied could hold up the end.
 
 Pure arithmetic on the times it is given: no reactor, no clock of its own.
 """
@@ -72,9 +73,9 @@ class ChunkPace:
     def copy_pays(self, index: int, owner: str, idle: str, now: float) -> bool:
         """Whether C{idle} should fetch a copy of C{owner}'s chunk C{index}."""
         mine = self._usual.get(idle)
-        if mine is None:
+        claimed = self._claimed.get((index, owner))
+        if mine is None or claimed is None:
             return True
-        claimed = self._claimed.get((index, owner), now)
         theirs = self._usual.get(owner, mine)
         return theirs >= SLOWER * mine or now >= self._overdue_at(claimed, theirs)
 
@@ -90,7 +91,7 @@ class ChunkPace:
         times = [
             self._overdue_at(self._claimed[index, owner], self._usual.get(owner, mine))
             for index, owner in in_flight
-            if (index, owner) in self._claimed
+            if owner != idle and (index, owner) in self._claimed
         ]
         return min((t for t in times if t > now), default=None)
 
