@@ -156,13 +156,11 @@ class GetJob:
 
     def interrupted(self) -> None:
         """The process is stopping mid-download: keep what can be resumed."""
-        if self.ended:
+        if self.ended or (self.download is None and self._admitted is None):
             return
         if self.download is not None:
             self.download.saveProgress()
-            self._record(self._started, None, "interrupted")
-        elif self._admitted is not None:
-            self._record(self._started, None, "interrupted")
+        self._record(self._started, None, "interrupted")
 
     def start(self) -> Deferred[DownloadResult]:
         """Run the job; L{stop} ends it early with L{InterruptedByUserError}."""
@@ -266,14 +264,9 @@ class GetJob:
             central.close()
             raise
         except BaseException:
-            if (
-                self._stopping
-                and self.download is None
-                and self._admitted
-                and not self.ended
-            ):
-                # Stopped between its admission and its download's start.
-                self._record(started, None, "interrupted")
+            if self._stopping:
+                # Recorded unless it was already, or never admitted.
+                self.interrupted()
             await central.close()
             raise
         await central.close()

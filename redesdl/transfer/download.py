@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -148,7 +148,7 @@ class Download:
         #: Each source's pace, to judge which endgame copies pay.
         self._pace = ChunkPace()
         #: Wakes the lanes when a chunk's owner becomes overdue.
-        self._look_again: Any = None
+        self._look_again: IDelayedCall | None = None
         self._copy_budget = copyBudget
         #: Bytes the endgame's memory copies hold now (never over the budget).
         self.copyBytes = 0

@@ -91,7 +91,8 @@ class TransferPlan:
         return None
 
     def uncopied(self) -> list[tuple[int, str]]:
-        """The chunks in flight on their writer only, with it, longest first."""
+        """The chunks in flight on their writer alone, as (chunk, writer)
+        pairs, longest in flight first."""
         return [
             (index, owners[0])
             for index, owners in self._in_flight.items()
