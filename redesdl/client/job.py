@@ -155,7 +155,8 @@ class GetJob:
         self.state = f"queued, position {position}"
 
     def interrupted(self) -> None:
-        """The process is stopping mid-download: keep what can be resumed."""
+        """The process is stopping: record the job as interrupted, once, if
+        the central admitted it, keeping what its download can resume."""
         if self.ended or (self.download is None and self._admitted is None):
             return
         if self.download is not None:
