@@ -1,4 +1,5 @@
-"""What a one-shot command costs before it does anything: no helper processes."""
+"""What a one-shot command costs before it does anything: no helper processes,
+no garbage collection while it loads."""
 
 from __future__ import annotations
 
@@ -34,6 +35,48 @@ def test_loading_the_client_starts_no_process() -> None:
         check=True,
     )
     assert json.loads(result.stdout) == []
+
+
+COUNTING_COLLECTIONS = """
+import gc, json, sys
+import redesdl.client.launch
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(1))
+sys.argv = ["redesdl", "--version"]
+if sys.argv[-1] == "entry point":
+    main = redesdl.client.launch.main
+else:
+    from redesdl.client.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps([len(collections), gc.isenabled()]))
+"""
+
+
+def collections_while_loading(entry: str) -> tuple[int, bool]:
+    """Collections run by C{redesdl --version} through C{entry}, and whether
+    the collector was on at its end."""
+    script = COUNTING_COLLECTIONS.replace('"--version"]', f'"--version", "{entry}"]')
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.startswith("redesdl ")
+    count, enabled = json.loads(result.stdout.splitlines()[-1])
+    return count, enabled
+
+
+def test_the_command_loads_without_collecting_and_runs_with_the_collector_on() -> None:
+    # The script the installer writes calls redesdl.client.launch:main.
+    assert collections_while_loading("entry point") == (0, True)
+    # Without the pause, loading the same modules collects many times.
+    count, enabled = collections_while_loading("cli")
+    assert count > 10 and enabled
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")

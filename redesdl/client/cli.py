@@ -482,8 +482,11 @@ def start_logging(verbose: bool, quiet: bool = False) -> LogDisplay:
 def main(argv: list[str] | None = None) -> NoReturn:
     # What importing the client built (modules, classes, functions) lives
     # until exit: leave it out of every collection, and out of the one at
-    # exit (about 30 ms of a one-shot command's life, here).
+    # exit (about 30 ms of a one-shot command's life, here). The command's
+    # entry point (redesdl.client.launch) paused the collector while it was
+    # built; it runs again from here.
     gc.freeze()
+    gc.enable()
     keep_freed_buffers()
     parser = build_parser()
     args = parser.parse_args(argv)
