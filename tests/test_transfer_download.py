@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs, formatEvent
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from redesdl.manifest import MIN_CHUNK_SIZE, Manifest, build_manifest
@@ -429,3 +429,50 @@ def test_a_dead_source_is_reported_once_whatever_its_lanes(
         run(cluster, download(cluster, tmp_path / "f.bin", sources).start())
     drops = [formatEvent(e) for e in events if "dropping source" in formatEvent(e)]
     assert len(drops) == 1 and drops[0].startswith("dropping source dies:")
+
+
+def test_a_source_outpaced_by_a_copy_is_taken_back_when_the_winner_dies(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    # "quick" fetches chunks 2-7, then copies "slow"'s chunks 0 and 1 (slow
+    # has none verified and is overdue by quick's pace). Its copy of 0 wins,
+    # so we hang up on "slow"; then "quick" dies before its copy of 1 ends.
+    # No central lists sources again here, as in a secondary's replication.
+    sources = [cluster.add("slow", delay=10), cluster.add("quick", dies_after=7)]
+    target = tmp_path / "f.bin"
+    fetch = download(cluster, target, sources)
+    with capturedLogs() as events:
+        result = run(cluster, fetch.start())
+    assert isinstance(result, DownloadResult), result
+    assert intact(cluster, target)
+    assert cluster.opened == ["slow", "quick", "slow"]
+    said = [formatEvent(e) for e in events]
+    assert "chunk 0 also arrived from quick; cancelled the duplicate from slow" in said
+    assert "trying source slow again" in said
+    verified = {
+        e["chunk"]: e["source"] for e in fetch.timeline if e["event"] == "verified"
+    }
+    assert verified[0] == "quick" and verified[1] == "slow"
+    assert result.sources["slow"] == MIN_CHUNK_SIZE
+
+
+def test_a_source_taken_back_is_judged_on_its_own_failures(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    sources = [
+        cluster.add("slow", delay=10, corrupt=True),
+        cluster.add("quick", dies_after=7),
+    ]
+    fetch = download(cluster, tmp_path / "f.bin", sources)
+    with capturedLogs() as events:
+        outcome = run(cluster, fetch.start())
+    assert isinstance(outcome, Failure)
+    outcome.trap(NoLiveSourceError)
+    assert cluster.opened == ["slow", "quick", "slow"]
+    assert "endgame" not in fetch.sourceErrors["slow"]
+    warned = [
+        formatEvent(e)
+        for e in events
+        if e["log_level"] == LogLevel.warn and "dropping source slow" in formatEvent(e)
+    ]
+    assert warned == [f"dropping source slow: {fetch.sourceErrors['slow']}"]

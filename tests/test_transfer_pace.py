@@ -21,7 +21,10 @@ def test_a_source_with_no_verified_chunk_copies_as_before() -> None:
     pace.claimed(0, "owner", 10.0)
     assert pace.usual("newcomer") is None
     assert pace.copy_pays(0, "owner", "newcomer", 10.0)
-    assert pace.next_look([(0, "owner")], "newcomer", 10.0) is None
+    # Still woken when the owner stalls: its copies stop counting then.
+    assert pace.next_look([(0, "owner")], "newcomer", 10.0) == 10.0 + OVERDUE
+    pace.claimed(1, "unknown", 10.0)
+    assert pace.next_look([(1, "unknown")], "newcomer", 10.0) is None
 
 
 def test_between_equally_quick_sources_no_copy_pays_until_overdue() -> None:
@@ -101,3 +104,23 @@ def test_a_source_is_never_woken_for_its_own_chunks() -> None:
     pace.claimed(0, "idle", 10.0)
     pace.claimed(1, "other", 10.5)
     assert pace.next_look([(0, "idle"), (1, "other")], "idle", 10.0) == 12.5
+
+
+def test_a_copy_is_stalled_once_overdue_by_its_own_pace_or_the_idle_ones() -> None:
+    pace = paced(slow=4.0, idle=1.0)
+    pace.claimed(0, "slow", 10.0)
+    # Much slower, so a copy of its chunk pays at once, yet it is not stalled.
+    assert pace.copy_pays(0, "slow", "idle", 10.0)
+    assert not pace.stalled(0, "slow", "idle", 10.0 + OVERDUE * 4.0 - 0.01)
+    assert pace.stalled(0, "slow", "idle", 10.0 + OVERDUE * 4.0)
+    # Without a verified chunk of its own, judged by the idle source's pace.
+    pace.claimed(0, "new", 10.0)
+    assert not pace.stalled(0, "new", "idle", 10.0 + OVERDUE - 0.01)
+    assert pace.stalled(0, "new", "idle", 10.0 + OVERDUE)
+
+
+def test_nothing_to_judge_by_is_never_stalled() -> None:
+    pace = paced(owner=1.0)
+    assert not pace.stalled(0, "owner", "idle", 1e9)  # claim never told
+    pace.claimed(0, "new", 0.0)
+    assert not pace.stalled(0, "new", "newcomer", 1e9)  # no pace at all

@@ -58,7 +58,7 @@ def test_a_copy_is_offered_only_where_it_pays() -> None:
     assert plan.take("idle", pays_for_c) == Claim(2, False)
     # Longest in flight first; a chunk already copied is not offered again.
     assert asked == [(0, "a"), (1, "b"), (2, "c")]
-    assert plan.uncopied() == [(0, "a"), (1, "b")]
+    assert plan.in_flight() == [(0, "a"), (1, "b"), (2, "c"), (2, "idle")]
     assert plan.take("idle2", lambda index, owner: False) is None
     assert plan.take("idle2") == Claim(0, False)
 
@@ -201,3 +201,33 @@ class PlanMachine(RuleBasedStateMachine):
 
 PlanMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40)
 test_plan_state_machine = PlanMachine.TestCase
+
+
+def test_copies_on_stalled_sources_do_not_keep_an_idle_source_from_copying() -> None:
+    plan = TransferPlan(range(2))
+    plan.take("a"), plan.take("b")
+    assert plan.take("c") == Claim(0, False)
+    assert plan.take("d") == Claim(1, False)
+    assert plan.take("idle") is None
+    assert plan.take("idle", stalled=lambda index, holder: False) is None
+    # "c" and "d" stalled: neither counts, and their chunks are offered again.
+    stalled = {"c", "d"}
+    claim = plan.take("idle", stalled=lambda index, holder: holder in stalled)
+    assert claim == Claim(0, False)
+    assert plan.holders(0) == ("a", "c", "idle")
+    # The live copy of chunk 0 counts again; "d"'s still does not.
+    assert plan.take("e", stalled=lambda index, holder: holder in stalled) == (
+        Claim(1, False)
+    )
+    assert plan.take("f", stalled=lambda index, holder: holder in stalled) is None
+
+
+def test_a_chunk_left_to_a_stalled_copy_by_its_failed_writer_is_offered_again() -> None:
+    plan = TransferPlan(range(1))
+    plan.take("writer")
+    assert plan.take("copy") == Claim(0, False)
+    assert not plan.fail(0, "writer")
+    assert plan.take("idle") is None
+    assert plan.take("idle", stalled=lambda index, holder: holder == "copy") == (
+        Claim(0, False)
+    )

@@ -5,7 +5,8 @@ lane asks the L{TransferPlan} for a chunk, has the store hand out a target for
 it, and fetches it; the store verifies it. A chunk that fails goes back for
 another source and its source is dropped from this download (banned, if it
 lied or broke the protocol). At the end, an idle source copies a chunk still
-in flight elsewhere only where L{ChunkPace} judges the copy pays.
+in flight elsewhere only where L{ChunkPace} judges the copy pays; the source
+a winning copy outpaced is hung up on and connected again at once.
 The download succeeds while one source stays alive; the store renames
 ``PATH.part`` to PATH only when every chunk verified.
 The client's ``get`` and the secondary's replication both use this loop.
@@ -42,7 +43,7 @@ from redesdl.transfer.errors import (
 )
 from redesdl.transfer.fetcher import Fetcher, OpenSource, tcp_sources
 from redesdl.transfer.pace import ChunkPace
-from redesdl.transfer.plan import MAX_DUPLICATES, Claim, TransferPlan
+from redesdl.transfer.plan import Claim, TransferPlan
 from redesdl.transfer.reasons import describe_error
 from redesdl.transfer.result import DownloadResult, Timeline
 from redesdl.transfer.store import (
@@ -143,8 +144,11 @@ class Download:
         self.timeline = self._timeline.events
         #: Set once the download ended: late connections are closed at once.
         self._hung_up = False
-        #: Slow sources we hung up on because a duplicate of their chunk won.
+        #: Sources we hung up on because a duplicate of their chunk won: not
+        #: at fault, so connected again at once.
         self._outpaced: set[str] = set()
+        #: Workers waiting for the reactor's next turn to connect again.
+        self._next_turns: set[Deferred[None]] = set()
         #: Each source's pace, to judge which endgame copies pay.
         self._pace = ChunkPace()
         #: Wakes the lanes when a chunk's owner becomes overdue.
@@ -310,20 +314,29 @@ class Download:
         for source in sources:
             self._start_worker(source)
 
-    def _start_worker(self, source: SourceAddress) -> None:
+    def _start_worker(self, source: SourceAddress, again: bool = False) -> None:
         if source.name in self._workers or source.name in self._banned:
             return
         if self._over():
             return
         if source.name in self.sourceErrors:
             self.log.info("trying source {source} again", source=source.name)
+        # A fresh connection: a later failure is its own, not the endgame's.
+        self._outpaced.discard(source.name)
         self._reported.discard(source.name)
-        worker = Deferred.fromCoroutine(self._work(source))
+        worker = Deferred.fromCoroutine(self._work(source, again))
         if worker.called:
             return
 
         def ended(_: object) -> None:
             del self._workers[source.name]
+            if source.name in self._outpaced and not self._hung_up:
+                # We hung up only to cancel a duplicate of its chunk: it was
+                # slower than the copy, not at fault, and may be the one left
+                # if the copy's source dies or stalls next. Without a central
+                # to list it again (a secondary's replication), nothing else
+                # would bring it back.
+                self._start_worker(source, again=True)
 
         self._workers[source.name] = worker
         worker.addBoth(ended)
@@ -416,6 +429,8 @@ class Download:
 
     def _hang_up(self) -> None:
         self._hung_up = True
+        for turn in list(self._next_turns):
+            turn.cancel()
         if self._look_again is not None and self._look_again.active():
             self._look_again.cancel()
         for fetcher in self._fetchers:
@@ -426,8 +441,16 @@ class Download:
             self._fatal = error
         self._wake()
 
-    async def _work(self, source: SourceAddress) -> None:
-        """Connect to one source and keep its lanes busy until the end."""
+    async def _work(self, source: SourceAddress, again: bool = False) -> None:
+        """Connect to one source and keep its lanes busy until the end; C{again}
+        on the reactor's next turn, not inside the calls that hung up on it."""
+        if again:
+            turn = deferLater(self._reactor, 0)
+            self._next_turns.add(turn)
+            try:
+                await turn
+            finally:
+                self._next_turns.discard(turn)
         try:
             fetcher = await self._open_source(source)
         except Exception as e:
@@ -480,7 +503,11 @@ class Download:
         assert plan is not None and manifest is not None
         while self._running(name, fetcher):
             now = self._reactor.seconds()
-            claim = plan.take(name, partial(self._pace.copy_pays, idle=name, now=now))
+            claim = plan.take(
+                name,
+                partial(self._pace.copy_pays, idle=name, now=now),
+                partial(self._pace.stalled, idle=name, now=now),
+            )
             if claim is None:
                 self._look_again_for(name, now)
                 await self._changed()
@@ -545,10 +572,9 @@ class Download:
         C{idle} copies it then, not at the owner's progress timeout."""
         plan = self._plan
         assert plan is not None
-        if self._hung_up or plan.duplicates() >= MAX_DUPLICATES:
-            # A copy ending wakes the lanes anyway.
+        if self._hung_up:
             return
-        when = self._pace.next_look(plan.uncopied(), idle, now)
+        when = self._pace.next_look(plan.in_flight(), idle, now)
         pending = self._look_again
         if when is None:
             return

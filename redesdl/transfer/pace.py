@@ -79,20 +79,29 @@ class ChunkPace:
         theirs = self._usual.get(owner, mine)
         return theirs >= SLOWER * mine or now >= self._overdue_at(claimed, theirs)
 
+    def stalled(self, index: int, holder: str, idle: str, now: float) -> bool:
+        """Whether C{holder}'s chunk C{index} is overdue, as C{idle} judges
+        it (by C{idle}'s own pace while C{holder} has none): False when
+        there is nothing to judge by."""
+        claimed = self._claimed.get((index, holder))
+        usual = self._usual.get(holder, self._usual.get(idle))
+        if claimed is None or usual is None:
+            return False
+        return now >= self._overdue_at(claimed, usual)
+
     def next_look(
         self, in_flight: Iterable[tuple[int, str]], idle: str, now: float
     ) -> float | None:
         """The first time after C{now} that one of C{in_flight}'s (chunk,
-        owner) pairs becomes worth a copy by C{idle}, its owner overdue; None
-        if none will."""
+        source) pairs becomes overdue, as C{idle} judges it (a chunk worth a
+        copy, or a copy no longer worth waiting for); None if none will."""
         mine = self._usual.get(idle)
-        if mine is None:
-            return None
-        times = [
-            self._overdue_at(self._claimed[index, owner], self._usual.get(owner, mine))
-            for index, owner in in_flight
-            if owner != idle and (index, owner) in self._claimed
-        ]
+        times = []
+        for index, owner in in_flight:
+            claimed = self._claimed.get((index, owner))
+            usual = self._usual.get(owner, mine)
+            if owner != idle and claimed is not None and usual is not None:
+                times.append(self._overdue_at(claimed, usual))
         return min((t for t in times if t > now), default=None)
 
     @staticmethod

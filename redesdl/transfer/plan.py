@@ -13,7 +13,9 @@ pace); by default every one does.
 Only the first fetcher of a chunk writes to the file; a duplicate is held in
 memory (or in a scratch file when memory is short) and written only if it
 verifies while the chunk is still unverified.
-At most L{MAX_DUPLICATES} duplicates run at once.
+At most L{MAX_DUPLICATES} duplicates run at once, and a chunk has one copy at
+most; but a copy on a source the caller judges stalled counts for neither,
+so two sources stalling at the end cannot keep an idle source from copying.
 
 Pure bookkeeping: no reactor, no sockets, no files.
 """
@@ -67,13 +69,19 @@ class TransferPlan:
         return source in self._banned
 
     def take(
-        self, source: str, pays: Callable[[int, str], bool] | None = None
+        self,
+        source: str,
+        pays: Callable[[int, str], bool] | None = None,
+        stalled: Callable[[int, str], bool] | None = None,
     ) -> Claim | None:
         """The next chunk for C{source}, or None if there is nothing for it.
 
         A missing chunk comes first; in the endgame, a chunk in flight on
-        another source only (the one in flight longest) is offered as a
-        duplicate, if C{pays(index, owner)} says a copy pays.
+        another source without a live copy (the one in flight longest) is
+        offered as a duplicate, if C{pays(index, owner)} says a copy pays.
+        A copy whose source C{stalled(index, holder)} judges stalled is not
+        live: it neither counts toward L{MAX_DUPLICATES} nor keeps its chunk
+        from being copied again.
         """
         if source in self._banned:
             return None
@@ -82,21 +90,42 @@ class TransferPlan:
             self._in_flight[index] = [source]
             self._direct[index] = source
             return Claim(index, True)
-        if not self._endgame or self.duplicates() >= MAX_DUPLICATES:
+        if not self._endgame:
             return None
-        for index, owner in self.uncopied():
-            if owner != source and (pays is None or pays(index, owner)):
-                self._in_flight[index].append(source)
+        live = self._live_copies(stalled)
+        if sum(live.values()) >= MAX_DUPLICATES:
+            return None
+        for index, owners in self._in_flight.items():
+            if source in owners or live[index]:
+                continue
+            # No writer: it failed, and every copy left on the chunk stalled.
+            writer = self._direct.get(index)
+            if writer is None or pays is None or pays(index, writer):
+                owners.append(source)
                 return Claim(index, False)
         return None
 
-    def uncopied(self) -> list[tuple[int, str]]:
-        """The chunks in flight on their writer alone, as (chunk, writer)
-        pairs, longest in flight first."""
-        return [
-            (index, owners[0])
+    def _live_copies(
+        self, stalled: Callable[[int, str], bool] | None
+    ) -> dict[int, int]:
+        """Each chunk in flight's copies, those on a stalled source left out."""
+        return {
+            index: sum(
+                1
+                for holder in owners
+                if holder != self._direct.get(index)
+                and not (stalled is not None and stalled(index, holder))
+            )
             for index, owners in self._in_flight.items()
-            if owners == [self._direct.get(index)]
+        }
+
+    def in_flight(self) -> list[tuple[int, str]]:
+        """Every chunk in flight with each source fetching it, as (chunk,
+        source) pairs, longest in flight first."""
+        return [
+            (index, holder)
+            for index, owners in self._in_flight.items()
+            for holder in owners
         ]
 
     def duplicates(self) -> int:
