@@ -454,6 +454,8 @@ def test_a_source_outpaced_by_a_copy_is_taken_back_when_the_winner_dies(
     }
     assert verified[0] == "quick" and verified[1] == "slow"
     assert result.sources["slow"] == MIN_CHUNK_SIZE
+    # Live again: not among the sources the download lost.
+    assert list(fetch.sourceErrors) == ["quick"]
 
 
 def test_a_source_taken_back_is_judged_on_its_own_failures(
@@ -476,3 +478,55 @@ def test_a_source_taken_back_is_judged_on_its_own_failures(
         if e["log_level"] == LogLevel.warn and "dropping source slow" in formatEvent(e)
     ]
     assert warned == [f"dropping source slow: {fetch.sourceErrors['slow']}"]
+
+
+def test_copies_stalled_at_the_end_are_replaced_not_waited_for(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    # "s0" stalls at once; "s1" serves two chunks, then copies s0's two
+    # chunks and stalls too. "ok" copies them again once s1's copies are
+    # overdue, and we hang up on s1 to cancel its copies.
+    sources = [
+        cluster.add("ok", delay=0.5),
+        cluster.add("s0", delay=0.5, hangs_after=0, hangs_for=1000),
+        cluster.add("s1", delay=0.5, hangs_after=2, hangs_for=1000),
+    ]
+    fetch = download(cluster, tmp_path / "f.bin", sources, progressTimeout=1000)
+    with capturedLogs() as events:
+        result = run(cluster, fetch.start())
+    assert isinstance(result, DownloadResult), result
+    assert intact(cluster, tmp_path / "f.bin")
+    assert result.seconds < 10
+    said = [formatEvent(e) for e in events]
+    replaced = [line for line in said if "cancelled the stalled copy from s1" in line]
+    assert replaced and all(line.startswith("ok fetches chunk") for line in replaced)
+    copies = [e for e in fetch.timeline if e["event"] == "duplicate"]
+    assert {e["source"] for e in copies} == {"ok", "s1"}
+    # s1 is not at fault for being hung up on: it was connected again.
+    assert cluster.opened.count("s1") == 2
+
+
+def test_a_connection_still_opening_at_the_end_is_cancelled_quietly(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    sources = [cluster.add("ok"), cluster.add("unreachable")]
+    cancelled: list[str] = []
+
+    def open_source(source: SourceAddress) -> Deferred[Any]:
+        if source.name == "unreachable":
+            return Deferred(lambda d: cancelled.append(source.name))
+        return cluster.open_source(source)
+
+    fetch = Download(
+        cluster.manifest.info,
+        sources,
+        str(tmp_path / "f.bin"),
+        reactor=cluster.clock,
+        openSource=open_source,
+    )
+    with capturedLogs() as events:
+        result = run(cluster, fetch.start())
+    assert isinstance(result, DownloadResult), result
+    assert cancelled == ["unreachable"]
+    assert "unreachable" not in fetch.sourceErrors
+    assert not [e for e in events if "unreachable" in formatEvent(e)]

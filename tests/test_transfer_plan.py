@@ -121,6 +121,8 @@ class PlanMachine(RuleBasedStateMachine):
         self.completed: list[int] = []
         self.banned: set[str] = set()
         self.held: dict[tuple[str, int], bool] = {}
+        #: Sources judged stalled (for good: a claim only grows older).
+        self.stalled: set[str] = set()
 
     @rule(target=claims, source=SOURCES, pays=st.none() | st.booleans())
     def take(self, source: str, pays: bool | None) -> tuple[str, int] | None:
@@ -131,11 +133,15 @@ class PlanMachine(RuleBasedStateMachine):
             assert pays is not None
             return pays
 
-        claim = self.plan.take(source, None if pays is None else judge)
+        claim = self.plan.take(
+            source,
+            None if pays is None else judge,
+            lambda index, holder: holder in self.stalled,
+        )
         assert all(owner != source for _, owner in judged)
         if claim is None:
             return None
-        if not claim.direct:
+        if not claim.direct and self.plan.writer(claim.index) is not None:
             assert pays is not False and (pays is None or judged[-1][0] == claim.index)
         assert source not in self.banned
         assert (source, claim.index) not in self.held
@@ -164,6 +170,10 @@ class PlanMachine(RuleBasedStateMachine):
         self.held.pop(claim, None)
 
     @rule(source=SOURCES)
+    def stall(self, source: str) -> None:
+        self.stalled.add(source)
+
+    @rule(source=SOURCES)
     def ban(self, source: str) -> None:
         self.banned.add(source)
         self.plan.ban(source)
@@ -179,8 +189,19 @@ class PlanMachine(RuleBasedStateMachine):
         assert self.plan.finished == (len(self.completed) == self.chunks)
 
     @invariant()
-    def duplicates_are_bounded(self) -> None:
-        assert self.plan.duplicates() <= MAX_DUPLICATES
+    def live_copies_are_bounded(self) -> None:
+        # Copies on a stalled source count for nothing; the others are at
+        # most MAX_DUPLICATES in all, and one per chunk.
+        live = [
+            index
+            for index in range(self.chunks)
+            for holder in self.plan.holders(index)
+            if holder != self.plan.writer(index) and holder not in self.stalled
+        ]
+        assert len(live) <= MAX_DUPLICATES
+        assert len(live) == len(set(live))
+        if not self.stalled:
+            assert self.plan.duplicates() <= MAX_DUPLICATES
 
     @invariant()
     def the_plan_agrees_with_the_model(self) -> None:

@@ -149,12 +149,12 @@ def test_a_winning_scratch_duplicate_is_copied_into_the_part(
     scratch = tmp_path / "out.bin.part.dup"
     slow = store.begin(1)
     slow.write(1, b"\xff" * 100)
-    copy = store.begin_scratch(1)
     for index, wrong in ((1, bytes(MIN_CHUNK_SIZE + 1)), (2, chunk(data, manifest, 2))):
         refused = store.begin_scratch(1)
         with pytest.raises(OutsideChunkError):
             refused.write(index, wrong)
         store.abandon(refused)
+    copy = store.begin_scratch(1)
     copy.write(1, chunk(data, manifest, 1))
     assert scratch.exists()
     assert store.verify(copy)
@@ -170,6 +170,27 @@ def test_a_winning_scratch_duplicate_is_copied_into_the_part(
     assert scratch.stat().st_size == 0
     store.close()
     assert not scratch.exists()
+
+
+def test_a_newer_scratch_copy_of_a_chunk_closes_the_older(
+    content, tmp_path: Path
+) -> None:
+    # Both would write at the chunk's place in the scratch file: a stalled
+    # (or lying) older copy must not write among the bytes of the newer.
+    data, manifest = content
+    store = opened(tmp_path, manifest)
+    good = chunk(data, manifest, 1)
+    older = store.begin_scratch(1)
+    older.write(1, good[:100])
+    newer = store.begin_scratch(1)
+    with pytest.raises(ChunkClosedError):
+        older.write(1, b"\xff" * 4096)
+    newer.write(1, good)
+    assert store.verify(newer)
+    assert not store.verify(older)
+    part = (tmp_path / "out.bin.part").read_bytes()
+    assert part[MIN_CHUNK_SIZE : 2 * MIN_CHUNK_SIZE] == good
+    store.close()
 
 
 def test_a_scratch_duplicate_that_does_not_verify_is_never_copied(

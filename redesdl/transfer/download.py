@@ -6,7 +6,7 @@ it, and fetches it; the store verifies it. A chunk that fails goes back for
 another source and its source is dropped from this download (banned, if it
 lied or broke the protocol). At the end, an idle source copies a chunk still
 in flight elsewhere only where L{ChunkPace} judges the copy pays; the source
-a winning copy outpaced is hung up on and connected again at once.
+a winning copy outpaced is hung up on and connected again on the next turn.
 The download succeeds while one source stays alive; the store renames
 ``PATH.part`` to PATH only when every chunk verified.
 The client's ``get`` and the secondary's replication both use this loop.
@@ -144,11 +144,14 @@ class Download:
         self.timeline = self._timeline.events
         #: Set once the download ended: late connections are closed at once.
         self._hung_up = False
-        #: Sources we hung up on because a duplicate of their chunk won: not
-        #: at fault, so connected again at once.
-        self._outpaced: set[str] = set()
+        #: Sources we hung up on in the endgame, not for a fault of theirs (a
+        #: copy of their chunk won, or replaced their stalled copy), and why:
+        #: each is connected again on the reactor's next turn.
+        self._outpaced: dict[str, str] = {}
         #: Workers waiting for the reactor's next turn to connect again.
         self._next_turns: set[Deferred[None]] = set()
+        #: Connections being opened: cancelled if the download ends first.
+        self._connecting: set[Deferred[Fetcher]] = set()
         #: Each source's pace, to judge which endgame copies pay.
         self._pace = ChunkPace()
         #: Wakes the lanes when a chunk's owner becomes overdue.
@@ -322,7 +325,7 @@ class Download:
         if source.name in self.sourceErrors:
             self.log.info("trying source {source} again", source=source.name)
         # A fresh connection: a later failure is its own, not the endgame's.
-        self._outpaced.discard(source.name)
+        self._outpaced.pop(source.name, None)
         self._reported.discard(source.name)
         worker = Deferred.fromCoroutine(self._work(source, again))
         if worker.called:
@@ -429,8 +432,8 @@ class Download:
 
     def _hang_up(self) -> None:
         self._hung_up = True
-        for turn in list(self._next_turns):
-            turn.cancel()
+        for pending in [*self._next_turns, *self._connecting]:
+            pending.cancel()
         if self._look_again is not None and self._look_again.active():
             self._look_again.cancel()
         for fetcher in self._fetchers:
@@ -451,11 +454,16 @@ class Download:
                 await turn
             finally:
                 self._next_turns.discard(turn)
+        connecting = self._open_source(source)
+        self._connecting.add(connecting)
         try:
-            fetcher = await self._open_source(source)
+            fetcher = await connecting
         except Exception as e:
-            self._drop_source(source.name, f"cannot connect ({describe_error(e)})")
+            if not self._hung_up:
+                self._drop_source(source.name, f"cannot connect ({describe_error(e)})")
             return
+        finally:
+            self._connecting.discard(connecting)
         self._fetchers.append(fetcher)
         if self._hung_up:
             # Too late: the download ended while we were connecting.
@@ -471,6 +479,8 @@ class Download:
             return
         if self._fatal is not None:
             return
+        # Live again, if it was dropped before: no longer among the reasons.
+        self.sourceErrors.pop(source.name, None)
         try:
             await self._ensure_store(manifest)
         except DiskError as e:
@@ -513,6 +523,8 @@ class Download:
                 await self._changed()
                 continue
             index = claim.index
+            if not claim.direct:
+                self._replace_stalled_copies(index, name)
             store = self.store
             if store.is_verified(index):
                 # Verified through a request the plan had taken back meanwhile.
@@ -623,25 +635,46 @@ class Download:
 
         return accept
 
+    def _replace_stalled_copies(self, index: int, taker: str) -> None:
+        """C{taker} copies chunk C{index} again: hang up on the sources whose
+        copies of it stalled (the plan offers the chunk only then). A chunk's
+        copies share its place in the scratch file, so only one may run."""
+        plan = self._plan
+        assert plan is not None
+        for holder in plan.holders(index):
+            if holder not in (taker, plan.writer(index)):
+                self._outpace(
+                    holder,
+                    f"its copy of chunk {index} stalled; {taker} fetches it again",
+                    f"{taker} fetches chunk {index} again; cancelled the stalled "
+                    f"copy from {holder}",
+                )
+
+    def _outpace(self, name: str, why: str, said: str) -> None:
+        """Hang up on C{name} to cancel its request (the protocol cannot
+        cancel one): not for a fault of its own, so it is connected again."""
+        for fetcher in self._fetchers:
+            if fetcher.source_name != name or name in self._reported:
+                continue
+            if not (fetcher.lost or fetcher.timed_out):
+                self._outpaced[name] = why
+                # Said here, once: its requests now end as "connection lost".
+                self._reported.add(name)
+                self.log.info("{said}", said=said)
+                fetcher.abort()
+
     def _chunk_verified(self, name: str, index: int, direct: bool) -> None:
         plan = self._plan
         assert plan is not None and self.manifest is not None
         slow = plan.writer(index)
         if not direct and slow is not None:
             # Its writer is closed already; stop its stream too.
-            for fetcher in self._fetchers:
-                if fetcher.source_name == slow and not fetcher.lost:
-                    self._outpaced.add(slow)
-                    # Said here, once: its requests now end as "connection lost".
-                    self._reported.add(slow)
-                    self.log.info(
-                        "chunk {index} also arrived from {winner}; cancelled the "
-                        "duplicate from {source}",
-                        index=index,
-                        winner=name,
-                        source=slow,
-                    )
-                    fetcher.abort()
+            self._outpace(
+                slow,
+                "another source finished its chunk first (endgame)",
+                f"chunk {index} also arrived from {name}; cancelled the duplicate "
+                f"from {slow}",
+            )
         plan.complete(index, name)
         self._pace.verified(index, name, self._reactor.seconds())
         self.bytesBySource[name] += self.manifest.chunk_range(index)[1]
@@ -666,7 +699,7 @@ class Download:
             # We hung up on it: the request ended with the download.
             return
         if name in self._outpaced:
-            why = "another source finished its chunk first (endgame)"
+            why = self._outpaced[name]
         elif fetcher.timed_out:
             why = f"no progress for {self._progress_timeout:g} s"
         else:

@@ -18,6 +18,11 @@ its chunks wait behind each other on its connection, so a chunk claimed
 recently may be next or still queued, and an estimate from its claim was
 wrong by a whole chunk time on a rate-limited source.
 
+A copy that is itself overdue is judged stalled (L{ChunkPace.stalled}): it
+no longer keeps its chunk from being copied again, nor counts toward the
+plan's cap on copies, so sources stalling with copies at the end cannot keep
+an idle source from finishing.
+
 An owner with no verified chunk yet is taken to be as quick as the idle
 source. An idle source with no verified chunk yet (one that just joined), or
 a chunk whose claim it was never told of, is copied as it always was: there
@@ -106,6 +111,6 @@ class ChunkPace:
 
     @staticmethod
     def _overdue_at(claimed: float, usual: float) -> float:
-        # One expression for both questions: a look scheduled for this time
-        # finds the copy paying.
+        # One expression for every question (a copy pays, a holder stalled,
+        # when to look again): a look scheduled for this time finds it so.
         return claimed + OVERDUE * usual

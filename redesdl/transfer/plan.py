@@ -26,7 +26,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-#: Endgame copies fetched at once (each holds one chunk, in memory or on disk).
+#: Endgame copies fetched at once, not counting those on a stalled source (each
+#: holds one chunk, in memory or on disk).
 MAX_DUPLICATES = 2
 
 

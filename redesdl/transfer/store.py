@@ -224,7 +224,9 @@ class ScratchCopy(ChunkWriter):
     Memory stays flat however big the chunks are: the duplicate goes to
     ``PATH.part.dup`` at its chunk's own offset (a sparse file), with the
     same rules and hashing as a L{ChunkWriter}. Its bytes reach the ``.part``
-    only through L{ChunkStore.verify}, once they matched.
+    only through L{ChunkStore.verify}, once they matched. A chunk has one
+    scratch copy at a time: a newer one closes the older, whose later bytes
+    could otherwise land among the newer's after it matched.
     """
 
 
@@ -433,6 +435,8 @@ class ChunkStore:
             except OSError as e:
                 why = "it is a symbolic link" if e.errno == errno.ELOOP else e.strerror
                 raise DiskError(f"cannot open {self.scratch_path}: {why}") from None
+        for older in [c for c in self._scratch_copies if c.index == index]:
+            self.abandon(older)
         copy = ScratchCopy(self._scratch_fd, index, *self._chunk(index))
         self._scratch_copies.add(copy)
         return copy
