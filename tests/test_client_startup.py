@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,8 @@ def collections_while_loading(entry: str) -> tuple[int, bool]:
 
 def test_the_command_loads_without_collecting_and_runs_with_the_collector_on() -> None:
     # The script the installer writes calls redesdl.client.launch:main.
+    [script] = entry_points(group="console_scripts", name="redesdl")
+    assert script.value == "redesdl.client.launch:main"
     assert collections_while_loading("entry point") == (0, True)
     # Without the pause, loading the same modules collects many times.
     count, enabled = collections_while_loading("cli")
