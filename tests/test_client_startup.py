@@ -26,16 +26,21 @@ print(json.dumps(spawned))
 """
 
 
-def test_loading_the_client_starts_no_process() -> None:
-    # ctypes.util.find_library("c") used to run ldconfig on every start.
+def python_output(script: str) -> str:
+    """What a fresh interpreter running C{script} prints."""
     result = subprocess.run(
-        [sys.executable, "-c", IMPORT_WATCHING_SPAWNS],
+        [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    assert json.loads(result.stdout) == []
+    return result.stdout
+
+
+def test_loading_the_client_starts_no_process() -> None:
+    # ctypes.util.find_library("c") used to run ldconfig on every start.
+    assert json.loads(python_output(IMPORT_WATCHING_SPAWNS)) == []
 
 
 COUNTING_COLLECTIONS = """
@@ -60,15 +65,9 @@ def collections_while_loading(entry: str) -> tuple[int, bool]:
     """Collections run by C{redesdl --version} through C{entry}, and whether
     the collector was on at its end."""
     script = COUNTING_COLLECTIONS.replace('"--version"]', f'"--version", "{entry}"]')
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert result.stdout.startswith("redesdl ")
-    count, enabled = json.loads(result.stdout.splitlines()[-1])
+    printed = python_output(script)
+    assert printed.startswith("redesdl ")
+    count, enabled = json.loads(printed.splitlines()[-1])
     return count, enabled
 
 
