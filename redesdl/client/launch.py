@@ -1,9 +1,9 @@
 """The ``redesdl`` command's entry point: the client is loaded with the
 cyclic garbage collector paused.
 
-Importing Twisted and the client builds some hundred thousand objects that
-live until exit, and the collector walks them again and again while they are
-built: about 11 ms of each one-shot command's 0.2 s start here. Nothing built
+Importing Twisted and the client builds about 78,000 objects the collector
+tracks, which live until exit, and it walked them again and again while they
+were built: about 11 ms of each one-shot command's 0.2 s start here. Nothing built
 then is garbage worth collecting, so the collector waits until
 L{redesdl.client.cli.main} has frozen it all out of every later collection.
 """
