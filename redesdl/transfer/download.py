@@ -334,11 +334,11 @@ class Download:
         def ended(_: object) -> None:
             del self._workers[source.name]
             if source.name in self._outpaced and not self._hung_up:
-                # We hung up only to cancel a duplicate of its chunk: it was
-                # slower than the copy, not at fault, and may be the one left
-                # if the copy's source dies or stalls next. Without a central
-                # to list it again (a secondary's replication), nothing else
-                # would bring it back.
+                # We hung up only to cancel one request of its (a chunk a copy
+                # won, or a stalled copy replaced): it is not at fault, and may
+                # be the one left if another source dies or stalls next.
+                # Without a central to list it again (a secondary's
+                # replication), nothing else would bring it back.
                 self._start_worker(source, again=True)
 
         self._workers[source.name] = worker
@@ -580,8 +580,9 @@ class Download:
                 self._pace.dropped(index, name)
 
     def _look_again_for(self, idle: str, now: float) -> None:
-        """Wake the lanes when a chunk's owner becomes overdue, so that
-        C{idle} copies it then, not at the owner's progress timeout."""
+        """Wake the lanes when a source holding a chunk becomes overdue, so
+        that C{idle} copies it then (or copies it again, if the overdue
+        source held a copy), not at that source's progress timeout."""
         plan = self._plan
         assert plan is not None
         if self._hung_up:
@@ -646,13 +647,17 @@ class Download:
                 self._outpace(
                     holder,
                     f"its copy of chunk {index} stalled; {taker} fetches it again",
-                    f"{taker} fetches chunk {index} again; cancelled the stalled "
-                    f"copy from {holder}",
+                    "{winner} fetches chunk {index} again; cancelled the stalled "
+                    "copy from {source}",
+                    index,
+                    taker,
                 )
 
-    def _outpace(self, name: str, why: str, said: str) -> None:
-        """Hang up on C{name} to cancel its request (the protocol cannot
-        cancel one): not for a fault of its own, so it is connected again."""
+    def _outpace(self, name: str, why: str, said: str, index: int, winner: str) -> None:
+        """Hang up on C{name} to cancel its request for chunk C{index} (the
+        protocol cannot cancel one): not for a fault of its own, so it is
+        connected again. C{said} is the log line, with C{index}, C{winner}
+        and C{source} as its fields."""
         for fetcher in self._fetchers:
             if fetcher.source_name != name or name in self._reported:
                 continue
@@ -660,7 +665,7 @@ class Download:
                 self._outpaced[name] = why
                 # Said here, once: its requests now end as "connection lost".
                 self._reported.add(name)
-                self.log.info("{said}", said=said)
+                self.log.info(said, index=index, winner=winner, source=name)
                 fetcher.abort()
 
     def _chunk_verified(self, name: str, index: int, direct: bool) -> None:
@@ -672,8 +677,10 @@ class Download:
             self._outpace(
                 slow,
                 "another source finished its chunk first (endgame)",
-                f"chunk {index} also arrived from {name}; cancelled the duplicate "
-                f"from {slow}",
+                "chunk {index} also arrived from {winner}; cancelled the duplicate "
+                "from {source}",
+                index,
+                name,
             )
         plan.complete(index, name)
         self._pace.verified(index, name, self._reactor.seconds())

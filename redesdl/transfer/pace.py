@@ -82,17 +82,14 @@ class ChunkPace:
         if mine is None or claimed is None:
             return True
         theirs = self._usual.get(owner, mine)
-        return theirs >= SLOWER * mine or now >= self._overdue_at(claimed, theirs)
+        return theirs >= SLOWER * mine or self.stalled(index, owner, idle, now)
 
     def stalled(self, index: int, holder: str, idle: str, now: float) -> bool:
         """Whether C{holder}'s chunk C{index} is overdue, as C{idle} judges
         it (by C{idle}'s own pace while C{holder} has none): False when
         there is nothing to judge by."""
-        claimed = self._claimed.get((index, holder))
-        usual = self._usual.get(holder, self._usual.get(idle))
-        if claimed is None or usual is None:
-            return False
-        return now >= self._overdue_at(claimed, usual)
+        due = self._overdue_at(index, holder, idle)
+        return due is not None and now >= due
 
     def next_look(
         self, in_flight: Iterable[tuple[int, str]], idle: str, now: float
@@ -100,17 +97,21 @@ class ChunkPace:
         """The first time after C{now} that one of C{in_flight}'s (chunk,
         source) pairs becomes overdue, as C{idle} judges it (a chunk worth a
         copy, or a copy no longer worth waiting for); None if none will."""
-        mine = self._usual.get(idle)
-        times = []
-        for index, owner in in_flight:
-            claimed = self._claimed.get((index, owner))
-            usual = self._usual.get(owner, mine)
-            if owner != idle and claimed is not None and usual is not None:
-                times.append(self._overdue_at(claimed, usual))
-        return min((t for t in times if t > now), default=None)
+        times = [
+            self._overdue_at(index, owner, idle)
+            for index, owner in in_flight
+            if owner != idle
+        ]
+        return min((t for t in times if t is not None and t > now), default=None)
 
-    @staticmethod
-    def _overdue_at(claimed: float, usual: float) -> float:
-        # One expression for every question (a copy pays, a holder stalled,
-        # when to look again): a look scheduled for this time finds it so.
+    def _overdue_at(self, index: int, holder: str, idle: str) -> float | None:
+        """When C{holder}'s chunk C{index} becomes overdue, by its own pace or
+        else C{idle}'s; None without a claim or a pace to judge by.
+
+        One answer for every question (a copy pays, a holder stalled, when to
+        look again): a look scheduled for this time finds it so."""
+        claimed = self._claimed.get((index, holder))
+        usual = self._usual.get(holder, self._usual.get(idle))
+        if claimed is None or usual is None:
+            return None
         return claimed + OVERDUE * usual
