@@ -11,6 +11,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred
 
+from redesdl.client.job import discard_partial
 from redesdl.manifest import MIN_CHUNK_SIZE, Manifest, build_manifest
 from redesdl.transfer import store as store_module
 from redesdl.transfer.errors import (
@@ -22,6 +23,7 @@ from redesdl.transfer.errors import (
     OutsideChunkError,
 )
 from redesdl.transfer.journal import read_journal
+from redesdl.transfer.partlock import PartInUseError, claim_part, hold_part
 from redesdl.transfer.resume import save_state
 from redesdl.transfer.store import EMPTY_SHA256, ChunkStore
 
@@ -289,6 +291,55 @@ def test_a_part_replaced_meanwhile_is_not_renamed(content, tmp_path: Path) -> No
         store.finish()
     store.close()
     assert not (tmp_path / "out.bin").exists()
+
+
+def test_a_second_download_to_the_same_path_is_refused_until_the_first_ends(
+    content, tmp_path: Path
+) -> None:
+    """Two downloads sharing PATH.part once let the one that lost the race
+    write its bytes into the file the other had verified and renamed."""
+    data, manifest = content
+    first = opened(tmp_path, manifest)
+    first.begin(0).write(0, chunk(data, manifest, 0))
+    target = str(tmp_path / "out.bin")
+    second = ChunkStore(target, target + ".part", False)
+    with pytest.raises(PartInUseError, match=r"out\.bin\.part is being written"):
+        second.check_destination()
+    outcome: list[object] = []
+    Deferred.fromCoroutine(second.open(manifest)).addBoth(outcome.append)
+    outcome[0].trap(PartInUseError)  # type: ignore[attr-defined]
+    # The refused one touched neither the .part nor what is kept beside it.
+    assert (tmp_path / "out.bin.part").read_bytes()[:MIN_CHUNK_SIZE] == chunk(
+        data, manifest, 0
+    )
+    with pytest.raises(DiskError, match="being written by another download"):
+        discard_partial(target)
+    assert (tmp_path / "out.bin.part").exists()
+    fill(first, data, manifest)
+    first.finish()
+    first.close()
+    assert (tmp_path / "out.bin").read_bytes() == data
+    second = ChunkStore(target, target + ".part", True)
+    second.check_destination()
+    outcome = []
+    Deferred.fromCoroutine(second.open(manifest)).addBoth(outcome.append)
+    assert outcome == [[]]
+    second.close()
+
+
+def test_a_claim_that_lost_to_a_rename_is_refused(tmp_path: Path) -> None:
+    """The holder renamed its .part into place between our open and our lock:
+    the file we locked is no longer PATH.part."""
+    part = tmp_path / "out.bin.part"
+    holder = claim_part(str(part))
+    assert holder is not None
+    late = os.open(part, os.O_RDWR)
+    os.rename(part, tmp_path / "out.bin")
+    os.close(holder)
+    part.write_bytes(b"a new download's")
+    with pytest.raises(PartInUseError):
+        hold_part(late, str(part))
+    os.close(late)
 
 
 def test_an_empty_file_must_have_the_hash_of_nothing(tmp_path: Path) -> None:

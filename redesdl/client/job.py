@@ -28,6 +28,7 @@ from redesdl.protocol.sources import SourceAddress
 from redesdl.transfer.download import Download
 from redesdl.transfer.errors import DestinationExistsError, DiskError
 from redesdl.transfer.journal import remove_journal
+from redesdl.transfer.partlock import claim_part
 from redesdl.transfer.reasons import describe_error
 from redesdl.transfer.result import DownloadResult
 from redesdl.transfer.resume import remove_state
@@ -60,11 +61,18 @@ def discard_partial(path: str) -> None:
     """Forget an earlier attempt at PATH: its ``.part``, snapshot and journal."""
     part = path + ".part"
     try:
-        os.unlink(part)
-    except FileNotFoundError:
-        pass
+        # Never from under a download still writing it (a symlink is no
+        # download's: it is only removed).
+        fd = None if os.path.islink(part) else claim_part(part, create=False)
+        try:
+            os.unlink(part)
+        except FileNotFoundError:
+            pass
+        finally:
+            if fd is not None:
+                os.close(fd)
     except OSError as e:
-        raise DiskError(f"cannot remove {part}: {e.strerror}") from None
+        raise DiskError(f"cannot remove {part}: {e.strerror or e}") from None
     remove_state(part)
     remove_journal(part)
 

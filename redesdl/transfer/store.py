@@ -21,7 +21,6 @@ import contextlib
 import errno
 import hashlib
 import os
-import stat
 import threading
 
 from twisted.internet.threads import deferToThread
@@ -39,6 +38,7 @@ from redesdl.transfer.errors import (
     OutsideChunkError,
 )
 from redesdl.transfer.journal import Journal, remove_journal
+from redesdl.transfer.partlock import check_part_free, claim_part
 from redesdl.transfer.resume import (
     chunks_to_check,
     remove_state,
@@ -311,6 +311,7 @@ class ChunkStore:
             )
         if os.path.islink(self.path):
             raise DiskError(f"{self.path} is a symbolic link; refusing to follow it")
+        check_part_free(self.path)
 
     async def open(self, manifest: Manifest) -> list[int]:
         """Open and reserve the file; return the chunks kept from before.
@@ -320,13 +321,18 @@ class ChunkStore:
         kept. The kept chunks go into a fresh snapshot and the journal starts
         over, so each stays as small as one run's progress.
         """
+        existed = os.path.lexists(self.path)
+        try:
+            self._fd = claim_part(self.path)
+        except OSError as e:
+            raise self._cannot_reserve(manifest, e) from None
         # Duplicates of an earlier attempt are never trusted: no record of them.
         self._remove_scratch()
         claimed: list[int] = []
         keep = rechecking = False
-        if os.path.lexists(self.path):
+        if existed:
             check = chunks_to_check(self.path, manifest)
-            had_bytes = os.lstat(self.path).st_size > 0
+            had_bytes = os.fstat(self._fd).st_size > 0
             if check is None and had_bytes:
                 notice.warn(
                     "{part} holds another version of {name} (or nothing to trust); "
@@ -337,11 +343,9 @@ class ChunkStore:
             keep = check is not None
             if check is not None and (had_bytes or not check[1]):
                 claimed, rechecking = check
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            self._fd = os.open(self.path, flags | (0 if keep else os.O_TRUNC), 0o644)
-            if not stat.S_ISREG(os.fstat(self._fd).st_mode):
-                raise OSError(0, "not a regular file")
+            if not keep:
+                os.ftruncate(self._fd, 0)
             os.ftruncate(self._fd, manifest.size)
             if manifest.size:
                 os.posix_fallocate(self._fd, 0, manifest.size)
@@ -352,10 +356,7 @@ class ChunkStore:
                 with contextlib.suppress(OSError):
                     os.unlink(self.path)
             self.close()
-            why = "it is a symbolic link" if e.errno == errno.ELOOP else e.strerror
-            raise DiskError(
-                f"cannot reserve {manifest.size} bytes for {self.path}: {why}"
-            ) from None
+            raise self._cannot_reserve(manifest, e) from None
         self.manifest = manifest
         if self._direct_io is not False and manifest.size:
             self.direct = DirectFile.open(self.path, self._fd)
@@ -376,6 +377,10 @@ class ChunkStore:
         elif manifest.size:
             self._start_journal(manifest)
         return kept
+
+    def _cannot_reserve(self, manifest: Manifest, error: OSError) -> DiskError:
+        why = "it is a symbolic link" if error.errno == errno.ELOOP else error.strerror
+        return DiskError(f"cannot reserve {manifest.size} bytes for {self.path}: {why}")
 
     def _start_journal(self, manifest: Manifest) -> None:
         """Fold what was kept into the snapshot, then start the journal afresh
