@@ -90,6 +90,24 @@ def test_the_summary_says_how_long_the_download_waited_for_a_slot() -> None:
     assert "in 2.00 s after 8.0 s waiting for a slot," in describe_result(result)
 
 
+def test_the_summary_escapes_what_peers_and_paths_could_hide_in() -> None:
+    """A source named by a rogue central, or a path with a bidi override,
+    reaches the terminal escaped, not as commands or reordered text."""
+    result = DownloadResult(
+        name="c.mp4",
+        path="invoice\u202efdp.exe",
+        size=MiB,
+        sha256="ab" * 32,
+        seconds=2.0,
+        bytes_fetched=MiB,
+        sources={"\x1b]0;pwned\x07\x1b[2J\x9b": MiB},
+    )
+    text = describe_result(result)
+    assert text.isprintable()
+    assert "saved invoice\\u202efdp.exe " in text
+    assert "from \\x1b]0;pwned\\x07\\x1b[2J\\x9b 1.0 MiB" in text
+
+
 class Terminal(io.StringIO):
     """A stream whose terminal is as wide as C{columns}."""
 

@@ -208,6 +208,22 @@ def test_the_first_page_sets_the_name_column_up_to_60_characters() -> None:
     )
 
 
+def test_names_with_format_characters_are_listed_escaped() -> None:
+    """Names carry no control characters, but a bidi override (U+202E) would
+    show ``invoice<RLO>fdp.exe`` as ``invoiceexe.pdf``."""
+    entries = [
+        CatalogEntry.from_wire({**entry_of(2049), "name": name})
+        for name in ("invoice\u202efdp.exe", "line\u2028break", "zero\u200bwidth")
+    ]
+    lines = TextListing().lines(entries)
+    assert all(line.isprintable() for line in lines)
+    assert [line.split("  ")[0] for line in lines] == [
+        "invoice\\u202efdp.exe",
+        "line\\u2028break",
+        "zero\\u200bwidth",
+    ]
+
+
 async def run_cli(address: str, *args: str) -> tuple[str, str, int]:
     """Run the real ``redesdl`` in a process; its stdout, stderr, exit status."""
     command = "from redesdl.client.cli import main; main()"

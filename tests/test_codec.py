@@ -199,6 +199,23 @@ def test_bad_field_names_the_nested_field() -> None:
     assert "sources[0]" in event.error.message and "'port'" in event.error.message
 
 
+def test_a_source_name_or_host_that_is_not_printable_is_refused() -> None:
+    """A rogue central's source names reach every downloader's terminal."""
+    located = Located(1, FileInfo("a", 1, SHA, SHA), (SourceAddress("s", "h", 1),))
+    for field, value in (
+        ("name", "\x1b]0;pwned\x07"),
+        ("name", "s\u202e1"),
+        ("host", "h\x9b2J"),
+    ):
+        body = located.to_wire()
+        body["sources"][0][field] = value
+        (event,) = FrameDecoder({"located": Located.parse}, 4096).feed(encode(body))
+        assert isinstance(event, MessageRefused), (field, value)
+        assert event.error.code == "bad_request"
+        assert "unprintable" in event.error.message
+        assert value not in event.error.message
+
+
 @given(st.text(max_size=50))
 def test_encode_never_raises_and_round_trips_valid_text(name: str) -> None:
     data = encode(Admit(1, name))

@@ -44,7 +44,7 @@ from redesdl.client.reasons import (
 from redesdl.client.stats import ClientStats, default_stats_path
 from redesdl.client.streaming import OrderedOutput
 from redesdl.endpoints import central_endpoint
-from redesdl.printable import escape_logs
+from redesdl.printable import escape_logs, printable
 from redesdl.tls import TLSConfig, TLSFileError, source_connector
 from redesdl.trace import TRACER
 from redesdl.transfer.allocator import keep_freed_buffers
@@ -254,7 +254,8 @@ def run_stats(args: argparse.Namespace, out: TextIO | None = None) -> int:
             document = stats.store.document(timelines=args.timelines)
             out.write(json.dumps(document, indent=1) + "\n")
         else:
-            out.write("\n".join(stats.summary(args.last)) + "\n")
+            lines = (printable(line, limit=None) for line in stats.summary(args.last))
+            out.write("\n".join(lines) + "\n")
     finally:
         stats.close()
     return EXIT_OK
@@ -528,7 +529,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         if args.debug:
             sys.stderr.write(result.getTraceback())
         line = explain(result.value, args.central, getattr(args, "file", None))
-        sys.stderr.write(f"redesdl: {line}\n")
+        # Peers' words (source names, error texts) may be in it.
+        sys.stderr.write(f"redesdl: {printable(line, limit=None)}\n")
         sys.exit(exit_status(result.value))
     sys.exit(result)
 

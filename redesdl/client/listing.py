@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 
 from redesdl.client.progress import human_size
+from redesdl.printable import printable
 from redesdl.protocol.wire import CatalogEntry
 from redesdl.transfer.result import DownloadResult
 
@@ -35,14 +36,16 @@ class TextListing:
     def lines(self, entries: Iterable[CatalogEntry]) -> list[str]:
         """The lines showing C{entries}, the next names of the catalog."""
         entries = list(entries)
+        # Names are free of control characters, but not of bidi overrides or
+        # other format characters, which would reorder the line on screen.
+        names = [printable(entry.info.name, limit=None) for entry in entries]
         if self._width is None and entries:
-            longest = max(len(entry.info.name) for entry in entries)
-            self._width = min(longest, NAME_COLUMN_CAP)
+            self._width = min(max(map(len, names)), NAME_COLUMN_CAP)
         self.shown += len(entries)
         return [
-            f"{entry.info.name:<{self._width}}  {human_size(entry.info.size):>10}  "
+            f"{name:<{self._width}}  {human_size(entry.info.size):>10}  "
             f"{f'{entry.sources} source(s)':<11}  {entry.info.sha256[:16]}"
-            for entry in entries
+            for name, entry in zip(names, entries, strict=True)
         ]
 
     def page(self, entries: Iterable[CatalogEntry]) -> str:
@@ -88,7 +91,9 @@ def describe_result(result: DownloadResult, fetch_seconds: float | None = None) 
     spent waiting in the central's queue, which the download's own time leaves
     out.
     """
-    used = ", ".join(f"{name} {human_size(n)}" for name, n in result.sources.items())
+    used = ", ".join(
+        f"{printable(name)} {human_size(n)}" for name, n in result.sources.items()
+    )
     seconds = result.seconds if fetch_seconds is None else fetch_seconds
     rate = result.bytes_fetched / seconds if seconds else 0
     reused = (
@@ -96,7 +101,11 @@ def describe_result(result: DownloadResult, fetch_seconds: float | None = None) 
         if result.bytes_reused
         else ""
     )
-    where = "wrote it to stdout" if result.path == "-" else f"saved {result.path}"
+    where = (
+        "wrote it to stdout"
+        if result.path == "-"
+        else f"saved {printable(result.path, limit=None)}"
+    )
     queued = result.queued_seconds or 0.0
     waited = f" after {queued:.1f} s waiting for a slot" if queued >= 0.05 else ""
     return (

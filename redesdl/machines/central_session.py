@@ -197,6 +197,10 @@ def _refuse(core: SessionCore, message: Message, code: str, why: str) -> None:
 
 def greet(inputs: CentralSession, core: SessionCore, message: Any) -> None:
     problem = peer_name_problem(message.name)
+    advertise = getattr(message, "advertise", None)
+    if problem is None and advertise is not None and not advertise.isprintable():
+        # It becomes the host every downloader is told to reach.
+        problem = "an advertised host may not contain control or format characters"
     if problem is not None:
         _refuse(core, message, "bad_request", problem)
         return

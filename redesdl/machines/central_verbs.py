@@ -29,8 +29,11 @@ def peer_name_problem(name: str) -> str | None:
     """Say why C{name} may not name a peer (it reaches logs and statistics)."""
     if not name:
         return "a peer name may not be empty"
-    if any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in name):
-        return "a peer name may not contain control characters"
+    if not name.isprintable():
+        # Control characters, but also bidi overrides and other format
+        # characters: a secondary's name reaches every downloader's screen,
+        # and clients refuse a source whose name is not printable.
+        return "a peer name may not contain control or format characters"
     return None
 
 

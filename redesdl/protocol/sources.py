@@ -22,13 +22,23 @@ class SourceAddress:
         if not isinstance(value, dict):
             raise ProtocolError("bad_request", "a source must be an object")
         return cls(
-            text(value, "name", max_length=256),
-            text(value, "host", max_length=256),
+            _plain(value, "name"),
+            _plain(value, "host"),
             count(value, "port", maximum=65535),
         )
 
     def to_wire(self) -> dict[str, Any]:
         return {"name": self.name, "host": self.host, "port": self.port}
+
+
+def _plain(value: dict[str, Any], key: str) -> str:
+    """A source's name or host: printed to people, so no control characters."""
+    field = text(value, key, max_length=256)
+    if not field.isprintable():
+        raise ProtocolError(
+            "bad_request", f"a source {key} may not contain unprintable characters"
+        )
+    return field
 
 
 def parse_host_port(value: str) -> tuple[str, int]:
