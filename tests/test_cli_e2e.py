@@ -159,6 +159,33 @@ def test_a_bad_central_is_a_usage_error_in_one_line() -> None:
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    ("argv", "option", "said"),
+    [
+        (["get", "x", "--progress-timeout", "-5"], "--progress-timeout", "more than 0"),
+        (["get", "x", "--progress-timeout=nan"], "--progress-timeout", "more than 0"),
+        (["get", "x", "--retry-for", "inf"], "--retry-for", "0 or more"),
+        (["--timeout", "-1", "list"], "--timeout", "more than 0"),
+        (["--timeout", "soon", "list"], "--timeout", "not a number"),
+        (["stats", "-n", "-3"], "-n/--last", "0 or more"),
+    ],
+)
+def test_a_bad_number_is_a_usage_error_naming_the_option(
+    argv: list[str], option: str, said: str
+) -> None:
+    """Once a traceback and a hang (-5, nan), or an AssertionError (-1)."""
+    result = subprocess.run(
+        [str(BIN / "redesdl"), "--central", "127.0.0.1:9", *argv],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    last = result.stderr.splitlines()[-1]
+    assert f"error: argument {option}: " in last and said in last
+    assert "Traceback" not in result.stderr
+
+
 def help_of(*command: str, **env: str) -> str:
     """What C{redesdl COMMAND --help} prints; it must succeed, silently."""
     result = subprocess.run(

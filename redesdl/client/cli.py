@@ -11,6 +11,7 @@ import argparse
 import gc
 import getpass
 import json
+import math
 import os
 import shutil
 import socket
@@ -62,6 +63,35 @@ def percent_escaped(text: str) -> str:
     return text.replace("%", "%%")
 
 
+def seconds(text: str, zero: bool = False) -> float:
+    """A finite number of seconds: above zero, or also zero if C{zero}."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds"
+        ) from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        least = "0 or more" if zero else "more than 0"
+        raise argparse.ArgumentTypeError(f"{text!r}: give {least} seconds")
+    return value
+
+
+def seconds_or_zero(text: str) -> float:
+    return seconds(text, zero=True)
+
+
+def how_many(text: str) -> int:
+    """A count of 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0 or more")
+    return value
+
+
 def add_global_options(parser: argparse.ArgumentParser, again: bool) -> None:
     """The options of every command; C{again} for a command's own parser,
     where they are accepted too (``redesdl list --central ...``) but leave
@@ -95,7 +125,7 @@ def add_global_options(parser: argparse.ArgumentParser, again: bool) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=default(DEFAULT_TIMEOUT),
         help=f"seconds to wait for a connection [default: {DEFAULT_TIMEOUT}]",
     )
@@ -174,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     get.add_argument(
         "--progress-timeout",
-        type=float,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="drop a source that sends nothing for this long while it owes a "
@@ -182,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     get.add_argument(
         "--retry-for",
-        type=float,
+        type=seconds_or_zero,
         default=30.0,
         metavar="SECONDS",
         help="when no source is left, keep asking the central for one this long "
@@ -213,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument(
         "-n",
         "--last",
-        type=int,
+        type=how_many,
         default=10,
         metavar="N",
         help="list the last N downloads [default: %(default)s]",
