@@ -14,15 +14,24 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from redesdl.client.access import ClusterAccess
-from redesdl.client.central import BadCentralReplyError
+from redesdl.client.central import (
+    BadCentralReplyError,
+    CentralConnection,
+    CentralSilentError,
+)
 from redesdl.client.job import GetJob, InterruptedByUserError
+from redesdl.client.reasons import EXIT_CENTRAL_UNREACHABLE, exit_status
 from redesdl.client.stats import ClientStats
 from redesdl.endpoints import central_endpoint
 from redesdl.protocol.codec import FrameDecoder, MessageReceived, encode
-from redesdl.protocol.wire import CENTRAL_INBOUND
+from redesdl.protocol.wire import CENTRAL_INBOUND, Admit
 
 from .clientstats import client_stats
 
@@ -183,3 +192,71 @@ async def test_a_console_closing_after_an_admission_records_it_once(
 
     downloads = await stopped_after_admission(tmp_path, close_console)
     assert_recorded_as_interrupted(downloads, tmp_path)
+
+
+class Mute(ScriptedCentral):
+    """Welcomes, then answers nothing."""
+
+    def answer(self, message: Any) -> dict[str, Any] | None:
+        if not self.factory.unanswered.called:
+            self.factory.unanswered.callback(message.TYPE)
+        return None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_central_that_never_answers_fails_the_get_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """It once left list and get waiting until killed, printing nothing."""
+    port = await listen(Mute)
+    try:
+        address = f"127.0.0.1:{port.getHost().port}"
+        job = GetJob(
+            reactor,
+            ClusterAccess(central_endpoint(reactor, address), reply_timeout=0.5),
+            "tester",
+            "clip.mp4",
+            str(tmp_path),
+            retryFor=0,
+        )
+        with pytest.raises(CentralSilentError) as raised:
+            await job.run()
+        assert str(raised.value) == (
+            f"the central at {address} did not answer 'locate' within 0.5 s"
+        )
+        assert exit_status(raised.value) == EXIT_CENTRAL_UNREACHABLE
+        assert await port.factory.unanswered == "locate"
+        assert os.listdir(tmp_path) == []
+    finally:
+        await port.stopListening()
+
+
+def test_each_request_has_its_deadline_and_a_queue_place_ends_the_admits() -> None:
+    """On a fake clock: the hello's deadline, then an admit answered by a
+    place in the queue waits past any deadline for its slot."""
+    clock = Clock()
+    central = CentralConnection("tester", replyTimeout=5, clock=clock)
+    transport = StringTransport()
+    central.makeConnection(transport)
+    clock.advance(4.9)
+    central.dataReceived(encode({"type": "welcome", "id": 1, "version": 1}))
+    clock.advance(1)
+    assert not transport.disconnecting
+    admitted: list[float] = []
+    Deferred.fromCoroutine(central.admit("clip.mp4")).addCallback(admitted.append)
+    admit_request = Admit(2, "clip.mp4")
+    central.dataReceived(
+        encode({"type": "queued", "id": 2, "position": 3, "name": "clip.mp4"})
+    )
+    clock.advance(3600)
+    assert not transport.disconnecting and admitted == []
+    slot = {**file_reply(admit_request, "clip.mp4"), "type": "admitted", "id": 2}
+    central.dataReceived(encode(slot))
+    assert admitted == [0]
+    asked: list[object] = []
+    Deferred.fromCoroutine(central.locate("clip.mp4")).addBoth(asked.append)
+    clock.advance(5)
+    assert transport.disconnecting
+    central.connectionLost(Failure(ConnectionDone()))
+    asked[0].trap(CentralSilentError)  # type: ignore[attr-defined]
+    assert not clock.getDelayedCalls()

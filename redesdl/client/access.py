@@ -32,6 +32,8 @@ class ClusterAccess:
     token: str = EPHEMERAL_TOKEN
     #: Called as (reactor, host, port, timeout) for each secondary to reach.
     connectSource: Callable[..., IStreamClientEndpoint] = plain_endpoint
+    #: Seconds the central has to answer each request (None: no limit).
+    reply_timeout: float | None = None
 
 
 def load_client_token(path: Path) -> str:

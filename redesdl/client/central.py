@@ -18,7 +18,12 @@ from itertools import pairwise
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -45,6 +50,10 @@ M = TypeVar("M", bound=wire.Message)
 
 class BadCentralReplyError(UserError):
     """The central answered with something a client cannot use."""
+
+
+class CentralSilentError(UserError):
+    """The central did not answer a request in time; we hung up on it."""
 
 
 @dataclass(frozen=True)
@@ -94,9 +103,22 @@ class CentralConnection(MessageProtocol):
     maxFrameLength = 256 * 1024
     vocabulary = VOCABULARY
 
-    def __init__(self, clientName: str, token: str = EPHEMERAL_TOKEN) -> None:
+    def __init__(
+        self,
+        clientName: str,
+        token: str = EPHEMERAL_TOKEN,
+        replyTimeout: float | None = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
         self._clientName = clientName
         self._token = token
+        #: Seconds the central has to answer a request (an ``admit``: to
+        #: answer it or say we are queued); None waits as long as it takes.
+        self._reply_timeout = replyTimeout
+        self._clock = clock
+        self._deadlines: dict[int, IDelayedCall] = {}
+        #: Why we hung up, if the central let a request's deadline pass.
+        self._silence: str | None = None
         #: The latest download ticket the central gave for each file content.
         self._tickets: dict[str, wire.Ticket] = {}
         self._positionListeners: dict[int, Callable[[int], None]] = {}
@@ -114,17 +136,47 @@ class CentralConnection(MessageProtocol):
 
     async def _ask(self, message: wire.Message, expected: type[M]) -> M:
         """Send a request; return its reply if it is of the C{expected} type."""
+        waiting = self.request(message)
+        request_id: int = message.id  # type: ignore[attr-defined]
+        if self._reply_timeout is not None:
+            clock = self._clock
+            if clock is None:
+                from twisted.internet import reactor as clock  # type: ignore[assignment]
+            self._deadlines[request_id] = clock.callLater(
+                self._reply_timeout, self._no_answer, message.TYPE
+            )
         try:
-            reply = await self.request(message)
+            reply = await waiting
         except ProtocolError as e:
             raise BadCentralReplyError(
                 f"the central's answer to {message.TYPE!r} is malformed: {e.message}"
             ) from None
+        except (ConnectionDone, ConnectionLost):
+            if self._silence is not None:
+                raise CentralSilentError(self._silence) from None
+            raise
+        finally:
+            self._answered(request_id)
         if not isinstance(reply, expected):
             raise BadCentralReplyError(
                 f"the central answered {message.TYPE!r} with {reply.TYPE!r}"
             )
         return reply
+
+    def _answered(self, request_id: int) -> None:
+        deadline = self._deadlines.pop(request_id, None)
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+
+    def _no_answer(self, kind: str) -> None:
+        """A request's deadline passed: the central is taken for broken."""
+        peer = self.transport.getPeer()
+        where = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        self._silence = (
+            f"the central at {where} did not answer {kind!r} within "
+            f"{self._reply_timeout:g} s"
+        )
+        self.transport.abortConnection()
 
     def ticket(self, sha256: str) -> wire.Ticket | None:
         """The latest download ticket for content C{sha256}, if any."""
@@ -205,6 +257,8 @@ class CentralConnection(MessageProtocol):
         return reply.queued_seconds
 
     def msg_queued(self, message: wire.Queued) -> None:
+        # In the queue: the slot comes when it comes.
+        self._answered(message.id)
         listener = self._positionListeners.get(message.id)
         if listener is not None:
             listener(message.position)
@@ -246,15 +300,23 @@ class CentralConnection(MessageProtocol):
         return self._closed
 
     def connectionLost(self, reason: Failure) -> None:
+        for request_id in list(self._deadlines):
+            self._answered(request_id)
         super().connectionLost(reason)
         if not self._closed.called:
             self._closed.callback(None)
 
 
 async def connect_central(
-    endpoint: IStreamClientEndpoint, clientName: str, token: str = EPHEMERAL_TOKEN
+    endpoint: IStreamClientEndpoint,
+    clientName: str,
+    token: str = EPHEMERAL_TOKEN,
+    reply_timeout: float | None = None,
 ) -> CentralConnection:
-    """Connect and say hello; fail if the central is unreachable or refuses."""
-    connection = await connect_protocol(endpoint, CentralConnection(clientName, token))
+    """Connect and say hello; fail if the central is unreachable, refuses,
+    or lets a request wait past C{reply_timeout} seconds."""
+    connection = await connect_protocol(
+        endpoint, CentralConnection(clientName, token, reply_timeout)
+    )
     await connection.welcomed
     return connection

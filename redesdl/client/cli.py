@@ -127,7 +127,8 @@ def add_global_options(parser: argparse.ArgumentParser, again: bool) -> None:
         "--timeout",
         type=seconds,
         default=default(DEFAULT_TIMEOUT),
-        help=f"seconds to wait for a connection [default: {DEFAULT_TIMEOUT}]",
+        help="seconds to wait for a connection, and for the central to answer "
+        f"each request [default: {DEFAULT_TIMEOUT}]",
     )
     parser.add_argument(
         "-v",
@@ -307,7 +308,9 @@ async def run_list(
     """
     out = out or sys.stdout
     listing = JsonListing() if args.json else TextListing(header=True)
-    central = await connect_central(access.central, args.name, access.token)
+    central = await connect_central(
+        access.central, args.name, access.token, access.reply_timeout
+    )
     try:
         async for page in central.catalog_pages():
             out.write(listing.page(page))
@@ -416,7 +419,7 @@ def cluster_access(reactor: Any, args: argparse.Namespace) -> ClusterAccess:
         token = load_client_token(token_path)
     except OSError as e:
         raise UserError(f"cannot keep {token_path}: {e.strerror}") from None
-    return ClusterAccess(endpoint, token, source_connector(tls))
+    return ClusterAccess(endpoint, token, source_connector(tls), args.timeout)
 
 
 async def run(reactor: Any, args: argparse.Namespace, display: LogDisplay) -> int:

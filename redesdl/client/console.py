@@ -173,7 +173,10 @@ class ClientCommands(CommandSet):
 
     async def _ask_central(self, prefix: str, cap: int) -> Any:
         central = await connect_central(
-            self._access.central, self.name, self._access.token
+            self._access.central,
+            self.name,
+            self._access.token,
+            self._access.reply_timeout,
         )
         try:
             return await entries_starting(central, prefix, cap)
@@ -189,7 +192,10 @@ class ClientCommands(CommandSet):
 
         async def listing() -> list[str]:
             central = await connect_central(
-                self._access.central, self.name, self._access.token
+                self._access.central,
+                self.name,
+                self._access.token,
+                self._access.reply_timeout,
             )
             try:
                 return await capped_listing(central, prefix, LIST_SHOWN)

@@ -212,7 +212,9 @@ class GetJob:
         check_destination(destination, self._overwrite)
         self.state = "locating"
         access = self._access
-        central = await connect_central(access.central, self._clientName, access.token)
+        central = await connect_central(
+            access.central, self._clientName, access.token, access.reply_timeout
+        )
         try:
             info, sources = await self._locate(central)
             self.queuedSeconds = await central.admit(info.name, self._queued)

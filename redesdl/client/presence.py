@@ -40,7 +40,7 @@ class CentralPresence:
         self.name = name
         await self._hang_up()
         self.connection = await connect_central(
-            self._access.central, name, self._access.token
+            self._access.central, name, self._access.token, self._access.reply_timeout
         )
         if not self._keeper.running:
             self._keeper.start(PING_INTERVAL, now=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from OpenSSL.SSL import Error as TLSError
 from twisted.internet import error as net_error
 
+from redesdl.client.central import CentralSilentError
 from redesdl.client.errors import UserError
 from redesdl.protocol.errors import RemoteError
 from redesdl.transfer.errors import DownloadError, IntegrityError, NoLiveSourceError
@@ -46,7 +47,8 @@ def exit_status(error: BaseException) -> int:
         return EXIT_NO_SOURCE
     if isinstance(
         error,
-        net_error.ConnectError
+        CentralSilentError
+        | net_error.ConnectError
         | net_error.DNSLookupError
         | TLSError
         | net_error.ConnectionDone
