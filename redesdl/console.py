@@ -122,6 +122,13 @@ class CommandSet:
 
         return running.addErrback(failed).addCallback(_printable_lines)
 
+    def refuse_long_line(self, limit: int) -> Deferred[list[str]]:
+        """A line too long to be a command was skipped; say so, count it."""
+        self.errors += 1
+        return succeed(
+            [f"skipped a line of over {limit} bytes: no command is that long"]
+        )
+
     def _unknown(self, typed: str) -> str:
         names = [*self.commands(), *self.aliases]
         close = difflib.get_close_matches(typed.lower(), names, n=1)
@@ -252,7 +259,9 @@ class LineConsole(LineReceiver):
     """Commands read line by line from a pipe or a cooked terminal.
 
     Lines run one after the other, so each command's output follows it; at
-    end of input the commands already read finish before the console closes.
+    end of input the commands already read finish before the console closes,
+    a last line without its newline included. A line longer than
+    L{MAX_LENGTH} is skipped with an error, and the lines after it still run.
     """
 
     delimiter = b"\n"
@@ -268,7 +277,12 @@ class LineConsole(LineReceiver):
         self._prompt = prompt
         self._onClose = onClose
         self._greeting = greeting
-        self._waiting: deque[str] = deque()
+        #: Lines read and not yet run; None stands for a line too long.
+        self._waiting: deque[str | None] = deque()
+        #: True while the rest of a line too long is being thrown away.
+        self._skipping = False
+        #: What came after a line too long, to be read again.
+        self._after_long_line: bytes | None = None
         self._busy = False
         self._ended = False
         self._flushed: list[Deferred[None]] = []
@@ -279,9 +293,34 @@ class LineConsole(LineReceiver):
         greeting = f"{self._greeting}\n" if self._greeting else ""
         self.transport.write((greeting + self._prompt).encode())
 
+    def dataReceived(self, data: bytes) -> None:
+        while True:
+            if self._skipping:
+                end = data.find(self.delimiter)
+                if end < 0:
+                    return
+                self._skipping = False
+                data = data[end + len(self.delimiter) :]
+            self._after_long_line = None
+            super().dataReceived(data)
+            if self._after_long_line is None:
+                return
+            data = self._after_long_line
+
     def lineReceived(self, line: bytes) -> None:
         self._waiting.append(line.decode(errors="replace"))
         self._next()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # Twisted hands over the long line and everything buffered after it,
+        # which L{dataReceived} reads again once Twisted's own call returned.
+        self._waiting.append(None)
+        self._next()
+        end = line.find(self.delimiter)
+        if end < 0:
+            self._skipping = True
+        else:
+            self._after_long_line = line[end + len(self.delimiter) :]
 
     def _next(self) -> None:
         if self._busy:
@@ -291,7 +330,12 @@ class LineConsole(LineReceiver):
                 self._onClose()
             return
         self._busy = True
-        self._commands.execute(self._waiting.popleft()).addCallback(self._show)
+        line = self._waiting.popleft()
+        if line is None:
+            running = self._commands.refuse_long_line(self.MAX_LENGTH)
+        else:
+            running = self._commands.execute(line)
+        running.addCallback(self._show)
 
     def _show(self, lines: list[str]) -> None:
         text = "".join(f"{line}\n" for line in lines) + self._prompt
@@ -305,6 +349,9 @@ class LineConsole(LineReceiver):
 
     def readConnectionLost(self) -> None:
         """End of input (Ctrl-D, or the end of a pipe): finish, then close."""
+        last = self.clearLineBuffer()
+        if last and not self._skipping:
+            self.lineReceived(last)
         self._ended = True
         self._next()
 

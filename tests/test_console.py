@@ -85,3 +85,43 @@ def test_line_console_runs_lines_in_order_and_closes_after_end_of_input() -> Non
         "welcome\n> hello a\n> unknown command 'bogus'; type 'help' for the list\n> "
     )
     assert closed == [True]
+
+
+def piped(*chunks: bytes) -> tuple[str, int, bool]:
+    """What a line console fed C{chunks} then end of input wrote, its error
+    count, and whether it closed."""
+    closed: list[bool] = []
+    commands = Sample()
+    console = LineConsole(commands, "> ", lambda: closed.append(True))
+    transport = StringTransport()
+    console.makeConnection(transport)
+    for chunk in chunks:
+        console.dataReceived(chunk)
+    console.readConnectionLost()
+    return transport.value().decode(), commands.errors, closed == [True]
+
+
+SKIPPED = "skipped a line of over 16384 bytes: no command is that long"
+
+
+def test_a_line_too_long_is_skipped_and_the_lines_after_it_still_run() -> None:
+    """It once ended the console: the lines after it never ran, exit 0."""
+    long_line = b"x" * 20000
+    bogus = "unknown command 'bogus'; type 'help' for the list"
+    expected = f"> {SKIPPED}\n> hello a\n> {bogus}\n> "
+    assert piped(long_line + b"\ngreet a\nbogus\n") == (expected, 2, True)
+    # The same line arriving in pieces, its end in the middle of a later one.
+    pieces = [long_line[:9000], long_line[9000:], b"yyy", b"\ngreet a\nbo", b"gus\n"]
+    assert piped(*pieces) == (expected, 2, True)
+
+
+def test_a_last_line_without_its_newline_still_runs() -> None:
+    """It was ignored, with exit 0."""
+    assert piped(b"greet a\ngreet b") == ("> hello a\n> hello b\n> ", 0, True)
+    assert piped(b"bogus") == (
+        "> unknown command 'bogus'; type 'help' for the list\n> ",
+        1,
+        True,
+    )
+    # What is left of a line too long is still thrown away.
+    assert piped(b"x" * 20000) == (f"> {SKIPPED}\n> ", 1, True)
