@@ -260,3 +260,39 @@ def test_each_request_has_its_deadline_and_a_queue_place_ends_the_admits() -> No
     central.connectionLost(Failure(ConnectionDone()))
     asked[0].trap(CentralSilentError)  # type: ignore[attr-defined]
     assert not clock.getDelayedCalls()
+
+
+class Garbling(ScriptedCentral):
+    """Welcomes, then answers with a frame that is not JSON."""
+
+    def answer(self, message: Any) -> dict[str, Any] | None:
+        body = b'{"type": "located", "id": %d, "x": NaN}' % message.id
+        self.transport.write(len(body).to_bytes(4, "big") + body)
+        return None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_malformed_frame_from_the_central_is_said_as_such(
+    tmp_path: Path,
+) -> None:
+    """It was reported as a lost connection, exit 3 (central unreachable)."""
+    port = await listen(Garbling)
+    try:
+        job = GetJob(
+            reactor,
+            ClusterAccess(central_endpoint(reactor, f"127.0.0.1:{port.getHost().port}")),
+            "tester",
+            "clip.mp4",
+            str(tmp_path),
+            retryFor=0,
+        )
+        with pytest.raises(BadCentralReplyError) as raised:
+            await job.run()
+        assert str(raised.value) == (
+            "the central sent a malformed message (bad_frame: frame is not JSON: "
+            "NaN is not JSON); hung up on it"
+        )
+        assert exit_status(raised.value) == 1
+        assert os.listdir(tmp_path) == []
+    finally:
+        await port.stopListening()

@@ -119,6 +119,8 @@ class CentralConnection(MessageProtocol):
         self._deadlines: dict[int, IDelayedCall] = {}
         #: Why we hung up, if the central let a request's deadline pass.
         self._silence: str | None = None
+        #: Why we hung up, if the central broke the framing.
+        self._violation: ProtocolError | None = None
         #: The latest download ticket the central gave for each file content.
         self._tickets: dict[str, wire.Ticket] = {}
         self._positionListeners: dict[int, Callable[[int], None]] = {}
@@ -154,6 +156,11 @@ class CentralConnection(MessageProtocol):
         except (ConnectionDone, ConnectionLost):
             if self._silence is not None:
                 raise CentralSilentError(self._silence) from None
+            if self._violation is not None:
+                raise BadCentralReplyError(
+                    f"the central sent a malformed message ({self._violation.code}: "
+                    f"{self._violation.message}); hung up on it"
+                ) from None
             raise
         finally:
             self._answered(request_id)
@@ -177,6 +184,11 @@ class CentralConnection(MessageProtocol):
             f"{self._reply_timeout:g} s"
         )
         self.transport.abortConnection()
+
+    def protocolViolation(self, error: ProtocolError) -> None:
+        if self._violation is None:
+            self._violation = error
+        super().protocolViolation(error)
 
     def ticket(self, sha256: str) -> wire.Ticket | None:
         """The latest download ticket for content C{sha256}, if any."""
