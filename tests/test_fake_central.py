@@ -277,10 +277,11 @@ async def test_a_malformed_frame_from_the_central_is_said_as_such(
 ) -> None:
     """It was reported as a lost connection, exit 3 (central unreachable)."""
     port = await listen(Garbling)
+    address = f"127.0.0.1:{port.getHost().port}"
     try:
         job = GetJob(
             reactor,
-            ClusterAccess(central_endpoint(reactor, f"127.0.0.1:{port.getHost().port}")),
+            ClusterAccess(central_endpoint(reactor, address)),
             "tester",
             "clip.mp4",
             str(tmp_path),
