@@ -230,6 +230,22 @@ def test_dash_o_dash_streams_the_verified_file_to_stdout(
     assert result.stderr.decode().startswith("wrote it to stdout (12.0 MiB")
 
 
+def test_dash_o_dash_into_a_full_stdout_says_so(cluster: LocalCluster) -> None:
+    """It said 'interrupted; the data is kept in' a scratch .part already gone."""
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            cluster.client_argv("get", CLIP, "-o", "-"),
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            env=cluster.client_environment(),
+        )
+    assert result.returncode == 1
+    assert result.stderr.decode() == (
+        "redesdl: cannot write to stdout: [Errno 28] No space left on device\n"
+    )
+
+
 def test_quiet_prints_nothing_but_errors(cluster: LocalCluster, tmp_path: Path) -> None:
     ok = cluster.client("get", "videos/small.txt", "-o", str(tmp_path), "-q")
     assert (ok.returncode, ok.stdout, ok.stderr) == (0, "", "")

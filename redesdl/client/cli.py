@@ -371,6 +371,12 @@ async def run_get(
     reactor.addSystemEventTrigger("before", "shutdown", wrap_up)
     try:
         result = await job.start()
+    except Exception:
+        if streamer is None or streamer.error is None:
+            raise
+        # Our stdout failed, and stopped the download: that is the news,
+        # not the interruption, nor a .part in the scratch folder just removed.
+        result = None
     finally:
         if progress is not None:
             progress.stop()
@@ -380,6 +386,7 @@ async def run_get(
             shutil.rmtree(scratch, ignore_errors=True)
     if streamer is not None and streamer.error is not None:
         raise UserError(f"cannot write to stdout: {describe_error(streamer.error)}")
+    assert result is not None
     summary = sys.stderr if to_stdout else sys.stdout
     if to_stdout:
         result.path = "-"
