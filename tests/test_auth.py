@@ -16,6 +16,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from redesdl.client.access import load_client_token
+from redesdl.client.errors import UserError
 from redesdl.protocol.auth import ClusterSecret, SecretFileError, load_secret
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.tickets import Tickets
@@ -291,3 +292,19 @@ def test_a_client_keeps_one_private_token_and_repairs_a_torn_one(
     assert len(repaired) == 64 and repaired != token
     assert load_client_token(path) == repaired
     assert [p.name for p in tmp_path.iterdir()] == ["client-token"]
+
+
+@pytest.mark.parametrize(
+    "content", [b"\xff" * 64, b"a" * 200, b"ok" * 20 + b"\x1b[2J", "é".encode() * 40]
+)
+def test_a_token_file_that_is_not_one_of_ours_is_named_not_replaced(
+    tmp_path: Path, content: bytes
+) -> None:
+    """Replacing it would lose the client's name at the central; it once
+    failed every command with a UnicodeDecodeError, or with the central's
+    refusal of a token over 128 characters, naming no file."""
+    path = tmp_path / "client-token"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=r"does not hold a client token.*remove it"):
+        load_client_token(path)
+    assert path.read_bytes() == content

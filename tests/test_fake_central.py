@@ -266,8 +266,9 @@ class Garbling(ScriptedCentral):
     """Welcomes, then answers with a frame that is not JSON."""
 
     def answer(self, message: Any) -> dict[str, Any] | None:
-        body = b'{"type": "located", "id": %d, "x": NaN}' % message.id
-        self.transport.write(len(body).to_bytes(4, "big") + body)
+        if message.TYPE == "locate":
+            body = b'{"type": "located", "id": %d, "x": NaN}' % message.id
+            self.transport.write(len(body).to_bytes(4, "big") + body)
         return None
 
 

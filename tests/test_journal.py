@@ -251,3 +251,24 @@ async def test_a_snapshot_folds_the_journal(content, tmp_path) -> None:
     again = store_for(tmp_path)
     assert await again.open(manifest) == [0, 1, 2]
     again.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_folders_planted_as_records_do_not_fail_a_verified_download(
+    content, tmp_path, warnings: list[str]
+) -> None:
+    """The file verified and was renamed, yet get ended 'unexpected error:
+    IsADirectoryError', exit 1."""
+    data, manifest = content
+    os.mkdir(tmp_path / "out.bin.part.json")
+    os.mkdir(tmp_path / "out.bin.part.journal")
+    store = store_for(tmp_path)
+    assert await store.open(manifest) == []
+    write_verified(store, data, manifest, list(range(len(manifest.chunk_hashes))))
+    store.finish()
+    store.close()
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert any(
+        "cannot remove" in line and "out.bin.part.journal: Is a directory" in line
+        for line in warnings
+    )

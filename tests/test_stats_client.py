@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -204,3 +205,36 @@ def test_the_chosen_name_is_remembered_and_a_bad_file_set_aside(
     assert remembered_name(tmp_path) is None
     assert (tmp_path / "client.json.corrupt").exists()
     assert len(warnings) == 1 and "field name: expected" in warnings[0]
+    (tmp_path / "client.json").write_text('{"name": "ana\\u001b[2J"}')
+    assert remembered_name(tmp_path) is None
+    assert len(warnings) == 2 and "printable characters" in warnings[1]
+
+
+def test_damaged_records_are_left_out_and_counted(tmp_path: Path) -> None:
+    """A record that is not JSON, or of the wrong types, made every later
+    ``redesdl stats`` fail with 'unexpected error'."""
+    path = tmp_path / "s.sqlite"
+    stats = ClientStats(str(path))
+    for name in ("a.bin", "b.bin", "c.bin", "d.bin"):
+        stats.downloadEnded(record(name))
+    stats.close()
+    database = sqlite3.connect(path)
+    for damaged, file in (
+        ("not json", "a.bin"),
+        ('["a", "list"]', "b.bin"),
+        ('{"file": "c.bin", "result": "ok", "seconds": "soon"}', "c.bin"),
+    ):
+        database.execute(
+            "UPDATE downloads SET record = ? WHERE record LIKE ?",
+            (damaged, f'%"{file}"%'),
+        )
+    database.commit()
+    database.close()
+    stats = ClientStats(str(path))
+    summary = stats.summary()
+    assert summary[1:] == [
+        "  d.bin -> /tmp/d.bin: 10 bytes in 0.50 s, ok",
+        "  (3 damaged download records left out)",
+    ]
+    assert [d["file"] for d in stats.store.document()["downloads"]] == ["d.bin"]
+    stats.close()

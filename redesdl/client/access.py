@@ -15,11 +15,14 @@ from pathlib import Path
 
 from twisted.internet.interfaces import IStreamClientEndpoint
 
+from redesdl.client.errors import UserError
 from redesdl.fsutil import rename_no_replace, write_private_file
 from redesdl.tls import plain_endpoint
 
 #: Shortest token accepted from the file; ours are 64 hex digits.
 MIN_TOKEN_LENGTH = 32
+#: Longest token the central accepts in a hello.
+MAX_TOKEN_LENGTH = 128
 #: The token of a client with no state folder (tests, embedded use).
 EPHEMERAL_TOKEN = secrets.token_hex(32)
 
@@ -63,7 +66,16 @@ def load_client_token(path: Path) -> str:
 
 def _read_token(path: Path) -> str | None:
     try:
-        token = path.read_text().strip()
+        token = path.read_bytes().strip()
     except FileNotFoundError:
         return None
-    return token if len(token) >= MIN_TOKEN_LENGTH else None
+    if len(token) < MIN_TOKEN_LENGTH:
+        return None
+    if len(token) > MAX_TOKEN_LENGTH or not token.isascii() or not token.isalnum():
+        # Not one of ours, and replacing it would lose this client's name at
+        # the central (its token is bound to the name): the person decides.
+        raise UserError(
+            f"{path} does not hold a client token (1 line of {MIN_TOKEN_LENGTH}"
+            f"-{MAX_TOKEN_LENGTH} letters and digits); remove it to make a new one"
+        )
+    return token.decode("ascii")

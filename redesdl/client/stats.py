@@ -48,6 +48,10 @@ class ClientStats:
                 f"{record.get('size', 0)} bytes in "
                 f"{record.get('seconds', 0):.2f} s, {outcome}"
             )
+        if self.store.unreadable:
+            lines.append(
+                f"  ({self.store.unreadable} damaged download records left out)"
+            )
         return lines
 
     def files_downloaded(self) -> list[str]:

@@ -12,6 +12,7 @@ L{MAX_TIMELINES_KEPT}. docs/stats.md describes it and the JSON it exports.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -60,6 +61,8 @@ class ClientStatsStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        #: Records the last L{downloads} left out because they were damaged.
+        self.unreadable = 0
         try:
             self._db = self._open()
         except sqlite3.OperationalError:
@@ -204,10 +207,15 @@ class ClientStatsStore:
             "SELECT record, timeline FROM downloads ORDER BY id DESC LIMIT ?", (last,)
         ).fetchall()
         records = []
+        self.unreadable = 0
         for details, timeline in reversed(rows):
-            record = json.loads(details)
+            record = _readable_record(details)
+            if record is None:
+                self.unreadable += 1
+                continue
             if timelines and timeline is not None:
-                record["timeline"] = json.loads(timeline)
+                with contextlib.suppress(ValueError, TypeError):
+                    record["timeline"] = json.loads(timeline)
             records.append(record)
         return records
 
@@ -237,3 +245,33 @@ class ClientStatsStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+#: The fields a download record must have, and their types, to be shown.
+_RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "file": str,
+    "result": str,
+    "path": str,
+    "reason": str,
+    "size": int,
+    "bytes_fetched": int,
+    "seconds": (int, float),
+}
+
+
+def _readable_record(details: Any) -> dict[str, Any] | None:
+    """A stored record, or None if it is not one (damaged, or written by
+    something else): C{stats} leaves it out rather than failing for good."""
+    try:
+        record = json.loads(details)
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(record, dict) or "file" not in record or "result" not in record:
+        return None
+    for key, kind in _RECORD_FIELDS.items():
+        value = record.get(key)
+        if value is not None and (
+            not isinstance(value, kind) or isinstance(value, bool)
+        ):
+            return None
+    return record

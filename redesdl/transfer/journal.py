@@ -28,6 +28,9 @@ MAGIC = "redesdl-journal 1"
 #: More than any honest journal holds (4096 chunks at most, ~80 bytes each).
 MAX_JOURNAL_BYTES = 16 * 1024 * 1024
 
+#: Messages a person should see even without -v (the CLI shows this namespace).
+_notice = Logger(namespace="redesdl.notice")
+
 
 def journal_path(part: str) -> str:
     return part + ".journal"
@@ -105,10 +108,22 @@ def journal_names_another(part: str, manifest: Manifest) -> bool:
 
 
 def remove_journal(part: str) -> None:
+    forget(journal_path(part))
+
+
+def forget(path: str) -> None:
+    """Remove a record kept beside a ``.part``, if there is one.
+
+    A record that cannot be removed (a folder planted under its name, a
+    read-only folder) is stale at worst: it is said, and the download goes
+    on, since a record of another content or a torn one is never trusted.
+    """
     try:
-        os.unlink(journal_path(part))
+        os.unlink(path)
     except FileNotFoundError:
         pass
+    except OSError as e:
+        _notice.warn("cannot remove {path}: {why}", path=path, why=e.strerror or e)
 
 
 class Journal:

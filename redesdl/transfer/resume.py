@@ -25,7 +25,12 @@ from twisted.python.filepath import FilePath
 
 from redesdl.jsonfile import read_json, write_json_atomic
 from redesdl.manifest import Manifest
-from redesdl.transfer.journal import journal_names_another, read_journal, remove_journal
+from redesdl.transfer.journal import (
+    forget,
+    journal_names_another,
+    read_journal,
+    remove_journal,
+)
 
 STATE_VERSION = 1
 
@@ -92,10 +97,7 @@ def save_state(part: str, manifest: Manifest, verified: set[int]) -> None:
 
 def remove_state(part: str) -> None:
     """Remove the snapshot and the journal (the download completed)."""
-    try:
-        os.unlink(state_path(part).path)
-    except FileNotFoundError:
-        pass
+    forget(state_path(part).path)
     remove_journal(part)
 
 
