@@ -133,3 +133,26 @@ async def test_a_secondary_named_with_a_bidi_override_is_refused(
     assert "advertised host" in reply["message"]
     peer.transport.loseConnection()
     await peer.closed
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_chunk_server_refuses_the_names_and_versions_the_central_does(
+    cluster: Cluster,
+) -> None:
+    """An empty name was counted as '?', an escape sequence stored in the
+    statistics and forwarded to the central; ``"version": true`` passed as 1."""
+    hello = {"type": "hello", "version": 1, "role": "client", "id": 1}
+    for bad in (
+        {**hello, "name": ""},
+        {**hello, "name": "\x1b[2J\x9b31m"},
+        {**hello, "name": "eve", "version": True},
+    ):
+        for port in (port_of(cluster.secondaries["s1"]), port_of(cluster.central)):
+            peer = await connect(port)
+            peer.transport.write(encode({**bad, "token": TOKEN}))
+            await eventually(lambda peer=peer: peer.frames(), "a reply")
+            reply = peer.frames()[0]
+            assert reply["type"] == "error", (bad, port)
+            assert reply["code"] in ("bad_request", "version"), (bad, port)
+            peer.transport.loseConnection()
+            await peer.closed

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from automat import TypeMachineBuilder
 from twisted.logger import Logger
 
-from redesdl.machines.central_verbs import Central, Connection, peer_name_problem
+from redesdl.machines.central_verbs import Central, Connection
 from redesdl.machines.indexed import indexed
 from redesdl.machines.rules import refuse_the_rest
 from redesdl.protocol.auth import is_nonce, new_nonce
@@ -53,6 +53,7 @@ from redesdl.protocol.wire import (
     SecondaryHello,
     Verified,
     Welcome,
+    peer_name_problem,
 )
 
 #: Shortest client token accepted; clients make theirs of 64 hex digits.

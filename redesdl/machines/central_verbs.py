@@ -25,18 +25,6 @@ from redesdl.protocol.wire import (
 )
 
 
-def peer_name_problem(name: str) -> str | None:
-    """Say why C{name} may not name a peer (it reaches logs and statistics)."""
-    if not name:
-        return "a peer name may not be empty"
-    if not name.isprintable():
-        # Control characters, but also bidi overrides and other format
-        # characters: a secondary's name reaches every downloader's screen,
-        # and clients refuse a source whose name is not printable.
-        return "a peer name may not contain control or format characters"
-    return None
-
-
 class Connection(Protocol):
     """The verbs of the connection itself (the Twisted protocol implements them)."""
 

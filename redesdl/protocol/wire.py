@@ -48,9 +48,32 @@ def name(message: dict[str, Any], key: str) -> str:
 
 
 def version(message: dict[str, Any]) -> int:
-    if message.get("version") != PROTOCOL_VERSION:
+    found = message.get("version")
+    if isinstance(found, bool) or found != PROTOCOL_VERSION:
         raise ProtocolError("version", f"this peer speaks version {PROTOCOL_VERSION}")
     return PROTOCOL_VERSION
+
+
+def peer_name_problem(name: str) -> str | None:
+    """Say why C{name} may not name a peer (it reaches logs, screens and
+    statistics)."""
+    if not name:
+        return "a peer name may not be empty"
+    if not name.isprintable():
+        # Control characters, but also bidi overrides and other format
+        # characters: a secondary's name reaches every downloader's screen,
+        # and clients refuse a source whose name is not printable.
+        return "a peer name may not contain control or format characters"
+    return None
+
+
+def peer_name(message: dict[str, Any], key: str) -> str:
+    """A client's or secondary's name: 1 to L{MAX_PEER_NAME} printable characters."""
+    value = text(message, key, max_length=MAX_PEER_NAME)
+    problem = peer_name_problem(value)
+    if problem is not None:
+        raise ProtocolError("bad_request", problem)
+    return value
 
 
 def nested(message: dict[str, Any], key: str, read: Callable[[Any], Any]) -> Any:
@@ -252,7 +275,7 @@ class ClientHello(Message):
         version(body)
         return cls(
             count(body, "id"),
-            text(body, "name", max_length=MAX_PEER_NAME),
+            peer_name(body, "name"),
             optional_text(body, "token", max_length=128),
         )
 
@@ -277,7 +300,7 @@ class SecondaryHello(Message):
         version(body)
         return cls(
             count(body, "id"),
-            text(body, "name", max_length=MAX_PEER_NAME),
+            peer_name(body, "name"),
             text(body, "secondary_id", max_length=64),
             count(body, "boot") if body.get("boot") is not None else 0,
             count(body, "port", maximum=65535),
