@@ -156,3 +156,19 @@ async def test_a_chunk_server_refuses_the_names_and_versions_the_central_does(
             assert reply["code"] in ("bad_request", "version"), (bad, port)
             peer.transport.loseConnection()
             await peer.closed
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_folder_of_long_legal_names_is_listed(cluster: Cluster) -> None:
+    """256 names of about 930 characters made the first files_added 281 KB,
+    over the central's 256 KiB frame: the central hung up on the secondary,
+    which registered again and again and never got its files listed."""
+    folder = "/".join(["d" * 200] * 4)
+    names = [f"{folder}/{index:03d}" + "f" * 125 for index in range(300)]
+    for name in names:
+        path = cluster.data("s1") / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    assert all(928 < len(name) <= 1024 for name in names)
+    for name in (names[0], names[255], names[-1]):
+        await cluster.wait_for_sources(name, 1)

@@ -27,7 +27,9 @@ from twisted.logger import formatEvent, globalLogPublisher
 from redesdl.fsutil import write_private_file
 from redesdl.manifest import build_manifest
 from redesdl.protocol.codec import decode_body, encode
+from redesdl.protocol.wire import Activity, Served
 from redesdl.secondary import tap as secondary_tap
+from redesdl.secondary.centrallink import batches
 from redesdl.secondary.chunkserver import ChunkServerFactory
 
 from .inprocess import eventually
@@ -289,3 +291,18 @@ async def test_a_withdraw_from_an_unproven_central_moves_nothing(
     await attack.start(bare_withdraw)
     await attack.settle()
     assert_refused(attack, "sent 'withdraw' before it accepted")
+
+
+def test_reports_to_the_central_fit_its_frame_whatever_the_names() -> None:
+    """256 activity items naming clients of 256 'é' (each 6 bytes as JSON)
+    made a 399 KB activity report: the central hung up on the secondary."""
+    served = [
+        Served("f" * 1000 + str(n), "é" * 250 + f"{n:06d}", 1, 1) for n in range(600)
+    ]
+    sent = list(batches(served, weigh=Served.to_wire))
+    assert [item for batch in sent for item in batch] == served
+    for batch in sent:
+        assert len(batch) <= 256
+        assert len(encode(Activity(tuple(batch)))) < 256 * 1024
+    # Small entries still go 256 at a time.
+    assert [len(b) for b in batches(list(range(600)), weigh=str)] == [256, 256, 88]

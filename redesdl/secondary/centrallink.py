@@ -13,7 +13,7 @@ from an operator.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -30,7 +30,7 @@ from redesdl.manifest import Manifest
 from redesdl.protocol import wire
 from redesdl.protocol.auth import new_nonce
 from redesdl.protocol.errors import ProtocolError
-from redesdl.protocol.wire import MAX_FILES_PER_MESSAGE
+from redesdl.protocol.wire import MAX_FILES_PER_MESSAGE, compact_json
 from redesdl.secondary.index import IndexChanges
 from redesdl.shells.framing import FrameProtocol
 from redesdl.transfer.reasons import describe_error
@@ -41,11 +41,32 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+#: Bytes of entries one report (``files_added``, ``files_removed``,
+#: ``activity``) carries at most, as JSON: well under the central's 256 KiB
+#: frame, whatever the entries (256 names of 1024 characters would not be).
+MAX_REPORT_BYTES = 192 * 1024
+
+
 def batches(
-    values: Sequence[T], size: int = MAX_FILES_PER_MESSAGE
+    values: Sequence[T],
+    weigh: Callable[[T], Any],
+    size: int = MAX_FILES_PER_MESSAGE,
+    budget: int = MAX_REPORT_BYTES,
 ) -> Iterable[list[T]]:
-    for start in range(0, len(values), size):
-        yield list(values[start : start + size])
+    """C{values} in order, in lists of at most C{size} whose entries, as the
+    wire writes C{weigh(value)}, take at most C{budget} bytes together (an
+    entry alone over the budget still goes, alone)."""
+    batch: list[T] = []
+    weight = 0
+    for value in values:
+        cost = len(compact_json(weigh(value)))
+        if batch and (len(batch) == size or weight + cost > budget):
+            yield batch
+            batch, weight = [], 0
+        batch.append(value)
+        weight += cost
+    if batch:
+        yield batch
 
 
 class Membership(Protocol):
@@ -182,12 +203,12 @@ class CentralLinkProtocol(FrameProtocol, TimeoutMixin):
     # -- What the secondary reports -----------------------------------------
 
     def sendChanges(self, changes: IndexChanges) -> None:
-        for names in batches(changes.removed):
+        for names in batches(changes.removed, weigh=lambda name: name):
             self.sendMessage(wire.FilesRemoved(tuple(names)))
         self.sendAdded(changes.added)
 
     def sendAdded(self, manifests: list[Manifest]) -> None:
-        for group in batches(manifests):
+        for group in batches(manifests, weigh=lambda m: m.info.to_wire()):
             self.sendMessage(wire.FilesAdded(tuple(m.info for m in group)))
 
     def sendReplicated(self, name: str, ok: bool, reason: str = "") -> None:
@@ -197,7 +218,7 @@ class CentralLinkProtocol(FrameProtocol, TimeoutMixin):
         self.sendMessage(wire.Verified(name, ok))
 
     def sendActivity(self, served: list[wire.Served]) -> None:
-        for batch in batches(served):
+        for batch in batches(served, weigh=wire.Served.to_wire):
             self.sendMessage(wire.Activity(tuple(batch)))
 
 
