@@ -11,13 +11,15 @@ every connection shares (L{redesdl.central.services.CentralServices}).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from redesdl.central.registry import run_at_once
 from redesdl.central.services import SLOT_IDLE_TIMEOUT, CentralServices
@@ -33,6 +35,34 @@ from redesdl.shells.tracking import (
     ConnectionLimits,
     TrackingFactory,
 )
+
+#: Why a connection's reading is held while our replies wait to be read.
+UNREAD = "replies unread"
+
+
+@implementer(IPushProducer)
+class UnreadReplies:
+    """Stop reading a peer's requests while our replies to it pile up unread.
+
+    Registered as the transport's streaming producer: Twisted pauses it when
+    more than its buffer (64 KiB) waits to be written and resumes it once all
+    went out, so a peer that sends requests and never reads the replies costs
+    one buffer, not a reply per request: the requests one read brought past
+    that point wait, unanswered, until the replies are read. Its silence
+    timer keeps running: a peer that reads nothing for that long is closed.
+    """
+
+    def __init__(self, protocol: CentralProtocol) -> None:
+        self._protocol = protocol
+
+    def pauseProducing(self) -> None:
+        self._protocol.hold_reading(UNREAD)
+
+    def resumeProducing(self) -> None:
+        self._protocol.release_reading(UNREAD)
+
+    def stopProducing(self) -> None:
+        pass
 
 
 class CentralProtocol(MessageProtocol, TimeoutMixin):
@@ -54,10 +84,16 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
         #: The silence allowed once reading resumes, while it is paused.
         self._paused_silence: float | None = None
         self._reading_paused = False
+        #: Why reading is held (the intake's queue, replies unread): it
+        #: resumes once no reason is left.
+        self._read_holds: set[str] = set()
+        #: Requests read while replies were unread, acted on once they are.
+        self._unanswered: deque[wire.Message] = deque()
         self.callLater = self.factory.clock.callLater
         self.core = SessionCore(self, self.factory)
         self.session = MACHINE(self.core)
         self.setTimeout(self.factory.idle_timeout)
+        self.transport.registerProducer(UnreadReplies(self), True)
 
     # What the console and the trace lines show.
     @property
@@ -76,6 +112,14 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
         if isinstance(message, wire.Error):
             # Never answer an error with an error: two peers could ping-pong.
             return
+        if self._unanswered or UNREAD in self._read_holds:
+            # The rest of what one read brought waits, as requests (a few
+            # bytes each), not as the replies they would make.
+            self._unanswered.append(message)
+            return
+        self._act_on(message)
+
+    def _act_on(self, message: wire.Message) -> None:
         an_input = getattr(self.session, INPUT_FOR_TYPE[message.TYPE])
         try:
             an_input(message)
@@ -105,6 +149,16 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
     def hang_up(self, error: ProtocolError | None) -> None:
         if error is not None:
             self.sendMessage(wire.Error.of(error))
+        self.loseConnection()
+
+    def protocolViolation(self, error: ProtocolError) -> None:
+        self.transport.unregisterProducer()
+        super().protocolViolation(error)
+
+    def loseConnection(self) -> None:
+        """Close once everything is written: Twisted would wait for a
+        registered producer to unregister, for ever if it were paused."""
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     def close_silent(self, seconds: float) -> None:
@@ -133,12 +187,26 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
         self._reading_paused = True
         self._paused_silence = self.timeOut
         self.setTimeout(None)
-        self.transport.pauseProducing()
+        self.hold_reading("intake")
 
     def resume_reading(self) -> None:
         self._reading_paused = False
         self.setTimeout(self._paused_silence)
-        self.transport.resumeProducing()
+        self.release_reading("intake")
+
+    def hold_reading(self, why: str) -> None:
+        if not self._read_holds:
+            self.transport.pauseProducing()
+        self._read_holds.add(why)
+
+    def release_reading(self, why: str) -> None:
+        if why not in self._read_holds:
+            return
+        self._read_holds.discard(why)
+        while self._unanswered and UNREAD not in self._read_holds:
+            self._act_on(self._unanswered.popleft())
+        if not self._read_holds and not self.transport.disconnecting:
+            self.transport.resumeProducing()
 
     def peer_host(self) -> str:
         return str(getattr(self.transport.getPeer(), "host", ""))

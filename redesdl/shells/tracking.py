@@ -83,4 +83,6 @@ class TrackingFactory(Factory):
 
     def disconnectAll(self) -> None:
         for protocol in list(self.connections):
+            # A producer still registered would keep the connection open.
+            protocol.transport.unregisterProducer()
             protocol.transport.loseConnection()
