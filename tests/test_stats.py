@@ -8,7 +8,10 @@ from pathlib import Path
 from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
 
+from redesdl.secondary.stats import MAX_CLIENTS_PER_FILE
 from redesdl.stats import SCHEMA_VERSION, StatsFile
+
+from .secondaryparts import fresh_stats
 
 
 def fresh() -> dict:
@@ -57,3 +60,20 @@ def test_an_unreadable_file_is_set_aside(tmp_path: Path) -> None:
 def test_missing_fields_are_filled_in(tmp_path: Path) -> None:
     (tmp_path / "s.json").write_text(json.dumps({"schema": SCHEMA_VERSION}))
     assert open_stats(tmp_path / "s.json", Clock()).data["count"] == 0
+
+
+def test_a_served_file_keeps_its_last_100_clients_and_counts_them_all(
+    tmp_path: Path,
+) -> None:
+    """Any hello brings a new client name: 20,000 of them grew a secondary's
+    stats.json to 6 MB, rewritten whole at every save."""
+    stats = fresh_stats(tmp_path / "stats.json")
+    for n in range(20_000):
+        stats.chunkServed("a.bin", f"client{n}", 10)
+    stats.chunkServed("a.bin", "client19900", 10)
+    served = stats.data["served"]["a.bin"]
+    assert (served["chunks"], served["bytes"]) == (20_001, 200_010)
+    assert len(served["clients"]) == MAX_CLIENTS_PER_FILE == 100
+    assert list(served["clients"])[-1] == "client19900"
+    assert served["clients"]["client19900"] == {"chunks": 2, "bytes": 20}
+    assert "client19899" not in served["clients"]

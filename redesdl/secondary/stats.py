@@ -17,6 +17,8 @@ from redesdl.jsonfile import counter, flag, mapping, number, record, sequence, t
 from redesdl.stats import StatsFile, StatsShape
 
 MAX_RECENT_COPIES = 100
+#: Clients kept per served file, the most recent ones.
+MAX_CLIENTS_PER_FILE = 100
 
 _SERVED = record({"chunks": counter, "bytes": counter})
 
@@ -64,7 +66,13 @@ class SecondaryStats:
         per_file = self.data["served"].setdefault(
             name, {"chunks": 0, "bytes": 0, "clients": {}}
         )
-        per_client = per_file["clients"].setdefault(client, {"chunks": 0, "bytes": 0})
+        clients = per_file["clients"]
+        # Most recent last: any hello can bring a new name, so only the last
+        # MAX_CLIENTS_PER_FILE are kept (the file's own counts keep them all).
+        per_client = clients.pop(client, None) or {"chunks": 0, "bytes": 0}
+        clients[client] = per_client
+        while len(clients) > MAX_CLIENTS_PER_FILE:
+            del clients[next(iter(clients))]
         for entry in (per_file, per_client):
             entry["chunks"] += 1
             entry["bytes"] += size
