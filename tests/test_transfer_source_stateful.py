@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 
 from redesdl.manifest import MIN_CHUNK_SIZE, Manifest
 from redesdl.protocol.codec import encode
-from redesdl.transfer.source import SourceConnection
+from redesdl.transfer.source import MIN_PROGRESS, SourceConnection
 
 CHUNKS = 4
 MANIFEST = Manifest(
@@ -166,3 +166,34 @@ HostileSource.TestCase.settings = settings(
     max_examples=150, stateful_step_count=20, deadline=None
 )
 test_a_hostile_source = HostileSource.TestCase
+
+
+def test_a_source_that_dribbles_bytes_times_out() -> None:
+    """A byte a second reset the progress timeout each time: a sole source
+    trickling like that held a get for ever."""
+    clock = ThreadedClock()
+    connection = SourceConnection("c", clock, 10.0, "s")
+    transport = StringTransport()
+    connection.makeConnection(transport)
+    connection._worker.stop()
+    connection._worker._thread.join(5)
+    connection._worker = SyncWorker()  # type: ignore[assignment]
+    connection.dataReceived(encode({"type": "welcome", "id": 1, "version": 1}))
+    target = Target(0)
+    connection.fetch_chunk(MANIFEST, target, lambda t: True).addErrback(lambda _: None)
+    request_id = max(connection._requests)
+    header = {"type": "chunk", "id": request_id, "index": 0, "length": MIN_CHUNK_SIZE}
+    connection.dataReceived(encode(header))
+    for _ in range(9):
+        clock.advance(1)
+        connection.dataReceived(b"x")
+    assert not transport.disconnecting and not connection.timed_out
+    # 16 KiB within the timeout is progress: the timer starts again.
+    connection.dataReceived(b"x" * (MIN_PROGRESS - 9))
+    for _ in range(9):
+        clock.advance(1)
+        connection.dataReceived(b"x")
+    assert not connection.timed_out
+    clock.advance(1.5)
+    assert connection.timed_out
+    assert len(target.written) == MIN_PROGRESS + 9

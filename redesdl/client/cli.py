@@ -208,8 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=seconds,
         default=10.0,
         metavar="SECONDS",
-        help="drop a source that sends nothing for this long while it owes a "
-        "chunk [default: %(default)s]",
+        help="drop a source that makes no progress for this long while it owes "
+        "a chunk (ends no reply and sends under 16 KiB) [default: %(default)s]",
     )
     get.add_argument(
         "--retry-for",

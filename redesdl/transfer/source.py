@@ -50,6 +50,10 @@ RECEIVE_BUFFER = 1024 * 1024
 #: (256 KiB: 59-60, but 0.11 CPU-s/GiB more; 512 KiB cost 0.03).
 TLS_RECEIVE_BUFFER = 512 * 1024
 
+#: Bytes that count as progress, unless a reply ends first: a source must
+#: send this much per progress timeout (10 s: 1.6 KB/s, below any real link).
+MIN_PROGRESS = 16 * 1024
+
 #: Accepts a target whose bytes all arrived: True if its chunk verified now,
 #: False if it was too late; raises if the chunk is corrupt.
 Accept = Callable[[ChunkWriter | MemoryCopy], bool]
@@ -81,6 +85,8 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         self._requests: dict[int, tuple[ChunkRequest, ChunkWriter | MemoryCopy]] = {}
         self._accept: dict[int, Accept] = {}
         self._receiving: int | None = None
+        #: Bytes received since the source last proved it makes progress.
+        self._unproven = 0
         self.lost = False
         #: True if we hung up because the source stopped making progress.
         self.timed_out = False
@@ -213,8 +219,20 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         return waiting
 
     def dataReceived(self, data: bytes) -> None:
-        self.resetTimeout()
+        # Progress is a reply completed, or MIN_PROGRESS bytes: a source that
+        # dribbles a byte a second would otherwise never time out.
+        self._unproven += len(data)
+        if self._unproven >= MIN_PROGRESS:
+            self._progressed()
         super().dataReceived(data)
+
+    def messageReceived(self, message: Message) -> None:
+        self._progressed()
+        super().messageReceived(message)
+
+    def _progressed(self) -> None:
+        self._unproven = 0
+        self.resetTimeout()
 
     def msg_chunk(self, header: ChunkHeader) -> None:
         entry = self._requests.get(header.id)
@@ -238,6 +256,7 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
 
     def rawDataFinished(self) -> None:
         assert self._receiving is not None
+        self._progressed()
         request_id, self._receiving = self._receiving, None
         self._requests[request_id][0].body_done()
         self._worker.after(lambda: self._chunk_written(request_id))
