@@ -10,6 +10,7 @@ fresh instead of failing later on a string where it adds numbers.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import math
@@ -47,11 +48,17 @@ def encode_json(value: Any) -> bytes:
 def write_bytes_atomic(path: FilePath, data: bytes) -> None:
     """Replace the file at C{path} with C{data}, atomically and durably."""
     temporary = path.sibling(path.basename() + ".tmp")
-    with open(temporary.path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary.path, path.path)
+    try:
+        with open(temporary.path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary.path, path.path)
+    except BaseException:
+        # A full disk: the old file stays as it was, and no torn copy beside it.
+        with contextlib.suppress(OSError):
+            os.unlink(temporary.path)
+        raise
     fsync_directory(path.parent().path)
 
 

@@ -240,6 +240,23 @@ def test_a_source_that_comes_back_finishes_the_download(
     assert result.sources == {"back": len(cluster.data)}
 
 
+def test_the_error_line_names_five_failed_sources_and_counts_the_rest(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    """1024 dead sources once made one error line of 250 KB."""
+    sources = [cluster.add(f"dead{n}", refuses=True) for n in range(8)]
+    fetch = download(cluster, tmp_path / "f.bin", sources)
+    outcome = run(cluster, fetch.start())
+    outcome.trap(NoLiveSourceError)
+    line = str(outcome.value)
+    assert line.count("cannot connect") == 5
+    assert "; and 3 more" in line
+    nothing = download(cluster, tmp_path / "g.bin", [])
+    outcome = run(cluster, nothing.start())
+    outcome.trap(NoLiveSourceError)
+    assert "(the central listed none)" in str(outcome.value)
+
+
 def test_giving_up_after_retry_for_keeps_the_part(
     cluster: FakeCluster, tmp_path: Path
 ) -> None:

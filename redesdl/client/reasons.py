@@ -19,7 +19,7 @@ def explain(error: BaseException, central: str, file: str | None) -> str:
     if isinstance(error, RemoteError):
         if error.code == "not_found" and file is not None:
             return f"no file named {file!r} on the central (see 'redesdl list')"
-        return error.message
+        return error.message or f"the central refused: {error.code}"
     if isinstance(error, net_error.ConnectError | net_error.DNSLookupError | TLSError):
         return f"cannot reach the central at {central}: {describe_error(error)}"
     if isinstance(error, net_error.ConnectionDone | net_error.ConnectionLost):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
+from itertools import islice
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
@@ -59,6 +60,9 @@ from redesdl.transfer.writer import HIGH_WATER
 #: (each holds its whole chunk until it verifies). A duplicate that would go
 #: over it is written to the store's scratch file instead.
 COPY_BUDGET = 4 * 1024 * 1024
+
+#: Sources whose failure a download's error line names; the rest are counted.
+REASONS_SHOWN = 5
 
 #: Failures that mean the source lied or broke the protocol: it is banned.
 BAD_SOURCE = (
@@ -345,10 +349,18 @@ class Download:
         worker.addBoth(ended)
 
     def _describe_reasons(self) -> str:
-        return "; ".join(f"{name}: {why}" for name, why in self.sourceErrors.items())
+        """Why sources failed, for one line: the first few, then a count."""
+        said = [
+            f"{name}: {why}"
+            for name, why in islice(self.sourceErrors.items(), REASONS_SHOWN)
+        ]
+        more = len(self.sourceErrors) - len(said)
+        if more > 0:
+            said.append(f"and {more} more")
+        return "; ".join(said)
 
     def _describe_no_source(self) -> str:
-        reasons = self._describe_reasons()
+        reasons = self._describe_reasons() or "the central listed none"
         retried = (
             f", none came back within {self._retry_for:g} s"
             if self._find_sources is not None and self._retry_for
