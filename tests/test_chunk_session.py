@@ -376,6 +376,18 @@ def test_losing_the_connection_closes_every_file() -> None:
     assert state_of(session) == "closed" and not verbs.open_writers
 
 
+def test_a_chunk_is_counted_when_its_last_byte_leaves_not_at_the_next_drain() -> None:
+    """Peers that hung up right after their chunk went uncounted: 200 chunks
+    served, 97 counted."""
+    session, verbs, _ = into("serving")
+    session.get(get(2))
+    while verbs.served_chunks == 0:
+        verbs.peer_reads()
+    assert state_of(session) == "sending"
+    session.connection_lost()
+    assert verbs.served_chunks == 1 and not verbs.open_writers
+
+
 def test_the_machine_does_not_import_twisted_internet() -> None:
     tree = ast.parse(Path(chunk_session.__file__).read_text())
     imported = [

@@ -189,6 +189,8 @@ class Chunk:
     offset: int
     length: int
     writer: ChunkWriter | None = None
+    #: Whether its serving was counted (when its last byte left).
+    counted: bool = False
 
     @property
     def started(self) -> bool:
@@ -289,7 +291,9 @@ def _write_some(inputs: ChunkSession, core: SessionCore) -> None:
         if isinstance(head, Chunk) and head.writer is not None and head.writer.done:
             head.writer.close()
             core.owed.popleft()
-            verbs.served(head.entry, head.length)
+            if not head.counted:
+                head.counted = True
+                verbs.served(head.entry, head.length)
             continue
         if verbs.unsent_bytes() > WRITE_BUDGET:
             return
@@ -309,6 +313,11 @@ def _write_some(inputs: ChunkSession, core: SessionCore) -> None:
             inputs.broken(
                 ProtocolError("internal", "the file is shorter than its manifest")
             )
+        elif head.writer.done and not head.counted:
+            # Counted as soon as its last byte is handed over, not when the
+            # next drain pops it: a peer that hangs up at once was served too.
+            head.counted = True
+            verbs.served(head.entry, head.length)
         return
 
 
