@@ -203,32 +203,46 @@ class Mute(ScriptedCentral):
         return None
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_central_that_never_answers_fails_the_get_in_one_line(
-    tmp_path: Path,
-) -> None:
-    """It once left list and get waiting until killed, printing nothing."""
-    port = await listen(Mute)
+async def failed_get(
+    central: type[ScriptedCentral], tmp_path: Path, reply_timeout: float | None = None
+) -> tuple[Exception, str, str | None]:
+    """How a get against C{central} failed, at which address, and the type of
+    the first message the central left unanswered (if any); the get must
+    have written nothing."""
+    port = await listen(central)
+    address = f"127.0.0.1:{port.getHost().port}"
     try:
-        address = f"127.0.0.1:{port.getHost().port}"
         job = GetJob(
             reactor,
-            ClusterAccess(central_endpoint(reactor, address), reply_timeout=0.5),
+            ClusterAccess(
+                central_endpoint(reactor, address), reply_timeout=reply_timeout
+            ),
             "tester",
             "clip.mp4",
             str(tmp_path),
             retryFor=0,
         )
-        with pytest.raises(CentralSilentError) as raised:
+        with pytest.raises(Exception) as raised:
             await job.run()
-        assert str(raised.value) == (
-            f"the central at {address} did not answer 'locate' within 0.5 s"
-        )
-        assert exit_status(raised.value) == EXIT_CENTRAL_UNREACHABLE
-        assert await port.factory.unanswered == "locate"
         assert os.listdir(tmp_path) == []
+        unanswered = port.factory.unanswered
+        return raised.value, address, unanswered.result if unanswered.called else None
     finally:
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_central_that_never_answers_fails_the_get_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """It once left list and get waiting until killed, printing nothing."""
+    error, address, unanswered = await failed_get(Mute, tmp_path, reply_timeout=0.5)
+    assert isinstance(error, CentralSilentError)
+    assert (
+        str(error) == f"the central at {address} did not answer 'locate' within 0.5 s"
+    )
+    assert exit_status(error) == EXIT_CENTRAL_UNREACHABLE
+    assert unanswered == "locate"
 
 
 def test_each_request_has_its_deadline_and_a_queue_place_ends_the_admits() -> None:
@@ -277,24 +291,10 @@ async def test_a_malformed_frame_from_the_central_is_said_as_such(
     tmp_path: Path,
 ) -> None:
     """It was reported as a lost connection, exit 3 (central unreachable)."""
-    port = await listen(Garbling)
-    address = f"127.0.0.1:{port.getHost().port}"
-    try:
-        job = GetJob(
-            reactor,
-            ClusterAccess(central_endpoint(reactor, address)),
-            "tester",
-            "clip.mp4",
-            str(tmp_path),
-            retryFor=0,
-        )
-        with pytest.raises(BadCentralReplyError) as raised:
-            await job.run()
-        assert str(raised.value) == (
-            "the central sent a malformed message (bad_frame: frame is not JSON: "
-            "NaN is not JSON); hung up on it"
-        )
-        assert exit_status(raised.value) == 1
-        assert os.listdir(tmp_path) == []
-    finally:
-        await port.stopListening()
+    error, _, _ = await failed_get(Garbling, tmp_path)
+    assert isinstance(error, BadCentralReplyError)
+    assert str(error) == (
+        "the central sent a malformed message (bad_frame: frame is not JSON: "
+        "NaN is not JSON); hung up on it"
+    )
+    assert exit_status(error) == 1

@@ -91,51 +91,30 @@ async def test_a_lone_surrogate_client_name_never_reaches_a_chunk_server(
 async def test_a_secondary_named_with_a_bidi_override_is_refused(
     cluster: Cluster,
 ) -> None:
-    """Clients refuse a source whose name is not printable, so the central
-    never lists one: it refuses the name at the secondary's hello."""
-    peer = await connect(port_of(cluster.central))
-    peer.transport.write(
-        encode(
-            {
-                "type": "hello",
-                "version": 1,
-                "role": "secondary",
-                "id": 1,
-                "name": "s\u202e9",
-                "secondary_id": "x" * 32,
-                "boot": 1,
-                "port": 7999,
-            }
-        )
-    )
-    await eventually(lambda: peer.frames(), "a reply")
-    reply = peer.frames()[0]
-    assert (reply["type"], reply["code"]) == ("error", "bad_request")
-    assert "format characters" in reply["message"]
-    peer.transport.loseConnection()
-    await peer.closed
-    peer = await connect(port_of(cluster.central))
-    peer.transport.write(
-        encode(
-            {
-                "type": "hello",
-                "version": 1,
-                "role": "secondary",
-                "id": 1,
-                "name": "s9",
-                "secondary_id": "x" * 32,
-                "boot": 1,
-                "port": 7999,
-                "advertise": "host\x1b[2J",
-            }
-        )
-    )
-    await eventually(lambda: peer.frames(), "a reply")
-    reply = peer.frames()[0]
-    assert (reply["type"], reply["code"]) == ("error", "bad_request")
-    assert "advertised host" in reply["message"]
-    peer.transport.loseConnection()
-    await peer.closed
+    """Clients refuse a source whose name or host is not printable, so the
+    central never lists one: it refuses them at the secondary's hello."""
+    hello = {
+        "type": "hello",
+        "version": 1,
+        "role": "secondary",
+        "id": 1,
+        "name": "s9",
+        "secondary_id": "x" * 32,
+        "boot": 1,
+        "port": 7999,
+    }
+    for bad, said in (
+        ({"name": "s\u202e9"}, "format characters"),
+        ({"advertise": "host\x1b[2J"}, "advertised host"),
+    ):
+        peer = await connect(port_of(cluster.central))
+        peer.transport.write(encode({**hello, **bad}))
+        await eventually(lambda peer=peer: peer.frames(), "a reply")
+        reply = peer.frames()[0]
+        assert (reply["type"], reply["code"]) == ("error", "bad_request")
+        assert said in reply["message"]
+        peer.transport.loseConnection()
+        await peer.closed
 
 
 @pytest_twisted.ensureDeferred
