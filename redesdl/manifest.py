@@ -9,10 +9,12 @@ it got from any secondary against that root before trusting its chunk hashes.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from redesdl.names import validate_name
 from redesdl.protocol.errors import ProtocolError
@@ -142,13 +144,30 @@ class Manifest:
         return self.info.content == info.content
 
 
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """C{path} opened for reading if it is a regular file, not a link to one.
+
+    A data file swapped for a FIFO (which would block the hashing thread for
+    ever) or for a symlink to ``/dev/zero`` (which never ends) between a
+    folder's scan and its hashing fails with C{OSError} instead.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb", buffering=0)
+
+
 def build_manifest(path: str, name: str) -> Manifest:
     """Hash the file at C{path} (blocking: run it in a thread)."""
-    size = os.stat(path).st_size
-    chunk_size = chunk_size_for(size)
-    whole = hashlib.sha256()
-    hashes = []
-    with open(path, "rb", buffering=0) as f:
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        chunk_size = chunk_size_for(size)
+        whole = hashlib.sha256()
+        hashes = []
         while True:
             chunk = hashlib.sha256()
             left = chunk_size
@@ -174,7 +193,7 @@ def build_manifest(path: str, name: str) -> Manifest:
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """The SHA-256 of a whole file, as ``sha256sum`` prints it (blocking)."""
     digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
+    with open_regular(path) as f:
         while block := f.read(_READ_BLOCK):
             digest.update(block)
     return digest.hexdigest()

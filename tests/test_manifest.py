@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from redesdl.manifest import (
     build_manifest,
     chunk_count,
     chunk_size_for,
+    file_sha256,
     root_of,
 )
 from redesdl.protocol.errors import ProtocolError
@@ -98,3 +100,23 @@ def test_malformed_manifests_are_refused(tmp_path: Path, change: dict) -> None:
     with pytest.raises(ProtocolError) as raised:
         Manifest.from_wire(wire)
     assert raised.value.code == "bad_request"
+
+
+@pytest.mark.parametrize("swap", ["fifo", "link to /dev/zero", "folder"])
+def test_hashing_refuses_what_is_not_a_regular_file(tmp_path, swap: str) -> None:
+    """A data file swapped for a FIFO between a scan and its hashing blocked
+    the secondary's hashing thread for ever; a symlink to /dev/zero hashed
+    without end."""
+    path = tmp_path / "b.bin"
+    if swap == "fifo":
+        os.mkfifo(path)
+    elif swap == "folder":
+        path.mkdir()
+    else:
+        os.symlink("/dev/zero", path)
+    for hashing in (
+        lambda: build_manifest(str(path), "b.bin"),
+        lambda: file_sha256(path),
+    ):
+        with pytest.raises(OSError):
+            hashing()
