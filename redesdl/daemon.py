@@ -10,6 +10,7 @@ and sizes its descriptor budget (L{connection_limits}).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import resource
@@ -30,6 +31,21 @@ from redesdl.printable import escape_logs
 from redesdl.protocol.auth import SecretFileError, load_secret
 from redesdl.shells.tracking import ConnectionLimits
 from redesdl.tls import TLS_PARAMETERS, TLSConfig, TLSFileError
+
+
+def check_seconds(options: Any, *names: str) -> None:
+    """Each option named is a finite number of seconds above zero.
+
+    Python's C{float} takes ``nan`` and ``inf``, which pass a C{<= 0} check
+    and then fail deep inside a timer on every connection.
+    """
+    for name in names:
+        value = options[name]
+        if not value > 0:
+            raise usage.UsageError(f"--{name} must be positive")
+        if value == math.inf:
+            raise usage.UsageError(f"--{name} must be finite")
+
 
 #: Options that bound what peers may hold on either daemon's server.
 LIMIT_PARAMETERS = [
@@ -215,8 +231,7 @@ def connection_limits(
     The total is held under what the process can open (L{fit_descriptors}),
     so a full server answers ``busy`` instead of failing in ``accept``.
     """
-    if config["idle-timeout"] <= 0:
-        raise usage.UsageError("--idle-timeout must be positive")
+    check_seconds(config, "idle-timeout")
     if config["max-connections"] < 1 or config["max-per-peer"] < 1:
         raise usage.UsageError("--max-connections and --max-per-peer must be 1 or more")
     role = getattr(config, "role", "redesdl")

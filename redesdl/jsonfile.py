@@ -15,6 +15,7 @@ import heapq
 import json
 import math
 import os
+import stat
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
@@ -163,6 +164,46 @@ class _Slicer:
         self.out.append("\n" + " " * depth + "]" if items else "[]")
 
 
+#: Largest value a counter or a number of a state file may hold.
+MAX_COUNT = 2**63 - 1
+#: Largest state file read: far above any real one, below what would
+#: exhaust memory (a symlink to a huge file, say).
+MAX_STATE_BYTES = 1024**3
+#: Deepest nesting of a state file, unknown fields included: the writer
+#: recurses that deep at every save.
+MAX_DEPTH = 32
+
+
+def _read_state(path: str) -> bytes:
+    """The bytes of the regular file at C{path}; never blocking on a FIFO,
+    never reading a device or more than L{MAX_STATE_BYTES}."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            raise ValueError("not a regular file")
+        if found.st_size > MAX_STATE_BYTES:
+            raise ValueError(f"over {MAX_STATE_BYTES} bytes")
+        return f.read(MAX_STATE_BYTES + 1)
+
+
+def _check_depth(value: Any) -> None:
+    """Refuse a document nested deeper than L{MAX_DEPTH}."""
+    level = [value]
+    for _ in range(MAX_DEPTH):
+        inner: list[Any] = []
+        for container in level:
+            if isinstance(container, dict):
+                inner.extend(container.values())
+            elif isinstance(container, list):
+                inner.extend(container)
+        if not inner:
+            return
+        level = inner
+    if any(isinstance(item, dict | list) for item in level):
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+
+
 def read_json(
     path: FilePath, default: Any, check: Callable[[Any], None] | None = None
 ) -> Any:
@@ -172,8 +213,8 @@ def read_json(
     value is not what the reader expects; the file is then set aside too.
     """
     try:
-        with open(path.path, "rb") as f:
-            value = json.load(f)
+        value = json.loads(_read_state(path.path))
+        _check_depth(value)
         if check is not None:
             check(value)
         return value
@@ -210,14 +251,19 @@ def _wrong(where: str, expected: str, value: Any) -> ValueError:
 
 
 def counter(value: Any, where: str) -> None:
-    """A whole number, 0 or more (not a bool, not a float)."""
-    if type(value) is not int or value < 0:
+    """A whole number, 0 or more (not a bool, not a float), that fits in 64
+    bits: a count of 4300 digits loads, but adding one to it cannot be saved."""
+    if type(value) is not int or not 0 <= value <= MAX_COUNT:
         raise _wrong(where, "a whole number 0 or more", value)
 
 
 def number(value: Any, where: str) -> None:
-    """A finite number, 0 or more (seconds, timestamps)."""
-    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+    """A finite number, 0 or more (seconds, timestamps), within 64 bits."""
+    if (
+        type(value) not in (int, float)
+        or not 0 <= value <= MAX_COUNT
+        or not math.isfinite(value)
+    ):
         raise _wrong(where, "a number 0 or more", value)
 
 

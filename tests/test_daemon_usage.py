@@ -45,6 +45,18 @@ def twistd(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
             "redesdl-secondary: --rescan-interval must be positive (see --help)",
         ),
         (
+            ["redesdl-central", "--idle-timeout", "nan"],
+            "redesdl-central: --idle-timeout must be positive (see --help)",
+        ),
+        (
+            ["redesdl-central", "--slot-idle-timeout", "inf"],
+            "redesdl-central: --slot-idle-timeout must be finite (see --help)",
+        ),
+        (
+            ["redesdl-secondary", "--data", ".", "--stats-interval", "nan"],
+            "redesdl-secondary: --stats-interval must be positive (see --help)",
+        ),
+        (
             ["redesdl-secondary", "--data", ".", "--send-buffer", "lots"],
             "redesdl-secondary: --send-buffer: 'lots' is not a size such as 4M "
             "or 16M, nor auto (see --help)",
@@ -92,3 +104,25 @@ def test_a_port_is_announced_once_by_the_daemons_own_line(tmp_path: Path) -> Non
     text = log.read_text()
     assert "redesdl-central listening on 127.0.0.1:" in text
     assert "starting on" not in text
+
+
+def test_an_identity_that_cannot_be_kept_is_one_line(tmp_path: Path) -> None:
+    """A folder left where identity.json.tmp is written was a traceback."""
+    (tmp_path / "state" / "identity.json.tmp").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    result = twistd(
+        tmp_path,
+        "redesdl-secondary",
+        "--data",
+        "data",
+        "--state-dir",
+        "state",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--central",
+        "127.0.0.1:9",
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    (line,) = [x for x in result.stderr.splitlines() if "identity" in x]
+    assert "cannot keep its identity in" in line and "Is a directory" in line

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
 
+from redesdl.jsonfile import counter, number, read_json, record, validator
 from redesdl.secondary.stats import MAX_CLIENTS_PER_FILE
 from redesdl.stats import SCHEMA_VERSION, StatsFile
 
@@ -77,3 +79,34 @@ def test_a_served_file_keeps_its_last_100_clients_and_counts_them_all(
     assert list(served["clients"])[-1] == "client19900"
     assert served["clients"]["client19900"] == {"chunks": 2, "bytes": 20}
     assert "client19899" not in served["clients"]
+
+
+def test_state_files_that_would_hang_or_exhaust_a_daemon_are_set_aside(
+    tmp_path: Path,
+) -> None:
+    """A FIFO blocked the daemon before it listened; a symlink to /dev/zero
+    read until memory ran out; a 309-digit number was an OverflowError at
+    start; a field nested 600 deep failed every periodic save."""
+    check = validator(record({"saved": number, "starts": counter}))
+    cases = {
+        "fifo": None,
+        "zero": None,
+        "huge": b'{"saved": 1' + b"0" * 309 + b', "starts": 1}',
+        "big": b'{"saved": 1, "starts": 1' + b"0" * 4000 + b"}",
+        "deep": b'{"saved": 1, "starts": 1, "x": ' + b"[" * 600 + b"]" * 600 + b"}",
+    }
+    for name, body in cases.items():
+        path = tmp_path / f"{name}.json"
+        if name == "fifo":
+            os.mkfifo(path)
+        elif name == "zero":
+            os.symlink("/dev/zero", path)
+        else:
+            path.write_bytes(body)
+        assert read_json(FilePath(str(path)), "fresh", check) == "fresh", name
+        assert (tmp_path / f"{name}.json.corrupt").exists() or os.path.islink(
+            tmp_path / f"{name}.json.corrupt"
+        ), name
+    fine = tmp_path / "fine.json"
+    fine.write_bytes(b'{"saved": 1.5, "starts": 9223372036854775807, "x": [[[]]]}')
+    assert read_json(FilePath(str(fine)), None, check)["starts"] == 2**63 - 1

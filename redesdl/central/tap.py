@@ -24,6 +24,7 @@ from redesdl.daemon import (
     SECURITY_PARAMETERS,
     ConsoleService,
     DaemonOptions,
+    check_seconds,
     check_server_endpoint,
     connection_limits,
     load_security,
@@ -104,13 +105,10 @@ class Options(DaemonOptions):
     ]
 
     def postOptions(self) -> None:
-        if self["stats-interval"] <= 0:
-            raise usage.UsageError("--stats-interval must be positive")
+        check_seconds(self, "stats-interval")
         check_server_endpoint(self["listen"])
-        if self["heartbeat-timeout"] <= 0:
-            raise usage.UsageError("--heartbeat-timeout must be positive")
-        if self["slot-idle-timeout"] <= 0:
-            raise usage.UsageError("--slot-idle-timeout must be positive")
+        check_seconds(self, "heartbeat-timeout")
+        check_seconds(self, "slot-idle-timeout")
         if self["max-active"] < 1:
             raise usage.UsageError("--max-active must be 1 or more")
         if self["min-secondaries"] < 0:

@@ -16,6 +16,7 @@ from redesdl.daemon import (
     SECURITY_PARAMETERS,
     ConsoleService,
     DaemonOptions,
+    check_seconds,
     check_server_endpoint,
     connection_limits,
     load_security,
@@ -154,12 +155,12 @@ class Options(DaemonOptions):
             self["send-buffer"] = parse_send_buffer(self["send-buffer"])
         except ValueError as e:
             raise usage.UsageError(f"--send-buffer: {e}") from None
-        if not 0 < self["heartbeat-interval"] < self["heartbeat-timeout"]:
+        check_seconds(self, "heartbeat-interval", "heartbeat-timeout")
+        if not self["heartbeat-interval"] < self["heartbeat-timeout"]:
             raise usage.UsageError(
                 "--heartbeat-interval must be positive and below --heartbeat-timeout"
             )
-        if self["stats-interval"] <= 0:
-            raise usage.UsageError("--stats-interval must be positive")
+        check_seconds(self, "stats-interval")
         check_server_endpoint(self["listen"])
         if self["data"] is None:
             raise usage.UsageError("--data FOLDER is required")
@@ -172,8 +173,7 @@ class Options(DaemonOptions):
                 parse_host_port(self["advertise"])
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
-        if self["rescan-interval"] <= 0:
-            raise usage.UsageError("--rescan-interval must be positive")
+        check_seconds(self, "rescan-interval")
         self.limits = connection_limits(self)
         if self["metrics"] is not None:
             check_server_endpoint(self["metrics"], "--metrics")
@@ -193,7 +193,13 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         )
     state = prepare_state_dir(config["state-dir"], ROLE)
     secret, tls = load_security(config, ROLE)
-    secondary_id, boot = load_identity(state)
+    try:
+        secondary_id, boot = load_identity(state)
+    except OSError as e:
+        raise SystemExit(
+            f"{ROLE}: cannot keep its identity in {state.path}: "
+            f"{e.strerror or e} ({e.filename})"
+        ) from None
     TRACER.enabled = bool(config["trace"])
     # Replication receives through the client's transfer engine.
     keep_freed_buffers()
