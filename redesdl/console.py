@@ -13,6 +13,7 @@ names chosen by peers, and none may drive the terminal.
 from __future__ import annotations
 
 import atexit
+import codecs
 import difflib
 import fcntl
 import os
@@ -399,6 +400,25 @@ class TerminalConsole(HistoricRecvLine):
         self.ps = (prompt.encode(), b"... ")
         self._onClose = onClose
         self._greeting = greeting
+        #: The bytes of a character typed in UTF-8, as they come one by one.
+        self._typed = codecs.getincrementaldecoder("utf-8")()
+
+    def keystrokeReceived(self, keyID: Any, modifier: Any) -> None:
+        # Twisted's editor takes printable ASCII only: each byte of an
+        # accented or non-Latin letter was dropped, so 'remove canción.mp4'
+        # ran 'remove cancin.mp4'. They are put together here, and the
+        # whole character goes in the line as one position.
+        if isinstance(keyID, bytes) and len(keyID) == 1 and keyID[0] >= 0x80:
+            try:
+                character = self._typed.decode(keyID)
+            except UnicodeDecodeError:
+                self._typed.reset()
+                return
+            if character and character.isprintable():
+                self.characterReceived(character.encode(), False)
+            return
+        self._typed.reset()
+        super().keystrokeReceived(keyID, modifier)
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -455,34 +475,38 @@ class TerminalConsole(HistoricRecvLine):
         if typed:
             self.terminal.cursorBackward(typed)
 
-    def _replace(self, text: bytes, cursor: int) -> None:
-        self.lineBuffer = [text[i : i + 1] for i in range(len(text))]
+    def _line(self) -> str:
+        """The line typed so far: the editor holds one character per position."""
+        return b"".join(self.lineBuffer).decode(errors="replace")
+
+    def _replace(self, text: str, cursor: int) -> None:
+        self.lineBuffer = [character.encode() for character in text]
         self.lineBufferIndex = cursor
         self.clear_input_line()
         self.redraw_input_line()
 
     def _cut(self, start: int, end: int) -> None:
-        text = b"".join(self.lineBuffer)
+        text = self._line()
         self._replace(text[:start] + text[end:], start)
 
     def _word_start(self) -> int:
         """Where Ctrl-W cuts from: the start of the word before the cursor,
         spaces after it included, as a shell's unix-word-rubout does."""
-        before = b"".join(self.lineBuffer[: self.lineBufferIndex]).rstrip()
+        before = self._line()[: self.lineBufferIndex].rstrip()
         return len(before) - len(before.split()[-1]) if before else 0
 
     def handle_TAB(self) -> None:
-        line = b"".join(self.lineBuffer)
+        line = self._line()
         cursor = self.lineBufferIndex
-        before = line[:cursor].decode(errors="replace")
+        before = line[:cursor]
         self._commands.complete(before).addCallback(
             self._complete, line, cursor, before
         ).addErrback(lambda reason: self.say(f"cannot complete: {reason.value}"))
 
     def _complete(
-        self, candidates: list[str], line: bytes, cursor: int, before: str
+        self, candidates: list[str], line: str, cursor: int, before: str
     ) -> None:
-        if b"".join(self.lineBuffer) != line or self.lineBufferIndex != cursor:
+        if self._line() != line or self.lineBufferIndex != cursor:
             return  # typed on while the candidates were being looked up
         start, word = current_word(before)
         common = _common_prefix(candidates)
@@ -493,10 +517,8 @@ class TerminalConsole(HistoricRecvLine):
                 self.say("  ".join(shown) + (f"  … and {more} more" if more else ""))
             return
         spelled = shlex.quote(common) + (" " if len(candidates) == 1 else "")
-        head = before[:start].encode()
-        self._replace(
-            head + spelled.encode() + line[cursor:], len(head + spelled.encode())
-        )
+        head = before[:start]
+        self._replace(head + spelled + line[cursor:], len(head + spelled))
 
     def connectionLost(self, reason: Failure) -> None:
         self._onClose()

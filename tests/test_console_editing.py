@@ -100,6 +100,24 @@ def test_ctrl_u_k_and_w_cut_before_after_and_the_word_before() -> None:
     assert screen.cursor() == len("> ")
 
 
+def test_letters_beyond_ascii_are_typed_edited_and_completed_whole() -> None:
+    """Each byte of an accented letter was dropped: 'remove canción.mp4'
+    ran 'remove cancin.mp4', and could have removed another file. (Twisted's
+    terminal emulator shows ASCII only: what ran, and the echo, are checked.)"""
+    commands = Sample()
+    commands.names = ["canción.mp4", "日本.bin"]
+    screen = Screen(commands)
+    screen.type("get canción.mp4")
+    assert "canción.mp4".encode() in screen.wire.value()
+    # One position per letter: five arrows back and Ctrl-K leave "canció".
+    screen.type(b"\x1b[D" * 5 + b"\x0b" + b"\r")
+    screen.type("get 日\t\r")
+    screen.type("get canc\t\r")
+    # A byte that starts no character is ignored, the line goes on.
+    screen.type(b"get \xff\x80ok\r")
+    assert commands.got == [["canció"], ["日本.bin"], ["canción.mp4"], ["ok"]]
+
+
 def test_tab_completes_a_command_name() -> None:
     screen = Screen(Sample())
     screen.type("sta\t")
