@@ -285,6 +285,8 @@ def _check_adopted_family(
 
 def prepare_state_dir(path: str, role: str) -> FilePath:
     """Create the state folder if missing; exit with one line if unusable."""
+    if not path:
+        raise SystemExit(f"{role}: --state-dir is empty; name a folder")
     state = FilePath(os.path.abspath(path))
     try:
         state.makedirs(ignoreExistingDirectory=True)

@@ -228,16 +228,24 @@ def read_json(
 def set_aside(path: FilePath, why: str) -> None:
     """Move C{path} to C{path}.corrupt, saying why in one line."""
     aside = path.sibling(path.basename() + ".corrupt")
+    try:
+        os.replace(path.path, aside.path)
+    except OSError as e:
+        log.warn(
+            "{path} is unusable ({error}) and cannot be moved to {aside} "
+            "({why}); starting fresh, it will be replaced at the next save",
+            path=path.path,
+            error=why,
+            aside=aside.path,
+            why=e.strerror or e,
+        )
+        return
     log.warn(
         "{path} is unusable ({error}); moved to {aside}, starting fresh",
         path=path.path,
         error=why,
         aside=aside.path,
     )
-    try:
-        os.replace(path.path, aside.path)
-    except OSError:
-        pass
 
 
 def validator(schema: Check) -> Callable[[Any], None]:

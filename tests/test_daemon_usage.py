@@ -45,6 +45,15 @@ def twistd(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
             "redesdl-secondary: --rescan-interval must be positive (see --help)",
         ),
         (
+            ["redesdl-secondary", "--data", "", "--name", "s1"],
+            "redesdl-secondary: --data FOLDER is required (see --help)",
+        ),
+        (
+            ["redesdl-secondary", "--data", ".", "--name", "s\x1b[2J"],
+            "redesdl-secondary: --name: a peer name may not contain control or "
+            "format characters (see --help)",
+        ),
+        (
             ["redesdl-central", "--idle-timeout", "nan"],
             "redesdl-central: --idle-timeout must be positive (see --help)",
         ),

@@ -110,3 +110,17 @@ def test_state_files_that_would_hang_or_exhaust_a_daemon_are_set_aside(
     fine = tmp_path / "fine.json"
     fine.write_bytes(b'{"saved": 1.5, "starts": 9223372036854775807, "x": [[[]]]}')
     assert read_json(FilePath(str(fine)), None, check)["starts"] == 2**63 - 1
+
+
+def test_a_file_that_cannot_be_set_aside_is_not_said_to_be(
+    tmp_path: Path, warnings: list[str]
+) -> None:
+    """It said 'moved to ....corrupt' while the move had failed."""
+    path = tmp_path / "stats.json"
+    path.write_text("not json")
+    (tmp_path / "stats.json.corrupt").mkdir()
+    (tmp_path / "stats.json.corrupt" / "inside").write_text("x")
+    assert read_json(FilePath(str(path)), "fresh") == "fresh"
+    (line,) = warnings
+    assert "cannot be moved to" in line and "moved to" not in line.split("(")[0]
+    assert "it will be replaced at the next save" in line
