@@ -175,3 +175,21 @@ def test_adopting_a_copy_hashes_each_byte_once(
     assert adopt(index, manifest, copy)
     assert sum(hashed) == copy.stat().st_size
     assert index.lookup("copy.bin", manifest.sha256).path == str(copy)
+
+
+def test_files_left_out_for_their_names_are_said_once(
+    tmp_path: Path, warnings: list[str]
+) -> None:
+    """Names with control characters, or over 1024 characters, were left out
+    with no line for the operator."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "ok.bin").write_bytes(b"a")
+    (data / "tab\there.bin").write_bytes(b"b")
+    (data / ".DS_Store").write_bytes(b"c")
+    index = make_index(data, tmp_path, CountingThread())
+    scan(index)
+    scan(index)
+    assert sorted(index.entries) == ["ok.bin"]
+    (line,) = warnings
+    assert line.startswith("not serving tab") and "control characters" in line

@@ -53,8 +53,13 @@ def stat_key(path: str) -> StatKey:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def walk_data_folder(root: str) -> dict[str, tuple[str, StatKey]]:
-    """Every servable regular file under C{root}: name -> (path, stat key)."""
+def walk_data_folder(
+    root: str, skipped: dict[str, str] | None = None
+) -> dict[str, tuple[str, StatKey]]:
+    """Every servable regular file under C{root}: name -> (path, stat key).
+
+    Files left out because of their names are added to C{skipped}, with why.
+    """
     found: dict[str, tuple[str, StatKey]] = {}
     for directory, subdirectories, files in os.walk(root, onerror=_raise):
         subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
@@ -63,7 +68,11 @@ def walk_data_folder(root: str) -> dict[str, tuple[str, StatKey]]:
             name = filename if relative == "." else f"{relative}/{filename}"
             name = name.replace(os.sep, "/")
             path = os.path.join(directory, filename)
-            if name_problem(name) is not None or os.path.islink(path):
+            problem = name_problem(name)
+            if problem is not None and skipped is not None and filename[0] != ".":
+                # Hidden files are left out on purpose (our staging area is one).
+                skipped[name] = problem
+            if problem is not None or os.path.islink(path):
                 continue
             try:
                 st = os.stat(path, follow_symlinks=False)
@@ -191,6 +200,8 @@ class DataIndex:
         self.entries: dict[str, IndexEntry] = {}
         self._cached = self._loadCache()
         self._scanning = False
+        #: Names left out for being unservable, already said in the log.
+        self._skipped_said: set[str] = set()
         self._waiters: list[Deferred[IndexChanges]] = []
         self.listeners: list[Callable[[IndexChanges], None]] = []
 
@@ -227,12 +238,17 @@ class DataIndex:
         # not be taken for removals.
         before = set(self.entries)
         try:
-            found = await self._runInThread(walk_data_folder, self.data.path)
+            skipped: dict[str, str] = {}
+            found = await self._runInThread(walk_data_folder, self.data.path, skipped)
         except OSError as e:
             self.log.error(
                 "cannot read data folder {path}: {error}", path=self.data.path, error=e
             )
             return IndexChanges()
+        for name in sorted(set(skipped) - self._skipped_said):
+            self.log.warn("not serving {name}: {why}", name=name, why=skipped[name])
+        # Said once each while they stay; a name seen again later is said again.
+        self._skipped_said = set(skipped)
         changes = IndexChanges()
         for name in sorted((before & set(self.entries)) - set(found)):
             del self.entries[name]
