@@ -332,3 +332,15 @@ def test_chunk_bytes_are_views_of_the_input_never_copies() -> None:
         views += [e.data for e in decoder.feed(data) if isinstance(e, ChunkData)]
     assert [view.obj for view in views] == [received[1], received[2]]
     assert b"".join(views) == payload
+
+
+def test_a_peer_speaking_another_protocol_is_told_apart() -> None:
+    """An HTTP server taken for a central was 'frame of 1213486160 bytes'."""
+    (event,) = FrameDecoder(CENTRAL_INBOUND, 4096).feed(b"HTTP/1.1 400 Bad Request")
+    assert isinstance(event, FramingBroken)
+    assert event.error.message == (
+        "frame of 1213486160 bytes exceeds 4096 (it starts 'HTTP': is the peer "
+        "speaking redesdl?)"
+    )
+    (event,) = FrameDecoder(CENTRAL_INBOUND, 4096).feed(b"\x16\x03\x01\x02")
+    assert event.error.message == "frame of 369295618 bytes exceeds 4096"

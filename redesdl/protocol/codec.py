@@ -220,7 +220,9 @@ class FrameDecoder:
         self._break(
             events,
             ProtocolError(
-                "too_large", f"frame of {length} bytes exceeds {self._max_frame_length}"
+                "too_large",
+                f"frame of {length} bytes exceeds {self._max_frame_length}"
+                + _looks_like_text(length),
             ),
         )
         return True
@@ -260,3 +262,12 @@ class FrameDecoder:
     def _break(self, events: list[Event], error: ProtocolError) -> None:
         self.broken = True
         events.append(FramingBroken(error))
+
+
+def _looks_like_text(length: int) -> str:
+    """A hint when a length prefix is really text: a peer speaking another
+    protocol (``HTTP``, ``SSH-``, a TLS record's ``\\x16\\x03`` is not text)."""
+    prefix = length.to_bytes(4, "big")
+    if all(32 < byte < 127 for byte in prefix):
+        return f" (it starts {prefix.decode()!r}: is the peer speaking redesdl?)"
+    return ""
