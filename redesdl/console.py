@@ -412,13 +412,25 @@ class TerminalConsole(HistoricRecvLine):
             try:
                 character = self._typed.decode(keyID)
             except UnicodeDecodeError:
+                # What came before was no character; this byte may start one.
                 self._typed.reset()
-                return
+                try:
+                    character = self._typed.decode(keyID)
+                except UnicodeDecodeError:
+                    self._typed.reset()
+                    return
             if character and character.isprintable():
                 self.characterReceived(character.encode(), False)
             return
         self._typed.reset()
         super().keystrokeReceived(keyID, modifier)
+
+    def _deliverBuffer(self, buf: bytes) -> None:
+        # A line recalled from history: one position per character, as typed
+        # (Twisted's own puts each byte in a position of its own).
+        characters = [character.encode() for character in buf.decode(errors="replace")]
+        for position, character in enumerate(characters, 1):
+            self.characterReceived(character, position < len(characters))
 
     def connectionMade(self) -> None:
         super().connectionMade()

@@ -388,6 +388,17 @@ def test_a_chunk_is_counted_when_its_last_byte_leaves_not_at_the_next_drain() ->
     assert verbs.served_chunks == 1 and not verbs.open_writers
 
 
+def test_a_chunk_whose_last_block_left_on_a_timer_is_counted_at_hang_up() -> None:
+    """With a rate limit the last block goes out on a timer, after the last
+    drain: a peer hanging up then was still missed."""
+    session, verbs, core = into("serving")
+    session.get(get(2))
+    (chunk,) = core.owed
+    chunk.writer.remaining = 0  # what the limiter's timer did
+    session.connection_lost()
+    assert verbs.served_chunks == 1 and not verbs.open_writers
+
+
 def test_the_machine_does_not_import_twisted_internet() -> None:
     tree = ast.parse(Path(chunk_session.__file__).read_text())
     imported = [

@@ -116,6 +116,10 @@ def test_letters_beyond_ascii_are_typed_edited_and_completed_whole() -> None:
     # A byte that starts no character is ignored, the line goes on.
     screen.type(b"get \xff\x80ok\r")
     assert commands.got == [["canció"], ["日本.bin"], ["canción.mp4"], ["ok"]]
+    # Recalled from history, a line still holds one position per letter.
+    screen.type("get ñx\r")
+    screen.type(b"\x1b[A\x1b[D\x0b\r")
+    assert commands.got[-2:] == [["ñx"], ["ñ"]]
 
 
 def test_tab_completes_a_command_name() -> None:

@@ -298,3 +298,23 @@ async def test_a_malformed_frame_from_the_central_is_said_as_such(
         "NaN is not JSON); hung up on it"
     )
     assert exit_status(error) == 1
+
+
+def test_only_an_admit_may_be_answered_by_a_queue_place() -> None:
+    """A 'queued' answering the hello cancelled its deadline: the hang came back."""
+    clock = Clock()
+    central = CentralConnection("tester", replyTimeout=5, clock=clock)
+    transport = StringTransport()
+    central.makeConnection(transport)
+    central.dataReceived(
+        encode({"type": "queued", "id": 1, "position": 1, "name": "clip.mp4"})
+    )
+    clock.advance(5)
+    assert transport.disconnecting
+    central.connectionLost(Failure(ConnectionDone()))
+    central.welcomed.addErrback(lambda reason: reason.trap(CentralSilentError))
+    # Asked again once hung up, it fails at once rather than waiting for ever.
+    asked: list[object] = []
+    Deferred.fromCoroutine(central.locate("clip.mp4")).addBoth(asked.append)
+    asked[0].trap(CentralSilentError)  # type: ignore[attr-defined]
+    assert not clock.getDelayedCalls()

@@ -197,3 +197,21 @@ def test_a_source_that_dribbles_bytes_times_out() -> None:
     clock.advance(1.5)
     assert connection.timed_out
     assert len(target.written) == MIN_PROGRESS + 9
+
+
+def test_frames_nobody_asked_for_are_no_progress() -> None:
+    """An error frame with no id every 9 s kept a source's chunk for ever."""
+    clock = ThreadedClock()
+    connection = SourceConnection("c", clock, 10.0, "s")
+    connection.makeConnection(StringTransport())
+    connection._worker.stop()
+    connection._worker._thread.join(5)
+    connection._worker = SyncWorker()  # type: ignore[assignment]
+    connection.dataReceived(encode({"type": "welcome", "id": 1, "version": 1}))
+    connection.fetch_chunk(MANIFEST, Target(0), lambda t: True).addErrback(
+        lambda _: None
+    )
+    for _ in range(2):
+        clock.advance(9)
+        connection.dataReceived(encode({"type": "error", "code": "x", "message": ""}))
+    assert connection.timed_out

@@ -407,3 +407,11 @@ async def test_resume_keeps_only_chunks_that_still_match(content, tmp_path) -> N
     store.close()
     digest = hashlib.sha256((tmp_path / "out.bin").read_bytes()).hexdigest()
     assert digest == manifest.sha256
+
+
+def test_restart_removes_a_part_that_is_no_regular_file(tmp_path: Path) -> None:
+    """--restart refused a FIFO .part ('not a regular file'); it is no
+    download's, so it is only removed."""
+    os.mkfifo(tmp_path / "out.bin.part")
+    discard_partial(str(tmp_path / "out.bin"))
+    assert not os.path.lexists(tmp_path / "out.bin.part")

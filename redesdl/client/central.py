@@ -117,6 +117,8 @@ class CentralConnection(MessageProtocol):
         self._reply_timeout = replyTimeout
         self._clock = clock
         self._deadlines: dict[int, IDelayedCall] = {}
+        #: The admits waiting for their slot: only they may be ``queued``.
+        self._admits: set[int] = set()
         #: Why we hung up, if the central let a request's deadline pass.
         self._silence: str | None = None
         #: Why we hung up, if the central broke the framing.
@@ -138,6 +140,11 @@ class CentralConnection(MessageProtocol):
 
     async def _ask(self, message: wire.Message, expected: type[M]) -> M:
         """Send a request; return its reply if it is of the C{expected} type."""
+        if self._closed.called:
+            # Nothing would ever answer (a download's refresh after we hung up).
+            if self._silence is not None:
+                raise CentralSilentError(self._silence)
+            raise ConnectionDone("the connection to the central is closed")
         waiting = self.request(message)
         request_id: int = message.id  # type: ignore[attr-defined]
         if self._reply_timeout is not None:
@@ -262,13 +269,18 @@ class CentralConnection(MessageProtocol):
         request = wire.Admit(self.allocateId(), name)
         if onPosition is not None:
             self._positionListeners[request.id] = onPosition
+        self._admits.add(request.id)
         try:
             reply = await self._ask(request, wire.Admitted)
         finally:
             self._positionListeners.pop(request.id, None)
+            self._admits.discard(request.id)
         return reply.queued_seconds
 
     def msg_queued(self, message: wire.Queued) -> None:
+        if message.id not in self._admits:
+            # Only an admit may be answered by a place in the queue.
+            return
         # In the queue: the slot comes when it comes.
         self._answered(message.id)
         listener = self._positionListeners.get(message.id)

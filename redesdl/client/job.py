@@ -7,6 +7,7 @@ ended (which frees the slot), and leave the same record in the statistics.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import time
@@ -61,20 +62,24 @@ def discard_partial(path: str) -> None:
     """Forget an earlier attempt at PATH: its ``.part``, snapshot and journal."""
     part = path + ".part"
     try:
-        # Never from under a download still writing it (a symlink is no
-        # download's: it is only removed).
-        fd = None if os.path.islink(part) else claim_part(part, create=False)
+        # Never from under a download still writing it; what is no regular
+        # file (a symlink, a FIFO) is no download's, and is only removed.
+        fd = None
+        if not os.path.islink(part):
+            try:
+                fd = claim_part(part, create=False)
+            except OSError:
+                fd = None  # not a regular file, or gone
         try:
-            os.unlink(part)
-        except FileNotFoundError:
-            pass
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(part)
+            remove_state(part)
+            remove_journal(part)
         finally:
             if fd is not None:
                 os.close(fd)
     except OSError as e:
         raise DiskError(f"cannot remove {part}: {e.strerror or e}") from None
-    remove_state(part)
-    remove_journal(part)
 
 
 async def close_names(central: CentralConnection, name: str) -> list[str]:

@@ -222,6 +222,11 @@ class SessionCore:
         """Close every open file and forget what was owed."""
         for item in self.owed:
             if isinstance(item, Chunk) and item.writer is not None:
+                if item.writer.done and not item.counted:
+                    # Its last block left on a timer (a rate limit), after
+                    # the last drain: it was served all the same.
+                    item.counted = True
+                    self.verbs.served(item.entry, item.length)
                 item.writer.close()
         self.owed.clear()
 

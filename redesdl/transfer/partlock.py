@@ -39,7 +39,10 @@ def claim_part(path: str, create: bool = True) -> int | None:
     C{OSError} if it cannot be opened as a regular file (C{ELOOP} for a
     symbolic link).
     """
-    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    # O_NONBLOCK: a FIFO or device put there must not hang the open (it is
+    # refused just after); on a regular file it changes nothing.
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    flags |= os.O_CREAT if create else 0
     try:
         fd = os.open(path, flags, 0o644)
     except FileNotFoundError:

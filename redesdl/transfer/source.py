@@ -227,7 +227,10 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         super().dataReceived(data)
 
     def messageReceived(self, message: Message) -> None:
-        self._progressed()
+        request_id = getattr(message, "id", None)
+        if request_id in self._pending or request_id in self._requests:
+            # A reply to one of our requests; an unasked frame proves nothing.
+            self._progressed()
         super().messageReceived(message)
 
     def _progressed(self) -> None:

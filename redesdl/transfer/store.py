@@ -350,9 +350,9 @@ class ChunkStore:
             if manifest.size:
                 os.posix_fallocate(self._fd, 0, manifest.size)
         except OSError as e:
-            if not keep and self._fd is not None:
-                # Nothing worth keeping: do not leave an empty .part behind.
-                self.close()
+            if not keep:
+                # Nothing worth keeping: do not leave an empty .part behind
+                # (removed while still ours: the close drops the lock).
                 with contextlib.suppress(OSError):
                     os.unlink(self.path)
             self.close()
