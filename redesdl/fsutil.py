@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
+from typing import BinaryIO
 
 
 def write_fully(fd: int, data: memoryview | bytes, at: int) -> None:
@@ -49,3 +51,20 @@ def rename_no_replace(source: str, destination: str) -> None:
     else:
         os.unlink(source)
     fsync_directory(os.path.dirname(os.path.abspath(destination)))
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """C{path} opened for reading if it is a regular file, not a link to one.
+
+    Anything else fails with C{OSError} at once: a FIFO would block the
+    reader for ever, a symlink to ``/dev/zero`` never ends (a data file
+    swapped between a scan and its hashing, a state file planted).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb", buffering=0)

@@ -15,14 +15,13 @@ import heapq
 import json
 import math
 import os
-import stat
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
-from redesdl.fsutil import fsync_directory
+from redesdl.fsutil import fsync_directory, open_regular
 from redesdl.printable import printable
 
 log = Logger()
@@ -175,14 +174,9 @@ MAX_DEPTH = 32
 
 
 def _read_state(path: str) -> bytes:
-    """The bytes of the regular file at C{path}; never blocking on a FIFO,
-    never reading a device or more than L{MAX_STATE_BYTES}."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        found = os.fstat(fd)
-        if not stat.S_ISREG(found.st_mode):
-            raise ValueError("not a regular file")
-        if found.st_size > MAX_STATE_BYTES:
+    """The bytes of the regular file at C{path}, at most L{MAX_STATE_BYTES}."""
+    with open_regular(path) as f:
+        if os.fstat(f.fileno()).st_size > MAX_STATE_BYTES:
             raise ValueError(f"over {MAX_STATE_BYTES} bytes")
         return f.read(MAX_STATE_BYTES + 1)
 

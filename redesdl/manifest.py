@@ -9,13 +9,12 @@ it got from any secondary against that root before trusting its chunk hashes.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
-import stat
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
+from redesdl.fsutil import open_regular
 from redesdl.names import validate_name
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.fields import count, digest, items, text
@@ -142,23 +141,6 @@ class Manifest:
     def matches(self, info: FileInfo) -> bool:
         """True if this manifest describes the content the central vouches for."""
         return self.info.content == info.content
-
-
-def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
-    """C{path} opened for reading if it is a regular file, not a link to one.
-
-    A data file swapped for a FIFO (which would block the hashing thread for
-    ever) or for a symlink to ``/dev/zero`` (which never ends) between a
-    folder's scan and its hashing fails with C{OSError} instead.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
-    except BaseException:
-        os.close(fd)
-        raise
-    return os.fdopen(fd, "rb", buffering=0)
 
 
 def build_manifest(path: str, name: str) -> Manifest:

@@ -115,7 +115,9 @@ class CentralConnection(MessageProtocol):
         #: Seconds the central has to answer a request (an ``admit``: to
         #: answer it or say we are queued); None waits as long as it takes.
         self._reply_timeout = replyTimeout
-        self._clock = clock
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[assignment]
+        self._clock: IReactorTime = clock
         self._deadlines: dict[int, IDelayedCall] = {}
         #: The admits waiting for their slot: only they may be ``queued``.
         self._admits: set[int] = set()
@@ -148,10 +150,7 @@ class CentralConnection(MessageProtocol):
         waiting = self.request(message)
         request_id: int = message.id  # type: ignore[attr-defined]
         if self._reply_timeout is not None:
-            clock = self._clock
-            if clock is None:
-                from twisted.internet import reactor as clock  # type: ignore[assignment]
-            self._deadlines[request_id] = clock.callLater(
+            self._deadlines[request_id] = self._clock.callLater(
                 self._reply_timeout, self._no_answer, message.TYPE
             )
         try:
@@ -184,10 +183,8 @@ class CentralConnection(MessageProtocol):
 
     def _no_answer(self, kind: str) -> None:
         """A request's deadline passed: the central is taken for broken."""
-        peer = self.transport.getPeer()
-        where = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
         self._silence = (
-            f"the central at {where} did not answer {kind!r} within "
+            f"the central at {self.peerDescription()} did not answer {kind!r} within "
             f"{self._reply_timeout:g} s"
         )
         self.transport.abortConnection()

@@ -66,10 +66,8 @@ def discard_partial(path: str) -> None:
         # file (a symlink, a FIFO) is no download's, and is only removed.
         fd = None
         if not os.path.islink(part):
-            try:
+            with contextlib.suppress(OSError):  # not a regular file, or gone
                 fd = claim_part(part, create=False)
-            except OSError:
-                fd = None  # not a regular file, or gone
         try:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(part)
