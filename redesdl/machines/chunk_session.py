@@ -218,15 +218,20 @@ class SessionCore:
             for item in self.owed
         )
 
+    def count_served(self, chunk: Chunk) -> None:
+        """Count C{chunk} served, once, as soon as its last byte left."""
+        if not chunk.counted:
+            chunk.counted = True
+            self.verbs.served(chunk.entry, chunk.length)
+
     def release(self) -> None:
         """Close every open file and forget what was owed."""
         for item in self.owed:
             if isinstance(item, Chunk) and item.writer is not None:
-                if item.writer.done and not item.counted:
+                if item.writer.done:
                     # Its last block left on a timer (a rate limit), after
                     # the last drain: it was served all the same.
-                    item.counted = True
-                    self.verbs.served(item.entry, item.length)
+                    self.count_served(item)
                 item.writer.close()
         self.owed.clear()
 
@@ -296,9 +301,7 @@ def _write_some(inputs: ChunkSession, core: SessionCore) -> None:
         if isinstance(head, Chunk) and head.writer is not None and head.writer.done:
             head.writer.close()
             core.owed.popleft()
-            if not head.counted:
-                head.counted = True
-                verbs.served(head.entry, head.length)
+            core.count_served(head)
             continue
         if verbs.unsent_bytes() > WRITE_BUDGET:
             return
@@ -318,11 +321,10 @@ def _write_some(inputs: ChunkSession, core: SessionCore) -> None:
             inputs.broken(
                 ProtocolError("internal", "the file is shorter than its manifest")
             )
-        elif head.writer.done and not head.counted:
+        elif head.writer.done:
             # Counted as soon as its last byte is handed over, not when the
             # next drain pops it: a peer that hangs up at once was served too.
-            head.counted = True
-            verbs.served(head.entry, head.length)
+            core.count_served(head)
         return
 
 
