@@ -218,6 +218,9 @@ def test_only_lying_sources_is_an_integrity_error_and_renames_nothing(
     assert isinstance(outcome, Failure)
     outcome.trap(IntegrityError)
     assert not target.exists()
+    # Each is named for what it did, not for the hang-up that followed.
+    line = str(outcome.value)
+    assert "a: " in line and "connection lost" not in line, line
 
 
 def test_a_source_that_comes_back_finishes_the_download(

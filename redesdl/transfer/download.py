@@ -374,7 +374,10 @@ class Download:
         return f"no live source left for {self.info.name} ({reasons}{retried}){kept}"
 
     def _drop_source(self, name: str, why: str, bad: bool = False) -> None:
-        self.sourceErrors[name] = why
+        if name not in self._banned:
+            # A banned source keeps the reason it was banned for, not that of
+            # the hang-up that follows.
+            self.sourceErrors[name] = why
         if bad and name not in self._banned:
             self._banned.add(name)
             if self._plan is not None:
