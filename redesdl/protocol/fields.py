@@ -44,6 +44,17 @@ def text(message: dict[str, Any], key: str, *, max_length: int = MAX_STRING) -> 
     return value
 
 
+def printable_text(
+    message: dict[str, Any], key: str, *, max_length: int, refusal: str
+) -> str:
+    """A string shown to people (a name, a host): C{refusal} if it holds
+    control or format characters, which a terminal would obey or reorder."""
+    value = text(message, key, max_length=max_length)
+    if not value.isprintable():
+        raise ProtocolError("bad_request", refusal)
+    return value
+
+
 def optional_text(
     message: dict[str, Any], key: str, *, max_length: int = MAX_STRING
 ) -> str | None:

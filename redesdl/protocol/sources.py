@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redesdl.protocol.errors import ProtocolError
-from redesdl.protocol.fields import count, text
+from redesdl.protocol.fields import count, printable_text
 
 
 @dataclass(frozen=True)
@@ -22,23 +22,23 @@ class SourceAddress:
         if not isinstance(value, dict):
             raise ProtocolError("bad_request", "a source must be an object")
         return cls(
-            _plain(value, "name"),
-            _plain(value, "host"),
+            printable_text(
+                value,
+                "name",
+                max_length=256,
+                refusal="a source name may not contain unprintable characters",
+            ),
+            printable_text(
+                value,
+                "host",
+                max_length=256,
+                refusal="a source host may not contain unprintable characters",
+            ),
             count(value, "port", maximum=65535),
         )
 
     def to_wire(self) -> dict[str, Any]:
         return {"name": self.name, "host": self.host, "port": self.port}
-
-
-def _plain(value: dict[str, Any], key: str) -> str:
-    """A source's name or host: printed to people, so no control characters."""
-    field = text(value, key, max_length=256)
-    if not field.isprintable():
-        raise ProtocolError(
-            "bad_request", f"a source {key} may not contain unprintable characters"
-        )
-    return field
 
 
 def parse_host_port(value: str) -> tuple[str, int]:

@@ -28,6 +28,7 @@ from redesdl.protocol.fields import (
     items,
     mapping,
     optional_text,
+    printable_text,
     request_id,
     seconds,
     text,
@@ -304,7 +305,18 @@ class SecondaryHello(Message):
             text(body, "secondary_id", max_length=64),
             count(body, "boot") if body.get("boot") is not None else 0,
             count(body, "port", maximum=65535),
-            optional_text(body, "advertise", max_length=MAX_PEER_NAME),
+            (
+                None
+                if body.get("advertise") is None
+                else printable_text(
+                    body,
+                    "advertise",
+                    max_length=MAX_PEER_NAME,
+                    # It becomes the host every downloader is told to reach.
+                    refusal="an advertised host may not contain control or "
+                    "format characters",
+                )
+            ),
             optional_text(body, "nonce", max_length=64),
         )
 

@@ -25,8 +25,9 @@ from redesdl.daemon import (
 )
 from redesdl.endpoints import central_addresses, central_endpoint
 from redesdl.metrics import METRICS_PARAMETER, metrics_service
+from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.sources import parse_host_port
-from redesdl.protocol.wire import MAX_PEER_NAME, peer_name_problem
+from redesdl.protocol.wire import peer_name
 from redesdl.reactor_lag import SECONDARY_TICK, ReactorLag
 from redesdl.secondary.console import SecondaryCommands
 from redesdl.secondary.identity import default_name, load_identity
@@ -166,11 +167,10 @@ class Options(DaemonOptions):
         if not self["data"]:
             raise usage.UsageError("--data FOLDER is required")
         if self["name"] is not None:
-            problem = peer_name_problem(self["name"])
-            if problem is not None or len(self["name"]) > MAX_PEER_NAME:
-                raise usage.UsageError(
-                    f"--name: {problem or f'at most {MAX_PEER_NAME} characters'}"
-                )
+            try:
+                peer_name({"name": self["name"]}, "name")
+            except ProtocolError as e:
+                raise usage.UsageError(f"--name: {e.message}") from None
         from twisted.internet import reactor
 
         try:
