@@ -30,7 +30,7 @@ from redesdl.console import CommandSet, LogAbovePrompt, attach_console
 from redesdl.printable import escape_logs
 from redesdl.protocol.auth import SecretFileError, load_secret
 from redesdl.shells.tracking import ConnectionLimits
-from redesdl.tls import TLS_PARAMETERS, TLSConfig, TLSFileError
+from redesdl.tlsoptions import TLS_PARAMETERS, TLSFileError, tls_from_options
 
 
 def check_seconds(options: Any, *names: str) -> None:
@@ -90,7 +90,7 @@ def load_security(config: usage.Options, role: str) -> tuple[Any, Any]:
     """The cluster secret and TLS config named by C{config}; exit on a bad file."""
     try:
         secret = load_secret(config["secret-file"]) if config["secret-file"] else None
-        tls = TLSConfig.fromOptions(config)
+        tls = tls_from_options(config)
     except (SecretFileError, TLSFileError) as e:
         raise SystemExit(f"{role}: {e}") from None
     return secret, tls

@@ -9,7 +9,7 @@ uses the first that answers (L{FirstReachable}).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, clientFromString
@@ -18,7 +18,9 @@ from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
 from redesdl.protocol.sources import parse_host_port
-from redesdl.tls import TLSConfig
+
+if TYPE_CHECKING:
+    from redesdl.tls import TLSConfig
 
 
 def central_addresses(value: str) -> list[str]:
@@ -51,6 +53,18 @@ class FirstReachable:
         return await self._endpoints[-1].connect(factory)
 
 
+def plain_endpoint(
+    reactor: Any, host: str, port: int, timeout: float = 10.0
+) -> IStreamClientEndpoint:
+    """A plain TCP connection to C{host}:C{port}."""
+    return HostnameEndpoint(reactor, host, port, timeout=timeout)
+
+
+def source_connector(tls: TLSConfig | None) -> Any:
+    """How to reach a secondary the central named: over TLS if configured."""
+    return tls.clientEndpoint if tls is not None else plain_endpoint
+
+
 def central_endpoint(
     reactor: Any, value: str, timeout: float = 10.0, tls: TLSConfig | None = None
 ) -> IStreamClientEndpoint:
@@ -75,7 +89,7 @@ def central_endpoint(
     host, port = parse_host_port(value)
     if tls is not None:
         return tls.clientEndpoint(reactor, host, port, timeout)
-    return HostnameEndpoint(reactor, host, port, timeout=timeout)
+    return plain_endpoint(reactor, host, port, timeout)
 
 
 class _OneProtocolFactory(Factory):

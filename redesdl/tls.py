@@ -11,6 +11,10 @@ Servers wrap their factory rather than take an ``ssl:`` endpoint string, so
 TLS works with any listening endpoint, systemd's sockets included; clients
 wrap the endpoint they would have used, so the addresses the central hands
 out stay plain ``host:port``.
+
+Loading this module loads the TLS stack (pyOpenSSL, cryptography); a program
+reaches it through L{redesdl.tlsoptions.tls_from_options}, only when it was
+given the TLS options.
 """
 
 from __future__ import annotations
@@ -24,21 +28,7 @@ from twisted.internet.protocol import Factory
 from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
 
 from redesdl.leantls import LeanTLSClientEndpoint, lean_tls_factory
-
-TLS_PARAMETERS = [
-    [
-        "tls-ca",
-        None,
-        None,
-        "CA certificate (PEM) every peer must be signed by [default: none, plain TCP].",
-    ],
-    ["tls-cert", None, None, "This program's certificate (PEM), signed by the CA."],
-    ["tls-key", None, None, "The private key (PEM) of --tls-cert."],
-]
-
-
-class TLSFileError(Exception):
-    """A certificate or key file is missing, unreadable or not PEM."""
+from redesdl.tlsoptions import TLSFileError
 
 
 def _read(path: str, what: str) -> bytes:
@@ -71,19 +61,6 @@ class TLSConfig:
             ) from None
         return cls(authority, own)
 
-    @classmethod
-    def fromOptions(cls, config: Any) -> TLSConfig | None:
-        """The config named by C{config}'s TLS options; None if none are given.
-
-        Raises L{TLSFileError} if only some are given or a file is bad.
-        """
-        paths = [config.get(name) for name in ("tls-ca", "tls-cert", "tls-key")]
-        if not any(paths):
-            return None
-        if not all(paths):
-            raise TLSFileError("--tls-ca, --tls-cert and --tls-key go together")
-        return cls.load(*paths)
-
     def serverFactory(self, factory: Factory) -> Factory:
         """C{factory} behind TLS that requires a client certificate from the CA."""
         options = self.own.options(self.authority)
@@ -99,14 +76,3 @@ class TLSConfig:
         return LeanTLSClientEndpoint(
             options, HostnameEndpoint(reactor, host, port, timeout=timeout)
         )
-
-
-def plain_endpoint(
-    reactor: Any, host: str, port: int, timeout: float = 10.0
-) -> IStreamClientEndpoint:
-    return HostnameEndpoint(reactor, host, port, timeout=timeout)
-
-
-def source_connector(tls: TLSConfig | None) -> Any:
-    """How to reach a secondary the central named: over TLS if configured."""
-    return tls.clientEndpoint if tls is not None else plain_endpoint

@@ -10,8 +10,9 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 
 from redesdl.central.console import CentralCommands
-from redesdl.client.cli import LogDisplay, build_parser
+from redesdl.client.cli import LogDisplay
 from redesdl.client.listing import TextListing, describe_result
+from redesdl.client.options import build_parser
 from redesdl.client.progress import ProgressLine, describe_progress, shorten
 from redesdl.transfer.result import DownloadResult
 

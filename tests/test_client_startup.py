@@ -1,10 +1,11 @@
 """What a one-shot command costs before it does anything: no helper processes,
-no garbage collection while it loads."""
+no garbage collection while it loads, no TLS stack unless it may use TLS."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from redesdl.client.options import build_parser, needs_tls_stack
+from redesdl.devca import TestAuthority
 from redesdl.transfer import writeback
 
 IMPORT_WATCHING_SPAWNS = """
@@ -26,7 +29,7 @@ print(json.dumps(spawned))
 """
 
 
-def python_output(script: str) -> str:
+def python_output(script: str, env: dict[str, str] | None = None) -> str:
     """What a fresh interpreter running C{script} prints."""
     result = subprocess.run(
         [sys.executable, "-c", script],
@@ -34,6 +37,7 @@ def python_output(script: str) -> str:
         text=True,
         timeout=60,
         check=True,
+        env={**os.environ, **(env or {})},
     )
     return result.stdout
 
@@ -47,9 +51,12 @@ COUNTING_COLLECTIONS = """
 import gc, json, sys
 import redesdl.client.launch
 collections = []
+before_enabled = []
 gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(1))
-sys.argv = ["redesdl", "--version"]
-if sys.argv[-1] == "entry point":
+enable = gc.enable
+gc.enable = lambda: (before_enabled.append(len(collections)), enable())
+sys.argv = ["redesdl", "stats", "--json"]
+if ENTRY == "entry point":
     main = redesdl.client.launch.main
 else:
     from redesdl.client.cli import main
@@ -57,28 +64,110 @@ try:
     main()
 except SystemExit:
     pass
-print(json.dumps([len(collections), gc.isenabled()]))
+print(json.dumps([before_enabled, gc.isenabled()]))
 """
 
 
-def collections_while_loading(entry: str) -> tuple[int, bool]:
-    """Collections run by C{redesdl --version} through C{entry}, and whether
-    the collector was on at its end."""
-    script = COUNTING_COLLECTIONS.replace('"--version"]', f'"--version", "{entry}"]')
-    printed = python_output(script)
-    assert printed.startswith("redesdl ")
-    count, enabled = json.loads(printed.splitlines()[-1])
-    return count, enabled
+def collections_while_loading(entry: str, state: Path) -> tuple[int, bool]:
+    """Collections run before C{redesdl stats} through C{entry} turned the
+    collector back on, and whether it was on at the command's end."""
+    script = f"ENTRY = {entry!r}\n" + COUNTING_COLLECTIONS
+    printed = python_output(script, {"XDG_STATE_HOME": str(state)})
+    [before_enabled], enabled = json.loads(printed.splitlines()[-1])
+    return before_enabled, enabled
 
 
-def test_the_command_loads_without_collecting_and_runs_with_the_collector_on() -> None:
+def test_the_command_loads_without_collecting_and_runs_with_the_collector_on(
+    tmp_path: Path,
+) -> None:
     # The script the installer writes calls redesdl.client.launch:main.
     [script] = entry_points(group="console_scripts", name="redesdl")
     assert script.value == "redesdl.client.launch:main"
-    assert collections_while_loading("entry point") == (0, True)
+    assert collections_while_loading("entry point", tmp_path) == (0, True)
     # Without the pause, loading the same modules collects many times.
-    count, enabled = collections_while_loading("cli")
+    count, enabled = collections_while_loading("cli", tmp_path)
     assert count > 10 and enabled
+
+
+RUNNING_THE_COMMAND = """
+import json, sys
+import redesdl.client.launch
+sys.argv = ["redesdl", *ARGS]
+try:
+    redesdl.client.launch.main()
+except SystemExit as e:
+    status = e.code
+loaded = {name.split(".")[0] for name, module in sys.modules.items() if module}
+tls_stack = sorted(loaded & {"OpenSSL", "cryptography", "service_identity"})
+print(json.dumps([status, tls_stack]))
+"""
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (it was just free)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_command(args: list[str], state: Path) -> tuple[int, list[str], str]:
+    """The exit status of C{redesdl ARGS} run through the command's entry
+    point, the TLS packages it loaded, and its last line on stderr."""
+    result = subprocess.run(
+        [sys.executable, "-c", f"ARGS = {args!r}\n" + RUNNING_THE_COMMAND],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "XDG_STATE_HOME": str(state)},
+    )
+    status, tls_stack = json.loads(result.stdout.splitlines()[-1])
+    return status, tls_stack, result.stderr.strip().splitlines()[-1]
+
+
+def test_a_plain_command_loads_no_tls_stack(tmp_path: Path) -> None:
+    central = f"127.0.0.1:{closed_port()}"
+    status, tls_stack, line = run_command(["--central", central, "list"], tmp_path)
+    assert (status, tls_stack) == (3, [])
+    assert line == (
+        f"redesdl: cannot reach the central at {central}: connection refused"
+    )
+
+
+def test_a_command_given_tls_options_loads_the_tls_stack(tmp_path: Path) -> None:
+    central = f"127.0.0.1:{closed_port()}"
+    tls = TestAuthority(tmp_path / "pki").issue("client")
+    status, tls_stack, line = run_command(
+        ["--central", central, *tls, "list"], tmp_path
+    )
+    assert (status, tls_stack) == (3, ["OpenSSL", "cryptography", "service_identity"])
+    assert line.endswith("connection refused")
+
+
+def test_a_central_endpoint_string_may_need_tls_so_loads_the_stack(
+    tmp_path: Path,
+) -> None:
+    central = f"tcp:host=127.0.0.1:port={closed_port()}"
+    status, tls_stack, line = run_command(["--central", central, "list"], tmp_path)
+    assert status == 3 and "OpenSSL" in tls_stack
+    assert line.endswith("connection refused")
+
+
+@pytest.mark.parametrize(
+    "argv, needed",
+    [
+        (["list"], False),
+        (["--central", "host.example:7000", "get", "a.bin"], False),
+        (["--tls-ca", "ca.pem", "list"], True),
+        (["list", "--tls-key", "client.key"], True),
+        (["get", "a.bin", "--tls-cert", "client.pem"], True),
+        (["--central", "tls:host.example:7000:trustRoots=ca", "list"], True),
+        (["--central", "unix:path=/run/redesdl.sock", "list"], True),
+    ],
+)
+def test_the_tls_stack_is_needed_only_with_tls_options_or_an_endpoint_string(
+    argv: list[str], needed: bool
+) -> None:
+    assert needs_tls_stack(build_parser().parse_args(argv)) is needed
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")

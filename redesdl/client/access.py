@@ -16,8 +16,8 @@ from pathlib import Path
 from twisted.internet.interfaces import IStreamClientEndpoint
 
 from redesdl.client.errors import UserError
+from redesdl.endpoints import plain_endpoint
 from redesdl.fsutil import rename_no_replace, write_private_file
-from redesdl.tls import plain_endpoint
 
 #: Shortest token accepted from the file; ours are 64 hex digits.
 MIN_TOKEN_LENGTH = 32

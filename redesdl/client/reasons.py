@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from OpenSSL.SSL import Error as TLSError
 from twisted.internet import error as net_error
 
 from redesdl.client.central import CentralSilentError
 from redesdl.client.errors import UserError
 from redesdl.protocol.errors import RemoteError
 from redesdl.transfer.errors import DownloadError, IntegrityError, NoLiveSourceError
-from redesdl.transfer.reasons import describe_error
+from redesdl.transfer.reasons import TLSError, describe_error
 
 
 def explain(error: BaseException, central: str, file: str | None) -> str:

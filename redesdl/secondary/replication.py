@@ -21,11 +21,11 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
+from redesdl.endpoints import plain_endpoint
 from redesdl.manifest import FileInfo
 from redesdl.protocol.sources import SourceAddress
 from redesdl.protocol.wire import Ticket
 from redesdl.secondary.index import DataIndex
-from redesdl.tls import plain_endpoint
 from redesdl.transfer.download import Download
 from redesdl.transfer.errors import DownloadError, IntegrityError
 from redesdl.transfer.journal import journal_path

@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
 
+from redesdl.endpoints import source_connector
 from redesdl.listening import ListeningService
 from redesdl.protocol.auth import ClusterSecret
 from redesdl.protocol.tickets import Tickets
@@ -29,7 +30,7 @@ from redesdl.secondary.ratelimit import TokenBucket
 from redesdl.secondary.replication import Replicator
 from redesdl.secondary.stats import SecondaryStats
 from redesdl.shells.tracking import DEFAULT_LIMITS, ConnectionLimits
-from redesdl.tls import TLSConfig, source_connector
+from redesdl.tls import TLSConfig
 
 ROLE = "redesdl-secondary"
 

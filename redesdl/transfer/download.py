@@ -26,11 +26,11 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
+from redesdl.endpoints import plain_endpoint
 from redesdl.manifest import FileInfo, Manifest
 from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.sources import SourceAddress
 from redesdl.protocol.wire import Ticket
-from redesdl.tls import plain_endpoint
 from redesdl.transfer.directio import DIRECT_QUEUED_BYTES
 from redesdl.transfer.errors import (
     ChunkCorruptError,

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from OpenSSL.SSL import Error as TLSError
 from twisted.internet import error as net_error
+
+try:
+    from OpenSSL.SSL import Error as TLSError
+except ImportError:
+    # A plain client runs without the TLS stack (redesdl.client.launch), so
+    # no TLS error can reach it.
+    class TLSError(Exception):  # type: ignore[no-redef]
+        """Stands for pyOpenSSL's error where pyOpenSSL is not loaded."""
+
 
 from redesdl.protocol.errors import RemoteError
 
