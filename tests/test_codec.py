@@ -28,6 +28,7 @@ from redesdl.protocol.wire import (
     ChunkHeader,
     Located,
     Ping,
+    Replicate,
     ServerWelcome,
     Ticket,
 )
@@ -214,6 +215,20 @@ def test_a_source_name_or_host_that_is_not_printable_is_refused() -> None:
         assert event.error.code == "bad_request"
         assert "unprintable" in event.error.message
         assert value not in event.error.message
+
+
+def test_two_sources_with_one_name_are_refused() -> None:
+    """A download keeps one connection and one record per source name."""
+    twins = (SourceAddress("s", "h", 1), SourceAddress("s", "h2", 2))
+    for message, parse in (
+        (Located(1, FileInfo("a", 1, SHA, SHA), twins), Located.parse),
+        (Replicate(FileInfo("a", 1, SHA, SHA), twins), Replicate.parse),
+    ):
+        decoder = FrameDecoder({message.TYPE: parse}, 4096)
+        (event,) = decoder.feed(encode(message))
+        assert isinstance(event, MessageRefused)
+        assert event.error.code == "bad_request"
+        assert event.error.message == "two sources named 's'"
 
 
 @given(st.text(max_size=50))

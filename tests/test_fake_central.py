@@ -318,3 +318,30 @@ def test_only_an_admit_may_be_answered_by_a_queue_place() -> None:
     Deferred.fromCoroutine(central.locate("clip.mp4")).addBoth(asked.append)
     asked[0].trap(CentralSilentError)  # type: ignore[attr-defined]
     assert not clock.getDelayedCalls()
+
+
+class Twins(ScriptedCentral):
+    """Locates every file on two sources with one name, the first dead."""
+
+    def answer(self, message: Any) -> dict[str, Any] | None:
+        if message.TYPE not in ("locate", "admit"):
+            return None
+        reply = file_reply(message, message.name)
+        reply["sources"] = [
+            {"name": "s1", "host": "127.0.0.1", "port": 1},
+            {"name": "s1", "host": "127.0.0.1", "port": 7001},
+        ]
+        return reply
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_sources_with_one_name_are_refused_as_malformed(
+    tmp_path: Path,
+) -> None:
+    """Sources are known by name: the live twin of a dead source was never tried."""
+    error, _, _ = await failed_get(Twins, tmp_path)
+    assert isinstance(error, BadCentralReplyError)
+    assert str(error) == (
+        "the central's answer to 'locate' is malformed: two sources named 's1'"
+    )
+    assert exit_status(error) == 1

@@ -98,6 +98,19 @@ def nested_list(
     return tuple(parsed)
 
 
+def source_list(message: dict[str, Any]) -> tuple[SourceAddress, ...]:
+    """The C{sources} of a C{located} or C{replicate}: secondaries are known by
+    name (a download keeps one connection and one record per name), so two
+    entries with one name are refused."""
+    sources = nested_list(message, "sources", SourceAddress.from_wire, MAX_SOURCES)
+    seen: set[str] = set()
+    for source in sources:
+        if source.name in seen:
+            raise ProtocolError("bad_request", f"two sources named {source.name!r}")
+        seen.add(source.name)
+    return sources
+
+
 def _to_json(value: Any) -> Any:
     if hasattr(value, "to_wire"):
         return value.to_wire()
@@ -595,7 +608,7 @@ class Located(Message):
         return cls(
             count(body, "id"),
             nested(body, "file", FileInfo.from_wire),
-            nested_list(body, "sources", SourceAddress.from_wire, MAX_SOURCES),
+            source_list(body),
             nested(body, "ticket", Ticket.from_wire)
             if body.get("ticket") is not None
             else None,
@@ -637,7 +650,7 @@ class Replicate(Message):
     def parse(cls, body: dict[str, Any]) -> Replicate:
         return cls(
             nested(body, "file", FileInfo.from_wire),
-            nested_list(body, "sources", SourceAddress.from_wire, MAX_SOURCES),
+            source_list(body),
             nested(body, "ticket", Ticket.from_wire)
             if body.get("ticket") is not None
             else None,
