@@ -345,3 +345,66 @@ async def test_two_sources_with_one_name_are_refused_as_malformed(
         "the central's answer to 'locate' is malformed: two sources named 's1'"
     )
     assert exit_status(error) == 1
+
+
+def sent_frames(transport: StringTransport) -> list[Any]:
+    """The messages written to C{transport} so far, parsed; then forgotten."""
+    decoder = FrameDecoder(CENTRAL_INBOUND, 1 << 16)
+    events = decoder.feed(transport.value())
+    transport.clear()
+    return [event.message for event in events if isinstance(event, MessageReceived)]
+
+
+def test_a_queued_client_pings_and_a_silent_central_fails_the_admit() -> None:
+    """A queued admit waited for ever on a central that stopped answering."""
+    clock = Clock()
+    central = CentralConnection("tester", replyTimeout=5, clock=clock)
+    transport = StringTransport()
+    central.makeConnection(transport)
+    central.dataReceived(encode({"type": "welcome", "id": 1, "version": 1}))
+    outcome: list[Any] = []
+    Deferred.fromCoroutine(central.admit("clip.mp4")).addBoth(outcome.append)
+    central.dataReceived(
+        encode({"type": "queued", "id": 2, "position": 3, "name": "clip.mp4"})
+    )
+    transport.clear()
+    # Answered pings keep the place in the queue.
+    for _ in range(3):
+        clock.advance(5)
+        [ping] = sent_frames(transport)
+        assert ping.TYPE == "ping"
+        central.dataReceived(encode({"type": "pong", "id": ping.id}))
+    assert not transport.disconnecting and outcome == []
+    # An unanswered one hangs up within the reply timeout.
+    clock.advance(5)
+    [ping] = sent_frames(transport)
+    clock.advance(5)
+    assert transport.disconnecting
+    central.connectionLost(Failure(ConnectionDone()))
+    error = outcome[0].value
+    assert isinstance(error, CentralSilentError)
+    assert str(error).endswith("did not answer 'ping' within 5 s")
+    assert not clock.getDelayedCalls()
+
+
+def test_pings_end_with_the_queue() -> None:
+    clock = Clock()
+    central = CentralConnection("tester", replyTimeout=5, clock=clock)
+    transport = StringTransport()
+    central.makeConnection(transport)
+    central.dataReceived(encode({"type": "welcome", "id": 1, "version": 1}))
+    admitted: list[float] = []
+    Deferred.fromCoroutine(central.admit("clip.mp4")).addCallback(admitted.append)
+    central.dataReceived(
+        encode({"type": "queued", "id": 2, "position": 1, "name": "clip.mp4"})
+    )
+    transport.clear()
+    clock.advance(5)
+    [ping] = sent_frames(transport)
+    central.dataReceived(encode({"type": "pong", "id": ping.id}))
+    slot = {**file_reply(Admit(2, "clip.mp4"), "clip.mp4"), "type": "admitted"}
+    central.dataReceived(encode(slot))
+    assert admitted == [0]
+    assert not clock.getDelayedCalls()
+    clock.advance(60)
+    assert sent_frames(transport) == []

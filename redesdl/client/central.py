@@ -24,6 +24,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IStreamClientEndpoint,
 )
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -121,6 +122,9 @@ class CentralConnection(MessageProtocol):
         self._deadlines: dict[int, IDelayedCall] = {}
         #: The admits waiting for their slot: only they may be ``queued``.
         self._admits: set[int] = set()
+        #: While an admit waits in the queue, a ping every reply timeout: a
+        #: central gone silent is found out there too.
+        self._keepalive: LoopingCall | None = None
         #: Why we hung up, if the central let a request's deadline pass.
         self._silence: str | None = None
         #: Why we hung up, if the central broke the framing.
@@ -272,17 +276,38 @@ class CentralConnection(MessageProtocol):
         finally:
             self._positionListeners.pop(request.id, None)
             self._admits.discard(request.id)
+            if not self._admits:
+                self._stop_keepalive()
         return reply.queued_seconds
 
     def msg_queued(self, message: wire.Queued) -> None:
         if message.id not in self._admits:
             # Only an admit may be answered by a place in the queue.
             return
-        # In the queue: the slot comes when it comes.
+        # In the queue: the slot comes when it comes, but the central must
+        # keep answering pings meanwhile.
         self._answered(message.id)
+        if self._reply_timeout is not None and self._keepalive is None:
+            self._keepalive = LoopingCall(self._ping)
+            self._keepalive.clock = self._clock
+            self._keepalive.start(self._reply_timeout, now=False)
         listener = self._positionListeners.get(message.id)
         if listener is not None:
             listener(message.position)
+
+    def _ping(self) -> None:
+        """Ask for a pong within the reply timeout, or hang up (L{_no_answer})."""
+        asked = Deferred.fromCoroutine(
+            self._ask(wire.Ping(self.allocateId()), wire.Pong)
+        )
+        # A silent central fails the queued admit itself; nothing more to say.
+        asked.addErrback(lambda _: None)
+
+    def _stop_keepalive(self) -> None:
+        if self._keepalive is not None:
+            if self._keepalive.running:
+                self._keepalive.stop()
+            self._keepalive = None
 
     def msg_error(self, message: wire.Error) -> None:
         """An error that answers no waiting request, such as a slot taken back."""
@@ -321,6 +346,7 @@ class CentralConnection(MessageProtocol):
         return self._closed
 
     def connectionLost(self, reason: Failure) -> None:
+        self._stop_keepalive()
         for request_id in list(self._deadlines):
             self._answered(request_id)
         super().connectionLost(reason)
