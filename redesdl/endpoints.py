@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IProtocol, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
-from redesdl.protocol.sources import parse_host_port
+from redesdl.protocol.sources import is_endpoint_string, parse_host_port
 
 if TYPE_CHECKING:
     from redesdl.tls import TLSConfig
@@ -81,12 +81,18 @@ def central_endpoint(
             [central_endpoint(reactor, one, timeout, tls) for one in addresses]
         )
     value = addresses[0]
-    if "=" in value:
+    if is_endpoint_string(value):
         try:
             return clientFromString(reactor, value)
         except (KeyError, TypeError) as e:
             raise ValueError(f"{value!r} is not a client endpoint ({e})") from None
-    host, port = parse_host_port(value)
+    try:
+        host, port = parse_host_port(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is neither HOST:PORT nor an endpoint string (those name "
+            "their arguments: tcp:host=H:port=P)"
+        ) from None
     if tls is not None:
         return tls.clientEndpoint(reactor, host, port, timeout)
     return plain_endpoint(reactor, host, port, timeout)

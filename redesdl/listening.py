@@ -13,7 +13,7 @@ a thousand secondaries reconnect at once after a central restart.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -24,7 +24,9 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from redesdl.tls import TLSConfig
+if TYPE_CHECKING:
+    from redesdl.tls import TLSConfig
+
 
 DEFAULT_BACKLOG = 1024
 """Connections the kernel holds for us before we accept them (capped by the

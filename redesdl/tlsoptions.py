@@ -1,10 +1,11 @@
 """The TLS options every redesdl program takes, read without loading the TLS
 stack until they are given.
 
-pyOpenSSL and cryptography cost a command about 35 ms and 12 MiB to load;
-a program run without C{--tls-ca}, C{--tls-cert} and C{--tls-key} never
-imports L{redesdl.tls}, and the client does not load them at all (see
-L{redesdl.client.launch}).
+pyOpenSSL and cryptography cost a command about 35 ms and 12 MiB to load.
+L{redesdl.tls} is imported here, only when the options are given; the
+client, run without them, does not load the TLS stack at all (see
+L{redesdl.client.launch}). The daemons load it anyway: Twisted's reactor
+imports pyOpenSSL whenever it is installed.
 """
 
 from __future__ import annotations
@@ -38,10 +39,14 @@ def tls_from_options(config: Mapping[str, Any]) -> TLSConfig | None:
     Raises L{TLSFileError} if only some are given or a file is bad.
     """
     paths = [config.get(name) for name in ("tls-ca", "tls-cert", "tls-key")]
-    if not any(paths):
+    if all(path is None for path in paths):
         return None
     if not all(paths):
-        raise TLSFileError("--tls-ca, --tls-cert and --tls-key go together")
+        # Given empty (an unset shell variable) is not given: plain TCP
+        # where TLS was asked would go unnoticed.
+        raise TLSFileError(
+            "--tls-ca, --tls-cert and --tls-key go together, each naming a file"
+        )
     from redesdl.tls import TLSConfig
 
     return TLSConfig.load(*paths)

@@ -147,16 +147,19 @@ def test_mistakes_of_our_own_come_before_asking_the_central(tmp_path: Path) -> N
         assert (result.returncode, result.stderr) == (1, f"redesdl: {expected}\n")
 
 
-def test_a_bad_central_is_a_usage_error_in_one_line() -> None:
+@pytest.mark.parametrize("central", ["not an address", "tls:127.0.0.1:7000"])
+def test_a_bad_central_is_a_usage_error_in_one_line(central: str) -> None:
     result = subprocess.run(
-        [str(BIN / "redesdl"), "list", "--central", "not an address"],
+        [str(BIN / "redesdl"), "list", "--central", central],
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("redesdl: --central: ")
-    assert result.stderr.count("\n") == 1
+    assert result.stderr == (
+        f"redesdl: --central: {central!r} is neither HOST:PORT nor an endpoint "
+        "string (those name their arguments: tcp:host=H:port=P)\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -214,6 +217,19 @@ def test_every_command_has_help(command: list[str], tmp_path: Path) -> None:
 
 def test_the_stats_command_has_help() -> None:
     assert "list the last N downloads [default: 10]" in help_of("stats")
+
+
+def test_the_stats_command_needs_no_central(tmp_path: Path) -> None:
+    """It read the central setting, and refused a bad one, all the same."""
+    result = subprocess.run(
+        [str(BIN / "redesdl"), "--central", "not an address", "stats", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["downloads"] == []
 
 
 def test_dash_o_dash_streams_the_verified_file_to_stdout(

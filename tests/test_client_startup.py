@@ -93,6 +93,7 @@ RUNNING_THE_COMMAND = """
 import json, sys
 import redesdl.client.launch
 sys.argv = ["redesdl", *ARGS]
+status = None
 try:
     redesdl.client.launch.main()
 except SystemExit as e:
@@ -110,7 +111,7 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def run_command(args: list[str], state: Path) -> tuple[int, list[str], str]:
+def run_redesdl(args: list[str], state: Path) -> tuple[int, list[str], str]:
     """The exit status of C{redesdl ARGS} run through the command's entry
     point, the TLS packages it loaded, and its last line on stderr."""
     result = subprocess.run(
@@ -126,7 +127,7 @@ def run_command(args: list[str], state: Path) -> tuple[int, list[str], str]:
 
 def test_a_plain_command_loads_no_tls_stack(tmp_path: Path) -> None:
     central = f"127.0.0.1:{closed_port()}"
-    status, tls_stack, line = run_command(["--central", central, "list"], tmp_path)
+    status, tls_stack, line = run_redesdl(["--central", central, "list"], tmp_path)
     assert (status, tls_stack) == (3, [])
     assert line == (
         f"redesdl: cannot reach the central at {central}: connection refused"
@@ -136,18 +137,29 @@ def test_a_plain_command_loads_no_tls_stack(tmp_path: Path) -> None:
 def test_a_command_given_tls_options_loads_the_tls_stack(tmp_path: Path) -> None:
     central = f"127.0.0.1:{closed_port()}"
     tls = TestAuthority(tmp_path / "pki").issue("client")
-    status, tls_stack, line = run_command(
+    status, tls_stack, line = run_redesdl(
         ["--central", central, *tls, "list"], tmp_path
     )
-    assert (status, tls_stack) == (3, ["OpenSSL", "cryptography", "service_identity"])
+    assert status == 3 and "OpenSSL" in tls_stack
     assert line.endswith("connection refused")
+
+
+def test_tls_options_given_empty_are_an_error_not_plain_tcp(tmp_path: Path) -> None:
+    """An unset shell variable (--tls-ca=$CA) used to mean plain TCP."""
+    central = f"127.0.0.1:{closed_port()}"
+    empty = ["--tls-ca=", "--tls-cert=", "--tls-key="]
+    status, _, line = run_redesdl(["--central", central, *empty, "list"], tmp_path)
+    assert (status, line) == (
+        1,
+        "redesdl: --tls-ca, --tls-cert and --tls-key go together, each naming a file",
+    )
 
 
 def test_a_central_endpoint_string_may_need_tls_so_loads_the_stack(
     tmp_path: Path,
 ) -> None:
-    central = f"tcp:host=127.0.0.1:port={closed_port()}"
-    status, tls_stack, line = run_command(["--central", central, "list"], tmp_path)
+    central = f"tls:host=127.0.0.1:port={closed_port()}"
+    status, tls_stack, line = run_redesdl(["--central", central, "list"], tmp_path)
     assert status == 3 and "OpenSSL" in tls_stack
     assert line.endswith("connection refused")
 
@@ -162,12 +174,23 @@ def test_a_central_endpoint_string_may_need_tls_so_loads_the_stack(
         (["get", "a.bin", "--tls-cert", "client.pem"], True),
         (["--central", "tls:host.example:7000:trustRoots=ca", "list"], True),
         (["--central", "unix:path=/run/redesdl.sock", "list"], True),
+        (["--central=a:1,tcp:host=b:port=2", "list"], True),
+        (["--tls-ca=", "--tls-cert=", "--tls-key=", "list"], True),
+        (["--tls-ca", "ca.pem", "stats"], False),
+        (["--central", "tls:host=b:port=2", "stats"], False),
     ],
 )
 def test_the_tls_stack_is_needed_only_with_tls_options_or_an_endpoint_string(
     argv: list[str], needed: bool
 ) -> None:
     assert needs_tls_stack(build_parser().parse_args(argv)) is needed
+
+
+def test_an_endpoint_string_in_the_environment_needs_the_tls_stack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REDESDL_CENTRAL", "tls:host=b:port=2")
+    assert needs_tls_stack(build_parser().parse_args(["list"]))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")

@@ -321,7 +321,7 @@ def start_logging(verbose: bool, quiet: bool = False) -> LogDisplay:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Run the command C{argv} (default: the process's arguments) names."""
+    """Parse C{argv} (default: the process's arguments) and run that command."""
     run_command(build_parser().parse_args(argv))
 
 
@@ -338,7 +338,8 @@ def run_command(args: argparse.Namespace) -> NoReturn:
     from twisted.internet import reactor
 
     try:
-        central_endpoint(reactor, args.central, args.timeout)
+        if args.command != "stats":  # which needs no central
+            central_endpoint(reactor, args.central, args.timeout)
     except ValueError as e:
         sys.stderr.write(f"redesdl: --central: {e}\n")
         sys.exit(EXIT_USAGE)

@@ -28,17 +28,18 @@ if TYPE_CHECKING:
 
 #: The package Twisted's TLS support imports first; refusing it leaves the
 #: rest of the TLS stack (cryptography, service_identity) unloaded too.
-TLS_STACK = "OpenSSL"
+PYOPENSSL = "OpenSSL"
 
 
 def leave_out_tls_stack() -> None:
     """Make every later C{import OpenSSL} in this process fail, so that Twisted
     takes its no-TLS paths (the import system's documented C{None} entry)."""
-    if TLS_STACK not in sys.modules:
-        sys.modules[TLS_STACK] = None  # type: ignore[assignment]
+    if PYOPENSSL not in sys.modules:
+        sys.modules[PYOPENSSL] = None  # type: ignore[assignment]
 
 
 def main() -> NoReturn:
+    """Run the command the process's arguments name."""
     gc.disable()
     from redesdl.client.options import build_parser, needs_tls_stack
 

@@ -2,8 +2,9 @@
 the process before anything else is loaded.
 
 Kept apart from L{redesdl.client.cli} so the command's entry point
-(L{redesdl.client.launch}) can read the options without loading Twisted, and
-decide first whether this process needs a TLS stack at all.
+(L{redesdl.client.launch}) can read the options before Twisted's reactor and
+endpoints are loaded (they load pyOpenSSL when it is installed), and decide
+first whether this process needs a TLS stack at all.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from redesdl import __version__
 from redesdl.client.stats import default_stats_path
+from redesdl.protocol.sources import is_endpoint_string
 
 DEFAULT_CENTRAL = "127.0.0.1:7000"
 
@@ -221,10 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
 def needs_tls_stack(args: argparse.Namespace) -> bool:
     """Whether this command may open a TLS connection.
 
-    It may with the C{--tls-*} options, and with a C{--central} given as a
-    Twisted endpoint string, which may name a TLS endpoint (C{tls:},
+    C{stats} opens none. Another command may with the C{--tls-*} options
+    (even empty: that is an error to report), and with a C{--central} given
+    as a Twisted endpoint string, which may name a TLS endpoint (C{tls:},
     C{ssl:}, a plugin's). A plain C{HOST:PORT} never does.
     """
-    if args.tls_ca or args.tls_cert or args.tls_key:
+    if args.command == "stats":
+        return False
+    if any(value is not None for value in (args.tls_ca, args.tls_cert, args.tls_key)):
         return True
-    return "=" in args.central
+    return any(is_endpoint_string(one) for one in args.central.split(","))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,9 +43,33 @@ class SourceAddress:
 
 
 def parse_host_port(value: str) -> tuple[str, int]:
-    """Split ``HOST:PORT`` (or ``[V6]:PORT``), raising ValueError if malformed."""
+    """Split ``HOST:PORT`` (or ``[V6]:PORT``), raising ValueError if malformed.
+
+    A host with a colon must be an IPv6 address: ``tls:example.org:443`` is
+    a mistyped endpoint string, not the host ``tls:example.org``.
+    """
     host, separator, port = value.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if (
+        not separator
+        or not host
+        or not port.isdigit()
+        or not 0 < int(port) < 65536
+        or (":" in host and not _is_ipv6(host))
+    ):
         raise ValueError(f"{value!r} is not HOST:PORT")
     return host, int(port)
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
+
+
+def is_endpoint_string(value: str) -> bool:
+    """Whether a C{--central} address is a Twisted endpoint string
+    (C{tcp:host=H:port=P}, C{unix:path=...}) rather than C{HOST:PORT}:
+    those name their arguments."""
+    return "=" in value

@@ -10,7 +10,7 @@ result and activity report goes to every central that accepted it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults
@@ -30,7 +30,9 @@ from redesdl.secondary.ratelimit import TokenBucket
 from redesdl.secondary.replication import Replicator
 from redesdl.secondary.stats import SecondaryStats
 from redesdl.shells.tracking import DEFAULT_LIMITS, ConnectionLimits
-from redesdl.tls import TLSConfig
+
+if TYPE_CHECKING:
+    from redesdl.tls import TLSConfig
 
 ROLE = "redesdl-secondary"
 
