@@ -13,7 +13,7 @@ from redesdl.protocol.codec import encode
 from redesdl.protocol.complaints import Complaints
 from redesdl.protocol.wire import PROTOCOL_VERSION
 from redesdl.shells.messages import MAX_REFUSALS
-from redesdl.shells.tracking import ConnectionLimits
+from redesdl.shells.tracking import CLOSE_GRACE, ConnectionLimits
 
 from .test_central import A, Peer, _Address, client, make_factory, secondary
 from .wire import frames
@@ -37,6 +37,23 @@ def test_a_peer_over_its_cap_gets_a_busy_error_and_others_still_connect(
     assert factory.buildProtocol(_Address("10.0.0.9")).__class__.__name__ == (
         "CentralProtocol"
     )
+
+
+def test_a_connection_over_a_cap_is_cut_if_its_close_does_not_end(
+    tmp_path: Path,
+) -> None:
+    """Over TLS the close waits for the peer, which may never answer."""
+    clock = Clock()
+    factory = make_factory(tmp_path, clock, limits=ConnectionLimits(1, 1))
+    Peer(factory, host="10.0.0.9")
+    refused = factory.buildProtocol(_Address("10.0.0.9"))
+    transport = StringTransport(peerAddress=_Address("10.0.0.9"))
+    refused.makeConnection(transport)
+    assert transport.disconnecting and not transport.disconnected
+    clock.advance(CLOSE_GRACE - 0.1)
+    assert not transport.disconnected
+    clock.advance(0.1)
+    assert transport.disconnected  # aborted
 
 
 def test_the_total_cap_refuses_every_address(tmp_path: Path) -> None:

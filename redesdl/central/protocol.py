@@ -90,6 +90,8 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
         #: Requests read while replies were unread, acted on once they are.
         self._unanswered: deque[wire.Message] = deque()
         self.callLater = self.factory.clock.callLater
+        #: The abort that ends a hang-up the peer leaves unfinished.
+        self._cut_off: IDelayedCall | None = None
         self.core = SessionCore(self, self.factory)
         self.session = MACHINE(self.core)
         self.setTimeout(self.factory.idle_timeout)
@@ -138,6 +140,8 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
     def connectionLost(self, reason: Failure) -> None:
         self.setTimeout(None)
         self.watch_slot(None)
+        if self._cut_off is not None and self._cut_off.active():
+            self._cut_off.cancel()
         super().connectionLost(reason)
         self.session.connection_lost()
 
@@ -154,12 +158,21 @@ class CentralProtocol(MessageProtocol, TimeoutMixin):
     def protocolViolation(self, error: ProtocolError) -> None:
         self.transport.unregisterProducer()
         super().protocolViolation(error)
+        self._cut_off_after_grace()
 
     def loseConnection(self) -> None:
         """Close once everything is written: Twisted would wait for a
         registered producer to unregister, for ever if it were paused."""
         self.transport.unregisterProducer()
         self.transport.loseConnection()
+        self._cut_off_after_grace()
+
+    def _cut_off_after_grace(self) -> None:
+        """Abort if the close has not ended within the factory's grace: over
+        TLS it waits for the peer (its close_notify, or its handshake), and
+        a closing session no longer watches for silence."""
+        if self._cut_off is None:
+            self._cut_off = self.callLater(self.factory.closeGrace, self.abort)
 
     def close_silent(self, seconds: float) -> None:
         self.closeSilent(seconds)

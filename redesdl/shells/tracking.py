@@ -6,6 +6,11 @@ The same bookkeeping bounds how many connections one peer address, and all
 peers together, may hold: a connection over either cap is answered with a
 typed ``busy`` error and closed, so hundreds of idle sockets from one host
 cannot starve everyone else.
+
+Closed within L{CLOSE_GRACE}: over TLS a polite close waits for the peer's
+close_notify, and first for its handshake if our last words are still to
+go, so a peer that stays silent would otherwise keep the connection, and its
+file descriptor, for ever.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.policies import TimeoutMixin
 
 from redesdl.protocol.codec import encode
 from redesdl.protocol.complaints import COMPLAINTS, address_host, peer_host
@@ -32,12 +38,19 @@ class ConnectionLimits:
 
 DEFAULT_LIMITS = ConnectionLimits()
 
+#: Seconds a peer we hang up on has to take our last words and let the
+#: connection close, before it is cut.
+CLOSE_GRACE = 5.0
 
-class OverCapacity(Protocol):
-    """Say why the connection is refused, then hang up."""
 
-    def __init__(self, why: str) -> None:
+class OverCapacity(Protocol, TimeoutMixin):
+    """Say why the connection is refused, then hang up (within a grace)."""
+
+    def __init__(self, why: str, grace: float, clock: Any | None) -> None:
         self._why = why
+        self._grace = grace
+        if clock is not None:
+            self.callLater = clock.callLater
 
     def connectionMade(self) -> None:
         COMPLAINTS.complain(
@@ -47,12 +60,24 @@ class OverCapacity(Protocol):
         )
         self.transport.write(encode(Error.of(ProtocolError("busy", self._why))))
         self.transport.loseConnection()
+        # Counted under no cap: it must not outlive the grace either.
+        self.setTimeout(self._grace)
+
+    def timeoutConnection(self) -> None:
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason: Any) -> None:
+        self.setTimeout(None)
 
 
 class TrackingFactory(Factory):
     """Remember every protocol built until its connection is lost."""
 
     noisy = False
+    #: Seconds a connection hung up on has to close before it is cut.
+    closeGrace = CLOSE_GRACE
+    #: The reactor's clock, which subclasses give.
+    clock: Any = None
 
     def __init__(self, limits: ConnectionLimits = DEFAULT_LIMITS) -> None:
         self.connections: set[Any] = set()
@@ -62,12 +87,17 @@ class TrackingFactory(Factory):
     def buildProtocol(self, addr: Any) -> Protocol | None:
         host = address_host(addr)
         if len(self.connections) >= self.limits.total:
-            return OverCapacity(f"the server holds {self.limits.total} connections")
+            return self._over_capacity(
+                f"the server holds {self.limits.total} connections"
+            )
         if self._perPeer[host] >= self.limits.perPeer:
-            return OverCapacity(
+            return self._over_capacity(
                 f"{host} already holds {self.limits.perPeer} connections to this server"
             )
         return super().buildProtocol(addr)
+
+    def _over_capacity(self, why: str) -> OverCapacity:
+        return OverCapacity(why, self.closeGrace, self.clock)
 
     def connected(self, protocol: Any) -> None:
         self.connections.add(protocol)
