@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from redesdl.client.access import ClusterAccess
 from redesdl.client.central import (
     BadCentralReplyError,
+    CentralBusyError,
     CentralConnection,
     CentralSilentError,
 )
@@ -408,3 +409,28 @@ def test_pings_end_with_the_queue() -> None:
     assert not clock.getDelayedCalls()
     clock.advance(60)
     assert sent_frames(transport) == []
+
+
+class Full(Protocol):
+    """Turns every connection away as a daemon over its caps does."""
+
+    def connectionMade(self) -> None:
+        busy = {
+            "type": "error",
+            "code": "busy",
+            "message": "127.0.0.1 already holds 64 connections to this server",
+        }
+        self.transport.write(encode(busy))
+        self.transport.loseConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_central_over_its_caps_is_said_to_be_busy(tmp_path: Path) -> None:
+    """It was said as a lost connection."""
+    error, address, _ = await failed_get(Full, tmp_path)  # type: ignore[arg-type]
+    assert isinstance(error, CentralBusyError)
+    assert str(error) == (
+        f"the central at {address} is busy: 127.0.0.1 already holds 64 "
+        "connections to this server"
+    )
+    assert exit_status(error) == EXIT_CENTRAL_UNREACHABLE

@@ -57,6 +57,10 @@ class CentralSilentError(UserError):
     """The central did not answer a request in time; we hung up on it."""
 
 
+class CentralBusyError(UserError):
+    """The central turned the connection away (C{busy}: over its caps)."""
+
+
 @dataclass(frozen=True)
 class CatalogPage(wire.Catalog):
     """A catalog page as a client reads it, without names unsafe to show.
@@ -129,6 +133,8 @@ class CentralConnection(MessageProtocol):
         self._silence: str | None = None
         #: Why we hung up, if the central broke the framing.
         self._violation: ProtocolError | None = None
+        #: Why the central turned us away, if it did (``busy``).
+        self._turned_away: str | None = None
         #: The latest download ticket the central gave for each file content.
         self._tickets: dict[str, wire.Ticket] = {}
         self._positionListeners: dict[int, Callable[[int], None]] = {}
@@ -166,6 +172,11 @@ class CentralConnection(MessageProtocol):
         except (ConnectionDone, ConnectionLost):
             if self._silence is not None:
                 raise CentralSilentError(self._silence) from None
+            if self._turned_away is not None:
+                raise CentralBusyError(
+                    f"the central at {self.peerDescription()} is busy: "
+                    f"{self._turned_away}"
+                ) from None
             if self._violation is not None:
                 raise BadCentralReplyError(
                     f"the central sent a malformed message ({self._violation.code}: "
@@ -311,7 +322,10 @@ class CentralConnection(MessageProtocol):
 
     def msg_error(self, message: wire.Error) -> None:
         """An error that answers no waiting request, such as a slot taken back."""
-        if message.code == "slot_expired":
+        if message.code == "busy":
+            # Over a connection cap: it hangs up next.
+            self._turned_away = message.message or "try again later"
+        elif message.code == "slot_expired":
             notice.warn(
                 "the central took back our download slot: {why}", why=message.message
             )

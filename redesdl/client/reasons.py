@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.internet import error as net_error
 
-from redesdl.client.central import CentralSilentError
+from redesdl.client.central import CentralBusyError, CentralSilentError
 from redesdl.client.errors import UserError
 from redesdl.protocol.errors import RemoteError
 from redesdl.transfer.errors import DownloadError, IntegrityError, NoLiveSourceError
@@ -47,6 +47,7 @@ def exit_status(error: BaseException) -> int:
     if isinstance(
         error,
         CentralSilentError
+        | CentralBusyError
         | net_error.ConnectError
         | net_error.DNSLookupError
         | TLSError
