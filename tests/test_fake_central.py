@@ -356,9 +356,12 @@ def sent_frames(transport: StringTransport) -> list[Any]:
     return [event.message for event in events if isinstance(event, MessageReceived)]
 
 
-def test_a_queued_client_pings_and_a_silent_central_fails_the_admit() -> None:
-    """A queued admit waited for ever on a central that stopped answering."""
-    clock = Clock()
+def queued_admit(
+    clock: Clock,
+) -> tuple[CentralConnection, StringTransport, list[Any]]:
+    """A connection whose admit the central answered with a place in its
+    queue (what was sent until then cleared), and where the admit's outcome
+    will go."""
     central = CentralConnection("tester", replyTimeout=5, clock=clock)
     transport = StringTransport()
     central.makeConnection(transport)
@@ -369,6 +372,13 @@ def test_a_queued_client_pings_and_a_silent_central_fails_the_admit() -> None:
         encode({"type": "queued", "id": 2, "position": 3, "name": "clip.mp4"})
     )
     transport.clear()
+    return central, transport, outcome
+
+
+def test_a_queued_client_pings_and_a_silent_central_fails_the_admit() -> None:
+    """A queued admit waited for ever on a central that stopped answering."""
+    clock = Clock()
+    central, transport, outcome = queued_admit(clock)
     # Answered pings keep the place in the queue.
     for _ in range(3):
         clock.advance(5)
@@ -390,22 +400,13 @@ def test_a_queued_client_pings_and_a_silent_central_fails_the_admit() -> None:
 
 def test_pings_end_with_the_queue() -> None:
     clock = Clock()
-    central = CentralConnection("tester", replyTimeout=5, clock=clock)
-    transport = StringTransport()
-    central.makeConnection(transport)
-    central.dataReceived(encode({"type": "welcome", "id": 1, "version": 1}))
-    admitted: list[float] = []
-    Deferred.fromCoroutine(central.admit("clip.mp4")).addCallback(admitted.append)
-    central.dataReceived(
-        encode({"type": "queued", "id": 2, "position": 1, "name": "clip.mp4"})
-    )
-    transport.clear()
+    central, transport, outcome = queued_admit(clock)
     clock.advance(5)
     [ping] = sent_frames(transport)
     central.dataReceived(encode({"type": "pong", "id": ping.id}))
     slot = {**file_reply(Admit(2, "clip.mp4"), "clip.mp4"), "type": "admitted"}
     central.dataReceived(encode(slot))
-    assert admitted == [0]
+    assert outcome == [0]
     assert not clock.getDelayedCalls()
     clock.advance(60)
     assert sent_frames(transport) == []
