@@ -138,3 +138,23 @@ class FakeSecondary(Factory):
     async def stop(self) -> None:
         if self.port is not None:
             await self.port.stopListening()
+
+
+class Full(Protocol):
+    """What a chunk server over its caps does: say busy, hang up."""
+
+    def connectionMade(self) -> None:
+        busy = {
+            "type": "error",
+            "code": "busy",
+            "message": "127.0.0.1 already holds 64 connections to this server",
+        }
+        self.transport.write(frame(busy))
+        self.transport.loseConnection()
+
+
+class FullSecondary(FakeSecondary):
+    """A secondary that turns every connection away."""
+
+    def buildProtocol(self, addr: Any) -> Full:  # type: ignore[override]
+        return Full()

@@ -24,7 +24,7 @@ from redesdl.transfer.download import Download
 from redesdl.transfer.errors import DownloadError
 
 from .inprocess import eventually, sha256_file
-from .rogue import FakeSecondary
+from .rogue import FakeSecondary, FullSecondary
 
 SIZE = 4 * MIN_CHUNK_SIZE
 
@@ -66,6 +66,36 @@ async def test_a_replayed_chunk_header_drops_the_rogue_not_the_file(
     assert reported == ["rogue"]
     assert "chunk header" in download.sourceErrors["rogue"]
     assert result.sources.get("honest", 0) >= 2 * MIN_CHUNK_SIZE
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_busy_source_is_dropped_as_busy_and_not_reported(
+    tmp_path: Path,
+) -> None:
+    """It was dropped as 'connection lost'."""
+    data, manifest = content(tmp_path)
+    full = FullSecondary("full", manifest, data)
+    honest = FakeSecondary("honest", manifest, data)
+    reported: list[str] = []
+    target = tmp_path / "film.bin"
+    try:
+        sources = [await full.listen(reactor), await honest.listen(reactor)]
+        download = Download(
+            manifest.info,
+            sources,
+            str(target),
+            reactor=reactor,
+            onBadSource=reported.append,
+        )
+        await download.start()
+    finally:
+        await full.stop()
+        await honest.stop()
+    assert sha256_file(target) == hashlib.sha256(data).hexdigest()
+    assert download.sourceErrors["full"] == (
+        "busy: 127.0.0.1 already holds 64 connections to this server"
+    )
+    assert reported == []
 
 
 @pytest.mark.allow_logged_errors
