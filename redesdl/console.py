@@ -20,6 +20,7 @@ import os
 import shlex
 import termios
 import tty
+import unicodedata
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -45,6 +46,32 @@ FLUSH_SECONDS = 5.0
 COMPLETIONS_SHOWN = 40
 #: Width of the command column of ``help``.
 HELP_COLUMN = 28
+
+
+def joins_the_character_before(character: str) -> bool:
+    """Whether C{character} is a mark drawn on the character before it (an
+    accent typed apart, a variation selector): no position of its own."""
+    return unicodedata.category(character) in ("Mn", "Me")
+
+
+def editing_positions(text: str) -> list[bytes]:
+    """C{text} as the line editor holds it: one position per character, with
+    the marks drawn on it."""
+    positions: list[str] = []
+    for character in text:
+        if positions and joins_the_character_before(character):
+            positions[-1] += character
+        else:
+            positions.append(character)
+    return [position.encode() for position in positions]
+
+
+def columns(position: bytes) -> int:
+    """Terminal columns one position takes: two for a wide (East Asian)
+    character, one for any other."""
+    text = position.decode(errors="replace")
+    wide = bool(text) and unicodedata.east_asian_width(text[0]) in ("W", "F")
+    return 2 if wide else 1
 
 
 class ConsoleUsageError(Exception):
@@ -386,6 +413,11 @@ class TerminalConsole(HistoricRecvLine):
     Twisted's line editor gives arrows, Home/End and history; this adds the
     readline keys people expect (Ctrl-A/E/U/K/W), Tab completion, and leaving
     with Ctrl-C or Ctrl-D (confirmed when that would abandon work).
+
+    Twisted's editor takes one byte for one column. Here a position is a
+    character with the marks drawn on it (L{editing_positions}), the cursor
+    moves by the columns it takes (L{columns}: a wide character takes two),
+    and an edit redraws the line, which the terminal then lays out itself.
     """
 
     def __init__(
@@ -431,6 +463,55 @@ class TerminalConsole(HistoricRecvLine):
         characters = [character.encode() for character in buf.decode(errors="replace")]
         for position, character in enumerate(characters, 1):
             self.characterReceived(character, position < len(characters))
+
+    def characterReceived(self, ch: bytes, moreCharactersComing: bool) -> None:
+        index = self.lineBufferIndex
+        if index and joins_the_character_before(ch.decode(errors="replace")):
+            self.lineBuffer[index - 1] += ch
+        elif self.mode == "insert":
+            self.lineBuffer.insert(index, ch)
+            self.lineBufferIndex += 1
+        else:
+            self.lineBuffer[index : index + 1] = [ch]
+            self.lineBufferIndex += 1
+        if not moreCharactersComing:
+            self._redraw()
+
+    def handle_LEFT(self) -> None:
+        if self.lineBufferIndex > 0:
+            self.lineBufferIndex -= 1
+            self.terminal.cursorBackward(columns(self.lineBuffer[self.lineBufferIndex]))
+
+    def handle_RIGHT(self) -> None:
+        if self.lineBufferIndex < len(self.lineBuffer):
+            self.terminal.cursorForward(columns(self.lineBuffer[self.lineBufferIndex]))
+            self.lineBufferIndex += 1
+
+    def handle_HOME(self) -> None:
+        if self.lineBufferIndex:
+            self.terminal.cursorBackward(self._columns(0, self.lineBufferIndex))
+            self.lineBufferIndex = 0
+
+    def handle_END(self) -> None:
+        after = self._columns(self.lineBufferIndex, len(self.lineBuffer))
+        if after:
+            self.terminal.cursorForward(after)
+            self.lineBufferIndex = len(self.lineBuffer)
+
+    def handle_BACKSPACE(self) -> None:
+        if self.lineBufferIndex > 0:
+            self.lineBufferIndex -= 1
+            del self.lineBuffer[self.lineBufferIndex]
+            self._redraw()
+
+    def handle_DELETE(self) -> None:
+        if self.lineBufferIndex < len(self.lineBuffer):
+            del self.lineBuffer[self.lineBufferIndex]
+            self._redraw()
+
+    def _columns(self, start: int, end: int) -> int:
+        """The columns positions C{start} to C{end} of the line take."""
+        return sum(columns(position) for position in self.lineBuffer[start:end])
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -483,34 +564,41 @@ class TerminalConsole(HistoricRecvLine):
     def redraw_input_line(self) -> None:
         """Draw the prompt and the line typed so far, cursor where it was."""
         self.drawInputLine()
-        typed = len(self.lineBuffer) - self.lineBufferIndex
-        if typed:
-            self.terminal.cursorBackward(typed)
+        after = self._columns(self.lineBufferIndex, len(self.lineBuffer))
+        if after:
+            self.terminal.cursorBackward(after)
 
-    def _line(self) -> str:
-        """The line typed so far: the editor holds one character per position."""
-        return b"".join(self.lineBuffer).decode(errors="replace")
-
-    def _replace(self, text: str, cursor: int) -> None:
-        self.lineBuffer = [character.encode() for character in text]
-        self.lineBufferIndex = cursor
+    def _redraw(self) -> None:
         self.clear_input_line()
         self.redraw_input_line()
 
+    def _line(self) -> str:
+        """The line typed so far."""
+        return b"".join(self.lineBuffer).decode(errors="replace")
+
+    def _replace(self, positions: list[bytes], cursor: int) -> None:
+        self.lineBuffer = positions
+        self.lineBufferIndex = cursor
+        self._redraw()
+
     def _cut(self, start: int, end: int) -> None:
-        text = self._line()
-        self._replace(text[:start] + text[end:], start)
+        self._replace(self.lineBuffer[:start] + self.lineBuffer[end:], start)
 
     def _word_start(self) -> int:
         """Where Ctrl-W cuts from: the start of the word before the cursor,
         spaces after it included, as a shell's unix-word-rubout does."""
-        before = self._line()[: self.lineBufferIndex].rstrip()
-        return len(before) - len(before.split()[-1]) if before else 0
+        before = [p.decode(errors="replace") for p in self.lineBuffer]
+        start = self.lineBufferIndex
+        while start and before[start - 1].isspace():
+            start -= 1
+        while start and not before[start - 1].isspace():
+            start -= 1
+        return start
 
     def handle_TAB(self) -> None:
         line = self._line()
         cursor = self.lineBufferIndex
-        before = line[:cursor]
+        before = b"".join(self.lineBuffer[:cursor]).decode(errors="replace")
         self._commands.complete(before).addCallback(
             self._complete, line, cursor, before
         ).addErrback(lambda reason: self.say(f"cannot complete: {reason.value}"))
@@ -529,8 +617,8 @@ class TerminalConsole(HistoricRecvLine):
                 self.say("  ".join(shown) + (f"  … and {more} more" if more else ""))
             return
         spelled = shlex.quote(common) + (" " if len(candidates) == 1 else "")
-        head = before[:start]
-        self._replace(head + spelled + line[cursor:], len(head + spelled))
+        typed = editing_positions(before[:start] + spelled)
+        self._replace(typed + self.lineBuffer[cursor:], len(typed))
 
     def connectionLost(self, reason: Failure) -> None:
         self._onClose()

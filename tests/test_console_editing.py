@@ -122,6 +122,41 @@ def test_letters_beyond_ascii_are_typed_edited_and_completed_whole() -> None:
     assert commands.got[-2:] == [["ñx"], ["ñ"]]
 
 
+LEFT, CTRL_A, CTRL_E, BACKSPACE = b"\x1b[D", b"\x01", b"\x05", b"\x7f"
+
+
+def moves(screen: Screen, keys: bytes) -> bytes:
+    """What the console writes to the terminal for C{keys} alone."""
+    screen.wire.clear()
+    screen.type(keys)
+    return screen.wire.value()
+
+
+def test_the_cursor_moves_by_the_columns_a_character_takes() -> None:
+    """A wide character takes two columns: the cursor drifted one per arrow."""
+    commands = Sample()
+    screen = Screen(commands)
+    screen.type("get 日本")
+    assert moves(screen, LEFT) == b"\x1b[2D"
+    assert moves(screen, CTRL_A) == b"\x1b[6D"  # 'get ' and 日
+    assert moves(screen, CTRL_E) == b"\x1b[8C"
+    screen.type(LEFT + b"x\r")
+    assert commands.got == [["日x本"]]
+
+
+def test_a_mark_typed_apart_belongs_to_the_letter_before_it() -> None:
+    """An accent typed as its own character (as macOS files name it) is one
+    position with its letter: arrows and Backspace take both at once."""
+    commands = Sample()
+    screen = Screen(commands)
+    screen.type("get ae\u0301x")
+    assert moves(screen, LEFT + LEFT) == b"\x1b[1D\x1b[1D"
+    screen.type(CTRL_E + BACKSPACE + BACKSPACE + b"\r")
+    assert commands.got == [["a"]]
+    screen.type("get e\u0301\r")
+    assert commands.got[-1] == ["e\u0301"]
+
+
 def test_tab_completes_a_command_name() -> None:
     screen = Screen(Sample())
     screen.type("sta\t")

@@ -245,10 +245,11 @@ def test_daemon_log_lines_go_above_the_prompt_and_leaving_names_the_stats(
     sessions.append(central)
     central.read_until("central> ")
     central.type("que")
-    central.read_until("central> \x1b[4hque")
+    central.read_until("\x1b[2Kcentral> que")  # redrawn after each key
     with socket.create_connection(("127.0.0.1", port)) as peer:
         peer.sendall(b"not our protocol\n")  # the central logs why it hangs up
-        screen = central.read_until("central> que")
+        # The prompt drawn again below the log line (a line of its own).
+        screen = central.read_until("\ncentral> que")
     logged = screen[screen.index("closing connection") :]
     assert logged.splitlines()[1] == "central> que", "the prompt was not redrawn"
     central.type("ue\r")
