@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections import Counter
 from typing import Any
 
 from twisted.application.service import MultiService
+from twisted.internet.interfaces import IProtocol
+from twisted.protocols.policies import WrappingFactory
 from twisted.python import usage
 
 from redesdl.central.web.api import DashboardApi
 from redesdl.central.web.series import SeriesSampler
 from redesdl.central.web.site import dashboard_site
 from redesdl.listening import ListeningService
+from redesdl.protocol.complaints import COMPLAINTS, address_host
+from redesdl.shells.tracking import ConnectionLimits
 
 WEB_PARAMETERS = [
     [
@@ -38,6 +43,11 @@ WEB_PARAMETERS = [
         "beyond loopback).",
     ],
 ]
+
+#: The dashboard's connections: few, so that it never takes the descriptors
+#: the central's own port needs (it answered nothing once a peer had opened
+#: 20,000 of them here).
+WEB_LIMITS = ConnectionLimits(total=128, perPeer=16)
 
 #: Shortest token accepted, in characters.
 MIN_TOKEN = 16
@@ -93,6 +103,40 @@ def check_web_options(config: Any) -> None:
         )
 
 
+class CappedConnections(WrappingFactory):
+    """Another factory's connections, capped in all and per address; one
+    over a cap is closed at once, with one (rate-limited) log line."""
+
+    def __init__(self, wrapped: Any, limits: ConnectionLimits = WEB_LIMITS) -> None:
+        super().__init__(wrapped)
+        self.limits = limits
+        self._per_peer: Counter[str] = Counter()
+        self._hosts: dict[IProtocol, str] = {}
+
+    def buildProtocol(self, addr: Any) -> IProtocol | None:
+        host = address_host(addr)
+        if len(self._hosts) >= self.limits.total:
+            why = f"the dashboard holds {self.limits.total} connections"
+        elif self._per_peer[host] >= self.limits.perPeer:
+            why = f"{host} already holds {self.limits.perPeer} dashboard connections"
+        else:
+            protocol = super().buildProtocol(addr)
+            if protocol is not None:
+                self._hosts[protocol] = host
+                self._per_peer[host] += 1
+            return protocol
+        COMPLAINTS.complain(host, "refused a connection from {peer}: {why}", why=why)
+        return None
+
+    def unregisterProtocol(self, protocol: IProtocol) -> None:
+        super().unregisterProtocol(protocol)
+        host = self._hosts.pop(protocol, None)
+        if host is not None:
+            self._per_peer[host] -= 1
+            if not self._per_peer[host]:
+                del self._per_peer[host]
+
+
 def web_service(
     description: str, token: str | None, factory: Any, role: str, reactor: Any
 ) -> MultiService:
@@ -102,7 +146,10 @@ def web_service(
     sampler.setServiceParent(top)
     api = DashboardApi(factory, sampler, reactor)
     listener = ListeningService(
-        description, dashboard_site(api, token), f"{role} web", reactor
+        description,
+        CappedConnections(dashboard_site(api, token)),
+        f"{role} web",
+        reactor,
     )
     listener.setServiceParent(top)
     top.listener = listener  # type: ignore[attr-defined]

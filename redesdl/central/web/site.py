@@ -6,6 +6,14 @@ token (``--web-token``), the page and every ``/api/*`` path need it, as an
 constant time. ``/static/`` (the page's own scripts and styles, no data) is
 served to anyone, from L{STATIC} alone and never as a listing, because a
 browser fetches it without the page's header. Every error is JSON.
+
+What a peer may make the central hold is bounded: a request with a body is
+refused before any byte of the body is read (Twisted would store it in a
+temporary file first), every reply closes its connection (pipelined
+requests whose replies are never read piled up in memory), and the
+listener caps its connections (L{redesdl.central.web.service}). Nothing is
+logged per request, a HEAD included, and a static file is served whole,
+never in byte ranges.
 """
 
 from __future__ import annotations
@@ -13,11 +21,13 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 from twisted.logger import Logger
 from twisted.web import static
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
@@ -28,16 +38,26 @@ from redesdl.central.web.series import INTERVAL, KEPT
 STATIC = Path(__file__).parent / "static"
 JSON_TYPE = b"application/json; charset=utf-8"
 READ_METHODS = (b"GET", b"HEAD")
+#: On every reply: never cached, never sniffed as another type, never framed,
+#: scripts from the dashboard alone.
+SECURITY_HEADERS = {
+    b"cache-control": b"no-store",
+    b"x-content-type-options": b"nosniff",
+    b"content-security-policy": b"default-src 'self'; style-src 'self' "
+    b"'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+}
 
 log = Logger(namespace="redesdl.central.web")
 
 
 def json_body(request: Request, code: int, value: Any) -> bytes:
-    """C{value} as the reply's JSON body, with status C{code}."""
+    """C{value} as the reply's JSON body, with status C{code} (no body for a
+    HEAD, which Twisted would otherwise log as one it had to drop)."""
     request.setResponseCode(code)
     request.setHeader(b"content-type", JSON_TYPE)
     request.setHeader(b"cache-control", b"no-store")
-    return json.dumps(value, separators=(",", ":")).encode("ascii")
+    body = json.dumps(value, separators=(",", ":")).encode("ascii")
+    return b"" if request.method == b"HEAD" else body
 
 
 class ErrorPage(Resource):
@@ -158,7 +178,16 @@ class _NotFoundRoot(Resource):
         return not_found().render(request)
 
 
-class StaticFolder(static.File):
+class WholeFile(static.File):
+    """A file served whole: a request for many byte ranges made Twisted's
+    producer fail, leaving a traceback in the log and the reply unended."""
+
+    def render_GET(self, request: Request) -> Any:
+        request.requestHeaders.removeHeader(b"range")
+        return super().render_GET(request)
+
+
+class StaticFolder(WholeFile):
     """The page's files: served from its folder, never listed."""
 
     childNotFound = not_found()
@@ -166,6 +195,12 @@ class StaticFolder(static.File):
 
     def directoryListing(self) -> IResource:
         return not_found()
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        if b"\x00" in path:
+            # FilePath refuses it with an error Twisted shows as a 500.
+            return self.childNotFound
+        return super().getChild(path, request)
 
 
 class DashboardRoot(Resource):
@@ -175,11 +210,12 @@ class DashboardRoot(Resource):
         super().__init__()
         self._token = token.encode() if token is not None else None
         self._api = api_root(api)
-        self._page = static.File(str(folder / "index.html"), b"text/html")
+        self._page = WholeFile(str(folder / "index.html"), b"text/html")
         self._static = StaticFolder(str(folder))
 
     def getChildWithDefault(self, path: bytes, request: Request) -> IResource:
-        request.setHeader(b"cache-control", b"no-store")
+        for name, value in SECURITY_HEADERS.items():
+            request.setHeader(name, value)
         if request.method not in READ_METHODS:
             return ErrorPage(
                 405,
@@ -220,11 +256,50 @@ class DashboardRoot(Resource):
         return hmac.compare_digest(offered, self._token)
 
 
+#: What a request that carries a body gets, before the body is read.
+BODY_REFUSED = (
+    b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+)
+
+
+class _Discarded(BytesIO):
+    """Where the bytes of a refused body go, if any arrive before the close."""
+
+    def write(self, data: Any) -> int:
+        return len(data)
+
+
+class DashboardRequest(Request):
+    """A request that may carry no body (the dashboard only reads)."""
+
+    def gotLength(self, length: int | None) -> None:
+        if length == 0:
+            super().gotLength(length)
+            return
+        # A length, or a chunked body (None): refused before any of it is
+        # read, rather than stored in a temporary file first.
+        self.content = _Discarded()
+        self.channel.transport.write(BODY_REFUSED)
+        self.channel.transport.loseConnection()
+
+
+class DashboardChannel(HTTPChannel):
+    """One request per connection: the reply closes it."""
+
+    def checkPersistence(self, request: Request, version: bytes) -> bool:
+        # Twisted keeps reading pipelined requests while replies wait unsent,
+        # so a peer that never reads would make the central hold them all.
+        request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        return False
+
+
 class DashboardSite(Site):
     """The dashboard's Site: no line logged per request, no tracebacks shown."""
 
     noisy = False
     displayTracebacks = False
+    protocol = DashboardChannel
+    requestFactory = DashboardRequest
 
     def log(self, request: Any) -> None:
         pass
