@@ -141,7 +141,7 @@ class FakeSecondary(Factory):
 
 
 class Full(Protocol):
-    """What a chunk server over its caps does: say busy, hang up."""
+    """What a daemon over its caps does: say busy, hang up."""
 
     def connectionMade(self) -> None:
         busy = {

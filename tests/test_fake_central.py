@@ -35,6 +35,7 @@ from redesdl.protocol.codec import FrameDecoder, MessageReceived, encode
 from redesdl.protocol.wire import CENTRAL_INBOUND, Admit
 
 from .clientstats import client_stats
+from .rogue import Full
 
 SHA = "ab" * 32
 
@@ -410,19 +411,6 @@ def test_pings_end_with_the_queue() -> None:
     assert not clock.getDelayedCalls()
     clock.advance(60)
     assert sent_frames(transport) == []
-
-
-class Full(Protocol):
-    """Turns every connection away as a daemon over its caps does."""
-
-    def connectionMade(self) -> None:
-        busy = {
-            "type": "error",
-            "code": "busy",
-            "message": "127.0.0.1 already holds 64 connections to this server",
-        }
-        self.transport.write(encode(busy))
-        self.transport.loseConnection()
 
 
 @pytest_twisted.ensureDeferred

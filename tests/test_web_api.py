@@ -74,21 +74,28 @@ class Web:
         return value
 
 
+async def start_dashboard(cluster: Cluster) -> int:
+    """Start C{cluster}'s central with a dashboard that needs L{TOKEN};
+    return the dashboard's port."""
+    token = cluster.root / "web.token"
+    token.write_text(TOKEN + "\n")
+    await cluster.start_central(
+        "--web", "tcp:0:interface=127.0.0.1", "--web-token", str(token)
+    )
+    listening = await cluster.central.web.listener.whenListening()
+    return int(listening.getHost().port)
+
+
 @pytest_twisted.async_yield_fixture
 async def running(tmp_path: Path) -> AsyncIterator[tuple[Cluster, Web]]:
-    token = tmp_path / "web.token"
-    token.write_text(TOKEN + "\n")
     cluster = Cluster(tmp_path)
     try:
-        await cluster.start_central(
-            "--web", "tcp:0:interface=127.0.0.1", "--web-token", str(token)
-        )
-        web_port = await cluster.central.web.listener.whenListening()
+        web_port = await start_dashboard(cluster)
         await cluster.start_secondary("s1", "--rate-limit", RATE)
         (cluster.data("s1") / "videos").mkdir()
         (cluster.data("s1") / "videos" / "clip.bin").write_bytes(os.urandom(SIZE))
         await cluster.wait_for_sources("videos/clip.bin", 1)
-        yield cluster, Web(web_port.getHost().port)
+        yield cluster, Web(web_port)
     finally:
         await cluster.stop()
 

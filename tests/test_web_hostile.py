@@ -27,21 +27,14 @@ from redesdl.central.web.site import STATIC
 from redesdl.shells.tracking import ConnectionLimits
 
 from .inprocess import Cluster
-
-TOKEN = "t" * 20 + "-web-token"
+from .test_web_api import TOKEN, start_dashboard
 
 
 @pytest_twisted.async_yield_fixture
 async def web_port(tmp_path: Path) -> AsyncIterator[int]:
-    token = tmp_path / "web.token"
-    token.write_text(TOKEN + "\n")
     cluster = Cluster(tmp_path)
     try:
-        await cluster.start_central(
-            "--web", "tcp:0:interface=127.0.0.1", "--web-token", str(token)
-        )
-        listening = await cluster.central.web.listener.whenListening()
-        yield int(listening.getHost().port)
+        yield await start_dashboard(cluster)
     finally:
         await cluster.stop()
 

@@ -34,7 +34,7 @@ from redesdl.endpoints import connect_protocol
 from redesdl.manifest import FileInfo
 from redesdl.names import name_problem
 from redesdl.protocol import wire
-from redesdl.protocol.errors import ProtocolError
+from redesdl.protocol.errors import ProtocolError, RemoteError
 from redesdl.protocol.fields import items
 from redesdl.protocol.sources import SourceAddress
 from redesdl.shells.messages import MessageProtocol
@@ -133,8 +133,6 @@ class CentralConnection(MessageProtocol):
         self._silence: str | None = None
         #: Why we hung up, if the central broke the framing.
         self._violation: ProtocolError | None = None
-        #: Why the central turned us away, if it did (``busy``).
-        self._turned_away: str | None = None
         #: The latest download ticket the central gave for each file content.
         self._tickets: dict[str, wire.Ticket] = {}
         self._positionListeners: dict[int, Callable[[int], None]] = {}
@@ -165,6 +163,13 @@ class CentralConnection(MessageProtocol):
             )
         try:
             reply = await waiting
+        except RemoteError as e:
+            if e.code == "busy":
+                raise CentralBusyError(
+                    f"the central at {self.peerDescription()} is busy: "
+                    f"{e.message or 'try again later'}"
+                ) from None
+            raise
         except ProtocolError as e:
             raise BadCentralReplyError(
                 f"the central's answer to {message.TYPE!r} is malformed: {e.message}"
@@ -172,11 +177,6 @@ class CentralConnection(MessageProtocol):
         except (ConnectionDone, ConnectionLost):
             if self._silence is not None:
                 raise CentralSilentError(self._silence) from None
-            if self._turned_away is not None:
-                raise CentralBusyError(
-                    f"the central at {self.peerDescription()} is busy: "
-                    f"{self._turned_away}"
-                ) from None
             if self._violation is not None:
                 raise BadCentralReplyError(
                     f"the central sent a malformed message ({self._violation.code}: "
@@ -322,10 +322,7 @@ class CentralConnection(MessageProtocol):
 
     def msg_error(self, message: wire.Error) -> None:
         """An error that answers no waiting request, such as a slot taken back."""
-        if message.code == "busy":
-            # Over a connection cap: it hangs up next.
-            self._turned_away = message.message or "try again later"
-        elif message.code == "slot_expired":
+        if message.code == "slot_expired":
             notice.warn(
                 "the central took back our download slot: {why}", why=message.message
             )

@@ -12,6 +12,7 @@ import itertools
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
@@ -32,6 +33,9 @@ class MessageProtocol(FrameProtocol):
 
     factory: Any = None
     _refusals = 0
+    #: Why the peer turned us away (a server over its caps says ``busy``
+    #: before it hangs up), if it did: what waits fails with that.
+    turned_away: RemoteError | None = None
 
     def connectionMade(self) -> None:
         self._pending: dict[int, Deferred[Any]] = {}
@@ -64,6 +68,8 @@ class MessageProtocol(FrameProtocol):
                 self._pending.pop(request_id).errback(
                     RemoteError(message.code, message.message)
                 )
+            elif message.code == "busy":
+                self.turned_away = RemoteError(message.code, message.message)
             elif hasattr(self, "msg_error"):
                 self.msg_error(message)
             # Never answer an error with an error: two peers could ping-pong.
@@ -141,6 +147,10 @@ class MessageProtocol(FrameProtocol):
     def connectionLost(self, reason: Failure) -> None:
         if isinstance(self.factory, TrackingFactory):
             self.factory.disconnected(self)
+        if self.turned_away is not None and reason.check(
+            ConnectionDone, ConnectionLost
+        ):
+            reason = Failure(self.turned_away)
         pending, self._pending = self._pending, {}
         for waiting in pending.values():
             waiting.errback(reason)

@@ -21,12 +21,11 @@ from twisted.python.failure import Failure
 
 from redesdl.machines.chunk_request import ChunkRequest, new_request
 from redesdl.manifest import FileInfo, Manifest
-from redesdl.protocol.errors import ProtocolError, RemoteError
+from redesdl.protocol.errors import ProtocolError
 from redesdl.protocol.wire import (
     DOWNLOADER_FROM_SERVER,
     ChunkHeader,
     ClientHello,
-    Error,
     Get,
     ManifestReply,
     ManifestRequest,
@@ -93,8 +92,6 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         self.timed_out = False
         #: Why we dropped the source for breaking the protocol, if we did.
         self.violation: str | None = None
-        #: Why the source turned us away (``busy``: over its caps), if it did.
-        self.turned_away: RemoteError | None = None
         self.welcomed: Deferred[Any] = Deferred()
         self.writes_done: Deferred[None] = Deferred()
 
@@ -229,12 +226,6 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
             self._progressed()
         super().dataReceived(data)
 
-    def msg_error(self, message: Error) -> None:
-        """An error that answers none of our requests: a server over its caps
-        says C{busy}, then hangs up; what waits fails with that."""
-        if message.code == "busy":
-            self.turned_away = RemoteError(message.code, message.message)
-
     def messageReceived(self, message: Message) -> None:
         request_id = getattr(message, "id", None)
         if request_id in self._pending or request_id in self._requests:
@@ -316,8 +307,6 @@ class SourceConnection(MessageProtocol, TimeoutMixin):
         self.setTimeout(None)
         if self.violation is not None:
             reason = Failure(SourceViolationError(self.violation))
-        elif self.turned_away is not None:
-            reason = Failure(self.turned_away)
         # Fail the waiting requests only once every byte already received is
         # on disk: a chunk must not go to another source while stale bytes
         # from this one may still land on top of it.
