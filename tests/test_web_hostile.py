@@ -68,6 +68,10 @@ async def test_a_request_with_a_body_is_refused_before_the_body_is_read(
         head = request("/api/summary", "POST", framing)
         reply = await deferToThread(exchange, web_port, head + b"x" * 65536)
         assert reply.startswith(b"HTTP/1.1 413 "), (framing, reply[:80])
+    # A body read whole with its headers is refused all the same, once.
+    small = request("/api/summary", "POST", "Content-Length: 5") + b"hello"
+    reply = await deferToThread(exchange, web_port, small)
+    assert reply.startswith(b"HTTP/1.1 413 ") and reply.count(b"HTTP/1.1") == 1
 
 
 @pytest_twisted.ensureDeferred
