@@ -587,11 +587,11 @@ class TerminalConsole(HistoricRecvLine):
     def _word_start(self) -> int:
         """Where Ctrl-W cuts from: the start of the word before the cursor,
         spaces after it included, as a shell's unix-word-rubout does."""
-        before = [p.decode(errors="replace") for p in self.lineBuffer]
+        characters = [position.decode(errors="replace") for position in self.lineBuffer]
         start = self.lineBufferIndex
-        while start and before[start - 1].isspace():
+        while start and characters[start - 1].isspace():
             start -= 1
-        while start and not before[start - 1].isspace():
+        while start and not characters[start - 1].isspace():
             start -= 1
         return start
 
