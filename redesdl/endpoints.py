@@ -17,18 +17,14 @@ from twisted.internet.interfaces import IProtocol, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
-from redesdl.protocol.sources import is_endpoint_string, parse_host_port
+from redesdl.protocol.sources import (
+    central_addresses,
+    is_endpoint_string,
+    parse_host_port,
+)
 
 if TYPE_CHECKING:
     from redesdl.tls import TLSConfig
-
-
-def central_addresses(value: str) -> list[str]:
-    """The centrals a comma-separated C{--central} value names, in order."""
-    addresses = [part.strip() for part in value.split(",") if part.strip()]
-    if not addresses:
-        raise ValueError("no central given")
-    return addresses
 
 
 @implementer(IStreamClientEndpoint)

@@ -18,7 +18,7 @@ from typing import Any
 
 from redesdl import __version__
 from redesdl.client.stats import default_stats_path
-from redesdl.protocol.sources import is_endpoint_string
+from redesdl.protocol.sources import central_addresses, is_endpoint_string
 
 DEFAULT_CENTRAL = "127.0.0.1:7000"
 
@@ -232,4 +232,8 @@ def needs_tls_stack(args: argparse.Namespace) -> bool:
         return False
     if any(value is not None for value in (args.tls_ca, args.tls_cert, args.tls_key)):
         return True
-    return any(is_endpoint_string(one) for one in args.central.split(","))
+    try:
+        centrals = central_addresses(args.central)
+    except ValueError:
+        return False  # a usage error, said before any connection
+    return any(is_endpoint_string(one) for one in centrals)

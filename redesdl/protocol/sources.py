@@ -68,6 +68,14 @@ def _is_ipv6(host: str) -> bool:
         return False
 
 
+def central_addresses(value: str) -> list[str]:
+    """The centrals a comma-separated C{--central} value names, in order."""
+    addresses = [part.strip() for part in value.split(",") if part.strip()]
+    if not addresses:
+        raise ValueError("no central given")
+    return addresses
+
+
 def is_endpoint_string(value: str) -> bool:
     """Whether a C{--central} address is a Twisted endpoint string
     (C{tcp:host=H:port=P}, C{unix:path=...}) rather than C{HOST:PORT}:

@@ -23,10 +23,10 @@ from redesdl.daemon import (
     prepare_state_dir,
     wants_console,
 )
-from redesdl.endpoints import central_addresses, central_endpoint
+from redesdl.endpoints import central_endpoint
 from redesdl.metrics import METRICS_PARAMETER, metrics_service
 from redesdl.protocol.errors import ProtocolError
-from redesdl.protocol.sources import parse_host_port
+from redesdl.protocol.sources import central_addresses, parse_host_port
 from redesdl.protocol.wire import peer_name
 from redesdl.reactor_lag import SECONDARY_TICK, ReactorLag
 from redesdl.secondary.console import SecondaryCommands

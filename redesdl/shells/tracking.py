@@ -38,6 +38,39 @@ class ConnectionLimits:
 
 DEFAULT_LIMITS = ConnectionLimits()
 
+
+class ConnectionCounts:
+    """The connections a server holds, in all and per address, against its
+    L{ConnectionLimits}: why a new one is refused, if it is."""
+
+    def __init__(self, limits: ConnectionLimits, server: str = "server") -> None:
+        self.limits = limits
+        self._server = server
+        self._per_peer: Counter[str] = Counter()
+        self.total = 0
+
+    def refusal(self, host: str) -> str | None:
+        """Why a new connection from C{host} is over a cap; None if it is not."""
+        if self.total >= self.limits.total:
+            return f"the {self._server} holds {self.limits.total} connections"
+        if self._per_peer[host] >= self.limits.perPeer:
+            return (
+                f"{host} already holds {self.limits.perPeer} connections to this "
+                f"{self._server}"
+            )
+        return None
+
+    def add(self, host: str) -> None:
+        self.total += 1
+        self._per_peer[host] += 1
+
+    def remove(self, host: str) -> None:
+        self.total -= 1
+        self._per_peer[host] -= 1
+        if not self._per_peer[host]:
+            del self._per_peer[host]
+
+
 #: Seconds a peer we hang up on has to take our last words and let the
 #: connection close, before it is cut.
 CLOSE_GRACE = 5.0
@@ -82,34 +115,23 @@ class TrackingFactory(Factory):
     def __init__(self, limits: ConnectionLimits = DEFAULT_LIMITS) -> None:
         self.connections: set[Any] = set()
         self.limits = limits
-        self._perPeer: Counter[str] = Counter()
+        self._counts = ConnectionCounts(limits)
 
     def buildProtocol(self, addr: Any) -> Protocol | None:
-        host = address_host(addr)
-        if len(self.connections) >= self.limits.total:
-            return self._over_capacity(
-                f"the server holds {self.limits.total} connections"
-            )
-        if self._perPeer[host] >= self.limits.perPeer:
-            return self._over_capacity(
-                f"{host} already holds {self.limits.perPeer} connections to this server"
-            )
+        why = self._counts.refusal(address_host(addr))
+        if why is not None:
+            return OverCapacity(why, self.closeGrace, self.clock)
         return super().buildProtocol(addr)
-
-    def _over_capacity(self, why: str) -> OverCapacity:
-        return OverCapacity(why, self.closeGrace, self.clock)
 
     def connected(self, protocol: Any) -> None:
         self.connections.add(protocol)
         protocol.trackedHost = peer_host(protocol.transport)
-        self._perPeer[protocol.trackedHost] += 1
+        self._counts.add(protocol.trackedHost)
 
     def disconnected(self, protocol: Any) -> None:
         if protocol in self.connections:
             self.connections.discard(protocol)
-            self._perPeer[protocol.trackedHost] -= 1
-            if not self._perPeer[protocol.trackedHost]:
-                del self._perPeer[protocol.trackedHost]
+            self._counts.remove(protocol.trackedHost)
 
     def disconnectAll(self) -> None:
         for protocol in list(self.connections):

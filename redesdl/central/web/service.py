@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections import Counter
 from typing import Any
 
 from twisted.application.service import MultiService
@@ -24,7 +23,7 @@ from redesdl.central.web.series import SeriesSampler
 from redesdl.central.web.site import dashboard_site
 from redesdl.listening import ListeningService
 from redesdl.protocol.complaints import COMPLAINTS, address_host
-from redesdl.shells.tracking import ConnectionLimits
+from redesdl.shells.tracking import ConnectionCounts, ConnectionLimits
 
 WEB_PARAMETERS = [
     [
@@ -109,32 +108,28 @@ class CappedConnections(WrappingFactory):
 
     def __init__(self, wrapped: Any, limits: ConnectionLimits = WEB_LIMITS) -> None:
         super().__init__(wrapped)
-        self.limits = limits
-        self._per_peer: Counter[str] = Counter()
+        self._counts = ConnectionCounts(limits, "dashboard")
         self._hosts: dict[IProtocol, str] = {}
 
     def buildProtocol(self, addr: Any) -> IProtocol | None:
         host = address_host(addr)
-        if len(self._hosts) >= self.limits.total:
-            why = f"the dashboard holds {self.limits.total} connections"
-        elif self._per_peer[host] >= self.limits.perPeer:
-            why = f"{host} already holds {self.limits.perPeer} dashboard connections"
-        else:
-            protocol = super().buildProtocol(addr)
-            if protocol is not None:
-                self._hosts[protocol] = host
-                self._per_peer[host] += 1
-            return protocol
-        COMPLAINTS.complain(host, "refused a connection from {peer}: {why}", why=why)
-        return None
+        why = self._counts.refusal(host)
+        if why is not None:
+            COMPLAINTS.complain(
+                host, "refused a connection from {peer}: {why}", why=why
+            )
+            return None
+        protocol = super().buildProtocol(addr)
+        if protocol is not None:
+            self._hosts[protocol] = host
+            self._counts.add(host)
+        return protocol
 
     def unregisterProtocol(self, protocol: IProtocol) -> None:
         super().unregisterProtocol(protocol)
         host = self._hosts.pop(protocol, None)
         if host is not None:
-            self._per_peer[host] -= 1
-            if not self._per_peer[host]:
-                del self._per_peer[host]
+            self._counts.remove(host)
 
 
 def web_service(
